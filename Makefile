@@ -1,0 +1,39 @@
+# Two commands set everything up on a fresh machine:
+#   make test    create/update .venv with the pinned stack, then run the test suite
+#   make repro   create/update .venv, then `dvc repro` (the `small` profile of params.yaml)
+# Installing is skipped when the requirements did not change (a stamp keyed on their hash).
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+REQS   := requirements.txt requirements.lock requirements-nodeps.txt pyproject.toml
+HASH   := $(shell cat $(REQS) | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(HASH)
+PYTEST_ARGS ?=
+
+.PHONY: venv test repro lab clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "environment ready: $(VENV) ($$(du -sh $(VENV) | cut -f1))"
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+test: venv
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+repro: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,225 @@
+"""Factorised replacements for ``nn.Linear``.
+
+* :class:`LowRankLinear` — the *training form* of the paper's iterative loops (Algorithms 1–2, after
+  OIALR): ``W = U S Vᵀ`` with ``U (out×k)`` and ``V (in×k)`` frozen and the square ``S (k×k)`` trained.
+* :class:`FactorizedLinear` — the *inference form* produced by the "compile" step at the end of
+  Algorithms 1–4: ``W = A B`` with ``A = U U' √S'`` and ``B = √S' V'ᵀ Vᵀ`` where ``S = U' S' V'ᵀ``.
+
+Both keep ``nn.Linear``'s interface (``in_features``, ``out_features``, ``bias``, ``forward(x)`` on
+``(..., in)``), so they can be swapped into timm and Hugging Face models (loralib's habit). Frozen
+factors are ``nn.Parameter`` with ``requires_grad=False`` so that ``model.parameters()`` counts them:
+a factorisation only pays when ``k(m + n) (+ k²) < m n``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .linalg import LowRankFactors, orthonormalize, robust_svd, truncated_svd, validate_rank, validate_weight
+
+__all__ = ["LowRankLinear", "FactorizedLinear", "factorization_pays"]
+
+
+def factorization_pays(out_features: int, in_features: int, rank: int, *, core: bool = False) -> bool:
+    """``True`` when a rank-``rank`` factorisation stores fewer numbers than the dense ``m × n`` weight.
+
+    ``core=True`` counts the trained ``k × k`` core of :class:`LowRankLinear` as well.
+    """
+    cost = rank * (out_features + in_features) + (rank * rank if core else 0)
+    return cost < out_features * in_features
+
+
+class LowRankLinear(nn.Module):
+    """``y = x V Sᵀ Uᵀ + b`` — training form of OIALR / IEHT / IFHT (Algorithm 1 of the paper).
+
+    ``U`` (out×k) and ``V`` (in×k) are semi-orthogonal and frozen; ``S`` (k×k) is the only trained
+    weight. The forward pass applies the three factors right to left, costing ``T·k(m + n + k)`` for
+    ``T`` input rows, instead of rebuilding ``W`` (``m·n·k + T·m·n``) as the OIALR reference code does;
+    when the rebuild is cheaper (``k`` close to full and few rows), it rebuilds, so it is never slower
+    than the better of the two by FLOP count.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, *,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        validate_rank(rank, (out_features, in_features), "LowRankLinear")
+        kw = {"device": device, "dtype": dtype}
+        self.in_features = in_features
+        self.out_features = out_features
+        self.U = nn.Parameter(torch.empty(out_features, rank, **kw), requires_grad=False)
+        self.S = nn.Parameter(torch.empty(rank, rank, **kw))
+        self.V = nn.Parameter(torch.empty(in_features, rank, **kw), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(out_features, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Random orthonormal bases and the S of an nn.Linear-like init; only used when built directly.
+        nn.init.orthogonal_(self.U)
+        nn.init.orthogonal_(self.V)
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.S, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def rank(self) -> int:
+        return int(self.S.shape[0])
+
+    # -------------------------------------------------------------------- conversions
+    @classmethod
+    def from_factors(cls, factors: LowRankFactors, bias: torch.Tensor | None = None) -> "LowRankLinear":
+        """Build from ``Ŵ = U diag(S) Vh`` (any factors; they are re-orthonormalised first)."""
+        f = orthonormalize(factors)
+        m, k = f.U.shape
+        n = f.Vh.shape[1]
+        layer = cls(n, m, k, bias=bias is not None, device=f.U.device, dtype=f.U.dtype)
+        with torch.no_grad():
+            layer.U.copy_(f.U)
+            layer.V.copy_(f.Vh.mT)
+            layer.S.copy_(torch.diag(f.S))
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int | None = None, *, factors: LowRankFactors | None = None,
+                    name: str = "linear") -> "LowRankLinear":
+        """Factorise a dense layer: truncated SVD at ``rank`` (``None`` = full rank), or given ``factors``
+        (e.g. from a Fisher-weighted projection)."""
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        W = linear.weight.detach()
+        validate_weight(W, name)
+        if factors is None:
+            rank = min(W.shape) if rank is None else rank
+            factors = truncated_svd(W, rank, name=name)
+        b = linear.bias.detach() if linear.bias is not None else None
+        return cls.from_factors(factors, b)
+
+    def dense_weight(self) -> torch.Tensor:
+        """``U S Vᵀ`` (out × in). Costs ``m·n·k``; used for conversions and checks, not in forward."""
+        return self.U @ self.S @ self.V.mT
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dense view of the weight, for code that reads ``layer.weight`` (computed, not stored)."""
+        return self.dense_weight()
+
+    def to_linear(self) -> nn.Linear:
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=self.S.device, dtype=self.S.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def to_factorized(self) -> "FactorizedLinear":
+        """Compile (end of Algorithm 1): ``S = U' S' V'ᵀ``; ``A = U U' √S'``, ``B = √S' V'ᵀ Vᵀ``."""
+        with torch.no_grad():
+            Us, Ss, Vsh = robust_svd(self.S.detach(), "LowRankLinear.S")
+            root = Ss.clamp_min(0).sqrt()
+            A = (self.U @ Us) * root
+            B = root[:, None] * (Vsh @ self.V.mT)
+        b = self.bias.detach() if self.bias is not None else None
+        return FactorizedLinear.from_matrices(A, B, b)
+
+    # -------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, n, k = self.out_features, self.in_features, self.rank
+        rows = x.numel() // n if n else 0
+        if rows * k * (m + n + k) <= m * n * k + rows * m * n:
+            h = F.linear(x, self.V.mT)          # (…, k) = x V
+            h = F.linear(h, self.S)             # (…, k) = x V Sᵀ
+            return F.linear(h, self.U, self.bias)
+        return F.linear(x, self.dense_weight(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
+
+
+class FactorizedLinear(nn.Module):
+    """``y = (x Bᵀ) Aᵀ + b`` with ``A (out×k)``, ``B (k×in)`` — the compiled inference form.
+
+    Stored as two ``nn.Linear`` (``down``: in→k without bias, ``up``: k→out with the bias) so that the
+    forward pass is two GEMMs with the bias fused into the second.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True, *,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        validate_rank(rank, (out_features, in_features), "FactorizedLinear")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+
+    @property
+    def rank(self) -> int:
+        return self.down.out_features
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.up.bias
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dense view ``A B`` (computed), for code that reads ``layer.weight``."""
+        return self.up.weight @ self.down.weight
+
+    @classmethod
+    def from_matrices(cls, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None = None) -> "FactorizedLinear":
+        m, k = A.shape
+        k2, n = B.shape
+        if k != k2:
+            raise ValueError(f"FactorizedLinear: inner dimensions differ, A is {tuple(A.shape)}, B is {tuple(B.shape)}")
+        layer = cls(n, m, k, bias=bias is not None, device=A.device, dtype=A.dtype)
+        with torch.no_grad():
+            layer.up.weight.copy_(A)
+            layer.down.weight.copy_(B)
+            if bias is not None:
+                layer.up.bias.copy_(bias)
+        return layer
+
+    @classmethod
+    def from_factors(cls, factors: LowRankFactors, bias: torch.Tensor | None = None) -> "FactorizedLinear":
+        """Balanced split ``A = U √S``, ``B = √S Vh``."""
+        root = factors.S.clamp_min(0).sqrt()
+        return cls.from_matrices(factors.U * root, root[:, None] * factors.Vh, bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, rank: int | None = None, *, factors: LowRankFactors | None = None,
+                    name: str = "linear") -> "FactorizedLinear":
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        W = linear.weight.detach()
+        validate_weight(W, name)
+        if factors is None:
+            factors = truncated_svd(W, min(W.shape) if rank is None else rank, name=name)
+        b = linear.bias.detach() if linear.bias is not None else None
+        return cls.from_factors(factors, b)
+
+    def to_linear(self) -> nn.Linear:
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=self.down.weight.device, dtype=self.down.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def to_low_rank(self) -> LowRankLinear:
+        """Back to the training form (an SVD of ``A B`` through :func:`orthonormalize`)."""
+        f = LowRankFactors(self.up.weight.detach(), torch.ones(self.rank, dtype=self.up.weight.dtype,
+                                                                device=self.up.weight.device), self.down.weight.detach())
+        b = self.bias.detach() if self.bias is not None else None
+        return LowRankLinear.from_factors(f, b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(self.down(x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"

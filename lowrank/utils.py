@@ -1,0 +1,88 @@
+"""Small shared helpers: reproducible random state, atomic file writes, device/dtype resolution.
+
+Everything that writes a file in this project goes through :func:`atomic_write_text` /
+:func:`atomic_write_bytes` / :func:`atomic_save` so an interrupted run never leaves a
+half-written output behind (write to a temporary file in the same directory, then rename).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = [
+    "set_random_state",
+    "make_generator",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_save",
+    "resolve_device",
+]
+
+
+def set_random_state(key: int) -> None:
+    """Fix Python's, NumPy's and PyTorch's global generators to ``key`` (CPU and CUDA)."""
+    if not isinstance(key, int) or key < 0:
+        raise ValueError(f"random_state must be a non-negative int, got {key!r}")
+    random.seed(key)
+    np.random.seed(key % 2**32)
+    torch.manual_seed(key)
+
+
+def make_generator(key: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A private ``torch.Generator`` fixed to ``key`` (does not touch the global state)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(key))
+    return g
+
+
+@contextlib.contextmanager
+def _atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with _atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a temporary file and a rename."""
+    with _atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` → CUDA when available, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -1,0 +1,269 @@
+"""Projection core: Eckart–Young, rank rules, weighted projections, bad input."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from hypothesis import given, strategies as st
+
+from lowrank import linalg as L
+
+dims = st.integers(min_value=2, max_value=12)
+
+
+def random_matrix(m, n, key, dtype=torch.float64, decay=None):
+    g = torch.Generator().manual_seed(key)
+    W = torch.randn(m, n, generator=g, dtype=dtype)
+    if decay is not None:
+        U, _, Vh = torch.linalg.svd(W, full_matrices=False)
+        s = torch.tensor([decay ** i for i in range(min(m, n))], dtype=dtype)
+        W = (U * s) @ Vh
+    return W
+
+
+@given(m=dims, n=dims, key=st.integers(0, 10_000), data=st.data())
+def test_eckart_young_error_matches_scipy(m, n, key, data):
+    W = random_matrix(m, n, key)
+    k = data.draw(st.integers(1, min(m, n)))
+    f = L.truncated_svd(W, k)
+    s = scipy.linalg.svdvals(W.numpy())
+    err = torch.linalg.norm(W - f.matrix()).item()
+    assert err == pytest.approx(math.sqrt((s[k:] ** 2).sum()), rel=1e-9, abs=1e-10)
+    np.testing.assert_allclose(f.S.numpy(), s[:k], rtol=1e-10)
+    # optimality against random rank-k competitors
+    g = torch.Generator().manual_seed(key + 1)
+    for _ in range(3):
+        X = torch.randn(m, k, generator=g, dtype=W.dtype) @ torch.randn(k, n, generator=g, dtype=W.dtype)
+        assert torch.linalg.norm(W - X).item() >= err - 1e-9
+
+
+@given(s=st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=30),
+       beta=st.floats(0.01, 1.0), min_rank_frac=st.floats(0.0, 1.0))
+def test_energy_rule_is_minimal_and_respects_min_rank(s, beta, min_rank_frac):
+    S = torch.tensor(sorted(s, reverse=True), dtype=torch.float64)
+    min_rank = max(1, int(min_rank_frac * len(s)))
+    k = L.select_rank(S, "energy", beta=beta, min_rank=min_rank)
+    assert min_rank <= k <= len(s)
+    e = (S ** 2).cumsum(0)
+    total = e[-1].item()
+    if total > 0:
+        assert e[k - 1].item() >= beta * total * (1 - 1e-9)
+        if k > min_rank:  # minimal: one fewer does not hold enough energy
+            assert e[k - 2].item() < beta * total
+
+
+@given(s=st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=30),
+       beta=st.floats(0.01, 1.0), min_rank=st.integers(1, 3))
+def test_relative_rule_keeps_exactly_sigma_above_beta_max(s, beta, min_rank):
+    S = torch.tensor(sorted(s, reverse=True), dtype=torch.float64)
+    min_rank = min(min_rank, len(s))
+    k = L.select_rank(S, "relative", beta=beta, min_rank=min_rank)
+    declared = int((S >= beta * S.max()).sum()) if S.max() > 0 else 0
+    assert k == min(max(declared, min_rank), len(s))
+
+
+def test_fixed_rule_and_min_rank_from_percent():
+    S = torch.linspace(5, 1, 10)
+    assert L.select_rank(S, "fixed", rank=3) == 3
+    assert L.select_rank(S, "fixed", rank=3, min_rank=5) == 5
+    assert L.min_rank_from_percent((100, 40), 0.02) == 1
+    assert L.min_rank_from_percent((768, 3072), 0.02) == 16
+
+
+@given(m=st.integers(2, 6), n=st.integers(2, 6), key=st.integers(0, 10_000), data=st.data())
+def test_row_weighted_projection_is_exact_optimum(m, n, key, data):
+    """The objective value equals the Eckart–Young tail of scipy's singular values of D·W (the scaled
+    problem), and no nearby rank-k matrix does better (local optimality on the rank-k manifold)."""
+    W = random_matrix(m, n, key)
+    g = torch.Generator().manual_seed(key + 7)
+    w = torch.rand(m, generator=g, dtype=torch.float64) * 10 + 1e-3
+    k = data.draw(st.integers(1, min(m, n)))
+    f = L.row_weighted_projection(W, w, k, eps=0.0)
+    err = L.weighted_error(W, f.matrix(), w[:, None]).item()
+    d = np.sqrt(w.numpy())
+    s = scipy.linalg.svdvals(d[:, None] * W.numpy())
+    assert err == pytest.approx((s[k:] ** 2).sum(), rel=1e-8, abs=1e-10)
+    assert torch.linalg.matrix_rank(f.matrix()).item() <= k
+    # independent check: local perturbations on the rank-k manifold never improve the objective
+    A, B = f.U * f.S, f.Vh
+    for _ in range(5):
+        dA = 1e-3 * torch.randn(A.shape, generator=g, dtype=W.dtype)
+        dB = 1e-3 * torch.randn(B.shape, generator=g, dtype=W.dtype)
+        assert L.weighted_error(W, (A + dA) @ (B + dB), w[:, None]).item() >= err - 1e-10
+
+
+def test_row_weighted_projection_brute_force_rank1():
+    """Rank 1, 3×2: parametrise the row space direction v = (cos t, sin t); the optimum for a fixed v is
+    the weighted least-squares fit of each row, which is independent of the weights (each row is fitted
+    on its own), so the objective is Σ w_i ‖W_i − (W_i·v) v‖²; minimise over a fine grid of t."""
+    W = torch.tensor([[3.0, 1.0], [0.5, 2.0], [-1.0, 1.5]], dtype=torch.float64)
+    w = torch.tensor([0.2, 5.0, 1.0], dtype=torch.float64)
+    f = L.row_weighted_projection(W, w, 1, eps=0.0)
+    best = min(
+        float((w[:, None] * (W - (W @ v)[:, None] * v[None, :]) ** 2).sum())
+        for t in np.linspace(0, np.pi, 20001)
+        for v in [torch.tensor([np.cos(t), np.sin(t)], dtype=torch.float64)]
+    )
+    assert L.weighted_error(W, f.matrix(), w[:, None]).item() == pytest.approx(best, rel=1e-6)
+
+
+def test_column_weighted_projection_matches_transposed_rows():
+    W = random_matrix(7, 5, 3)
+    w = torch.rand(5, dtype=torch.float64) + 0.1
+    a = L.row_weighted_projection(W, w, 2, axis="columns").matrix()
+    b = L.row_weighted_projection(W.T.contiguous(), w, 2, axis="rows").matrix().T
+    torch.testing.assert_close(a, b)
+
+
+@given(m=st.integers(3, 10), n=st.integers(3, 10), key=st.integers(0, 10_000), solver=st.sampled_from(["em", "als"]),
+       data=st.data())
+def test_element_weighted_solver_is_monotone(m, n, key, solver, data):
+    W = random_matrix(m, n, key)
+    g = torch.Generator().manual_seed(key + 3)
+    F = torch.rand(m, n, generator=g, dtype=torch.float64) ** 3 * 100
+    k = data.draw(st.integers(1, min(m, n) - 1))
+    hist: list[float] = []
+    f = L.element_weighted_projection(W, F, k, solver=solver, max_iter=60, tol=0.0, history=hist)
+    diffs = np.diff(hist)
+    assert (diffs <= 1e-9 * max(hist[0], 1.0)).all(), hist
+    # result is rank ≤ k and no worse than the FWSVD start
+    assert torch.linalg.matrix_rank(f.matrix(), atol=1e-8).item() <= k
+    assert L.weighted_error(W, f.matrix(), F).item() <= hist[0] + 1e-9
+
+
+@given(m=st.integers(2, 10), n=st.integers(2, 10), key=st.integers(0, 10_000), c=st.floats(0.1, 100.0),
+       solver=st.sampled_from(["em", "als"]), data=st.data())
+def test_element_weighted_with_uniform_weights_is_svd(m, n, key, c, solver, data):
+    W = random_matrix(m, n, key)
+    k = data.draw(st.integers(1, min(m, n)))
+    f = L.element_weighted_projection(W, torch.full((m, n), c, dtype=torch.float64), k, solver=solver)
+    torch.testing.assert_close(f.matrix(), L.truncated_svd(W, k).matrix(), rtol=1e-7, atol=1e-8)
+
+
+def test_element_weighted_beats_row_weighted_on_its_own_objective():
+    W = random_matrix(20, 15, 11)
+    F = torch.rand(20, 15, dtype=torch.float64) ** 4
+    row = L.row_weighted_projection(W, F.sum(1), 4)
+    full = L.element_weighted_projection(W, F, 4, max_iter=300)
+    assert L.weighted_error(W, full.matrix(), F) < L.weighted_error(W, row.matrix(), F)
+
+
+@given(m=st.integers(2, 8), n=st.integers(2, 8), key=st.integers(0, 10_000), data=st.data())
+def test_activation_aware_projection_is_optimal(m, n, key, data):
+    W = random_matrix(m, n, key)
+    g = torch.Generator().manual_seed(key + 5)
+    X = torch.randn(n, 3 * n, generator=g, dtype=torch.float64) * torch.logspace(-2, 1, n, dtype=torch.float64)[:, None]
+    C = X @ X.T
+    k = data.draw(st.integers(1, min(m, n)))
+    f = L.activation_aware_projection(W, C, k, ridge=0.0)
+    err = torch.linalg.norm((W - f.matrix()) @ X).item() ** 2
+    # closed form through scipy: C = L Lᵀ, optimum error = Σ_{i>k} σᵢ(W L)²
+    Lc = scipy.linalg.cholesky(C.numpy(), lower=True)
+    s = scipy.linalg.svdvals(W.numpy() @ Lc)
+    assert err == pytest.approx((s[k:] ** 2).sum(), rel=1e-6, abs=1e-8)
+    # and it is no worse than the Euclidean projection on this objective
+    e_svd = torch.linalg.norm((W - L.truncated_svd(W, k).matrix()) @ X).item() ** 2
+    assert err <= e_svd * (1 + 1e-9) + 1e-9
+
+
+def test_activation_aware_handles_singular_covariance_with_ridge():
+    W = random_matrix(6, 8, 2)
+    X = torch.randn(8, 3, dtype=torch.float64)  # rank-3 covariance in 8 dims
+    f = L.activation_aware_projection(W, X @ X.T, 3, ridge=1e-6)
+    assert torch.isfinite(f.matrix()).all()
+    # with 3 input directions, rank 3 reproduces the outputs on the data almost exactly
+    assert torch.linalg.norm((W - f.matrix()) @ X) < 1e-2 * torch.linalg.norm(W @ X)
+
+
+def test_randomized_svd_accuracy_on_decaying_spectrum():
+    W = random_matrix(300, 200, 5, dtype=torch.float32, decay=0.9)
+    for k in (5, 20, 50):
+        exact = torch.linalg.norm(W - L.truncated_svd(W, k).matrix())
+        torch.manual_seed(0)
+        approx = torch.linalg.norm(W - L.truncated_svd(W, k, randomized=True).matrix())
+        assert approx <= exact * 1.05
+
+
+def test_orthonormalize_keeps_the_matrix():
+    g = torch.Generator().manual_seed(1)
+    f = L.LowRankFactors(torch.randn(9, 3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64),
+                         torch.randn(3, 7, generator=g, dtype=torch.float64))
+    o = L.orthonormalize(f)
+    torch.testing.assert_close(o.matrix(), f.matrix())
+    torch.testing.assert_close(o.U.T @ o.U, torch.eye(3, dtype=torch.float64))
+    torch.testing.assert_close(o.Vh @ o.Vh.T, torch.eye(3, dtype=torch.float64))
+    assert (o.S[:-1] >= o.S[1:]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_is_kept(dtype):
+    W = random_matrix(8, 6, 0, dtype=dtype)
+    F = torch.rand(8, 6, dtype=dtype)
+    for method, kw in [("svd", {}), ("fwsvd", {"fisher": F}), ("tfwsvd", {"fisher": F}),
+                       ("asvd", {"second_moment": torch.eye(6, dtype=dtype)})]:
+        assert L.project(W, method, 2, **kw).matrix().dtype == dtype
+
+
+# ------------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("rank", [0, -1, 7, 2.5, True])
+def test_bad_rank_is_refused_with_its_name(rank):
+    W = torch.randn(6, 8)
+    with pytest.raises(ValueError, match=r"blocks\.0\.mlp\.fc1.*rank"):
+        L.truncated_svd(W, rank, name="blocks.0.mlp.fc1")
+
+
+@pytest.mark.parametrize("beta", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_beta_is_refused(beta):
+    with pytest.raises(ValueError, match=r"fc2: beta.*\(0, 1\]"):
+        L.select_rank(torch.ones(4), "energy", beta=beta, name="fc2")
+
+
+def test_unknown_rule_and_method_are_refused():
+    with pytest.raises(ValueError, match="rule='energi'.*energy"):
+        L.select_rank(torch.ones(4), "energi", beta=0.5)
+    with pytest.raises(ValueError, match="method='fwsvdd'.*fwsvd"):
+        L.project(torch.randn(3, 3), "fwsvdd", 1)
+
+
+def test_nonfinite_weight_and_negative_fisher_and_shape_mismatch():
+    W = torch.randn(5, 4)
+    W[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="layerA: weight has 1 non-finite"):
+        L.truncated_svd(W, 2, name="layerA")
+    W = torch.randn(5, 4)
+    F = torch.rand(5, 4)
+    F[0, 0] = -1
+    with pytest.raises(ValueError, match="layerB.*negative"):
+        L.element_weighted_projection(W, F, 2, name="layerB")
+    with pytest.raises(ValueError, match=r"layerC.*shape \(4, 5\), expected \(5, 4\)"):
+        L.element_weighted_projection(W, torch.rand(4, 5), 2, name="layerC")
+    with pytest.raises(ValueError, match=r"layerD.*second_moment.*\(4, 4\)"):
+        L.activation_aware_projection(W, torch.eye(5), 2, name="layerD")
+    with pytest.raises(ValueError, match="layerE.*row weights has shape"):
+        L.row_weighted_projection(W, torch.ones(4), 2, name="layerE")
+
+
+def test_svd_failure_is_retried_in_float64_then_raised(monkeypatch):
+    real = torch.linalg.svd
+    calls = []
+
+    def flaky(A, full_matrices=True):
+        calls.append(A.dtype)
+        if A.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("did not converge")
+        return real(A, full_matrices=full_matrices)
+
+    monkeypatch.setattr(torch.linalg, "svd", flaky)
+    W = torch.randn(6, 4)
+    f = L.truncated_svd(W, 2)
+    assert calls == [torch.float32, torch.float64] and f.U.dtype == torch.float32
+    torch.testing.assert_close(f.S, real(W.double(), full_matrices=False)[1][:2].float())
+
+    def broken(A, full_matrices=True):
+        raise torch.linalg.LinAlgError("did not converge")
+
+    monkeypatch.setattr(torch.linalg, "svd", broken)
+    with pytest.raises(RuntimeError, match="layerF: SVD .* also after retrying in float64"):
+        L.truncated_svd(W, 2, name="layerF")
