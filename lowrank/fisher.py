@@ -1,0 +1,774 @@
+"""Per-sample diagonal Fisher information of ``nn.Linear`` weights.
+
+The paper (Section 2) measures distances between models with the Fisher information metric
+
+    I(θ) = Σ_n E_{y ~ p_θ(y|x_n)} [ ∇_θ log p_θ(y|x_n) ∇_θ log p_θ(y|x_n)ᵀ ],
+
+and the Fisher-weighted projections of Section 3.2 (TFWSVD: element weights, FWSVD: row weights) and
+of Appendix B (IFHT, FWTRP) only need its diagonal restricted to one weight matrix at a time. For a
+weight W of shape (out, in) this module returns
+
+    F[i, j] = Σ_n (1/K) Σ_k ( ∂/∂W_ij log p_θ(y_{n,k} | x_n) )²,
+
+a sum over calibration samples n of squared *per-sample* gradients. Squaring the gradient of a batch
+of samples is a different (and wrong) estimator: cross terms between samples do not vanish.
+
+Labels (``labels=``):
+
+* ``"empirical"``: y_n is the sample's given target, the empirical Fisher of Eq. (6);
+* ``"true"``: y_{n,k} ~ p_θ(y|x_n) is drawn from the model itself (K = ``n_label_samples`` draws per
+  input, averaged), a Monte Carlo estimate of the Fisher of the paper's Section 2.
+
+Likelihoods (``likelihood=``), the two exponential families the paper names in Section 2:
+
+* ``"categorical"``: outputs are logits (B, ..., C), p(y=c|f) = softmax(f)_c;
+* ``"gaussian"``: outputs f of any shape (B, ...), p(y|f) = N(y; f, I). The true Fisher draws
+  y = f + ε with ε ~ N(0, I), so ∇ log p = (∂f/∂θ)ᵀ ε. No labels are needed, which is how the
+  projection experiments weigh a sentence encoder through its final hidden states.
+
+An optional per-sample mask (B, ...) keeps only some output positions (e.g. non-padding tokens).
+
+Three exact methods compute the same quantity (``method=``):
+
+* ``"hooks"`` (default): one batched forward and backward. Forward hooks keep each target Linear's
+  input x (B, ..., in) and a tensor hook on its output receives g = ∂L/∂output (B, ..., out). The
+  per-sample weight gradient is G_b = Σ_t g_{b,t} x_{b,t}ᵀ (t runs over token positions and over
+  repeated calls of a shared weight). This is exact because the loss is a sum of per-sample terms
+  and samples do not interact in the forward pass: the model is put in eval mode (BatchNorm then
+  uses running statistics; LayerNorm and attention act within one sample). It also assumes the
+  Linear's input and output carry the batch on their first axis, and that the weight is only used
+  through the module's ``forward`` (``nn.MultiheadAttention`` calls ``F.linear`` on
+  ``out_proj.weight`` directly; such a use is detected and reported, use another method then).
+* ``"func"``: ``torch.func.vmap(torch.func.grad(...))`` over samples with ``functional_call`` on the
+  target weights only; the reference in the tests.
+* ``"loop"``: a Python loop over samples with ordinary autograd; slow, simplest, also a reference.
+
+Example::
+
+    from lowrank.fisher import diagonal_fisher, row_weights
+    from lowrank.utils import make_generator
+
+    fisher = diagonal_fisher(model, loader, ["blocks.0.mlp.fc1", "blocks.0.mlp.fc2"],
+                             labels="true", generator=make_generator(0))
+    w = row_weights(fisher["blocks.0.mlp.fc1"])     # (out,) FWSVD weights
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.utils import _pytree as pytree
+
+__all__ = [
+    "FisherBatch",
+    "default_forward",
+    "encoder_forward",
+    "diagonal_fisher",
+    "per_sample_weight_grads",
+    "row_weights",
+    "column_weights",
+    "LIKELIHOODS",
+    "LABELS",
+    "METHODS",
+]
+
+LIKELIHOODS = ("categorical", "gaussian")
+LABELS = ("empirical", "true")
+METHODS = ("hooks", "func", "loop")
+
+# Upper bound on the number of elements of one chunk of per-sample gradients (B_chunk, out, in):
+# 2**24 float64 elements are 128 MiB, small next to a model's activations.
+_CHUNK_ELEMENTS = 2**24
+
+
+@dataclass
+class FisherBatch:
+    """What a ``forward(model, batch)`` callable hands to :func:`diagonal_fisher`.
+
+    outputs: (B, ...) model outputs; logits (B, ..., C) for the categorical likelihood.
+    targets: empirical labels: class indices (B, ...) for "categorical", a tensor shaped like
+        ``outputs`` for "gaussian"; ignored (may be None) with ``labels="true"``.
+    mask: optional (B, ...) selecting which output positions count (nonzero = counts); its shape is
+        a prefix of ``outputs.shape`` (gaussian) or equals ``outputs.shape[:-1]`` (categorical).
+    """
+
+    outputs: Tensor
+    targets: Tensor | None = None
+    mask: Tensor | None = None
+
+
+def _unwrap_outputs(out: Any) -> Tensor:
+    # Hugging Face models return ModelOutput objects; classification heads put logits in `.logits`.
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise ValueError(
+        f"default_forward: model output of type {type(out).__name__} is neither a Tensor, nor has "
+        "a `.logits` tensor, nor is a tuple starting with a Tensor; pass a `forward` callable"
+    )
+
+
+def default_forward(model: nn.Module, batch: Any) -> FisherBatch:
+    """``(x, y)`` → ``FisherBatch(model(x), y)``; ``(x,)`` or a bare tensor ``x`` → no targets.
+
+    A mapping batch (e.g. a tokenizer's output) is passed as keyword arguments, with its
+    ``"labels"`` entry, if any, taken as the targets. An output with ``.logits`` (Hugging Face)
+    contributes those logits.
+    """
+    if isinstance(batch, Tensor):
+        return FisherBatch(_unwrap_outputs(model(batch)))
+    if isinstance(batch, Mapping):
+        kwargs = {k: v for k, v in batch.items() if k != "labels"}
+        return FisherBatch(_unwrap_outputs(model(**kwargs)), batch.get("labels"))
+    if isinstance(batch, (tuple, list)) and len(batch) in (1, 2):
+        y = batch[1] if len(batch) == 2 else None
+        return FisherBatch(_unwrap_outputs(model(batch[0])), y)
+    raise ValueError(
+        f"default_forward: batch of type {type(batch).__name__} is not a Tensor, a mapping, or an "
+        "(x, y) / (x,) tuple; pass a `forward` callable"
+    )
+
+
+def encoder_forward(model: nn.Module, batch: Mapping[str, Tensor]) -> FisherBatch:
+    """A Hugging Face encoder's final hidden states (B, T, d), masked by ``attention_mask``.
+
+    Meant for ``likelihood="gaussian", labels="true"``: the Fisher of the encoder under a unit
+    Gaussian on its token representations, which needs no labels. Padding tokens do not count.
+    """
+    kwargs = {k: v for k, v in batch.items() if k != "labels"}
+    out = model(**kwargs)
+    hidden = getattr(out, "last_hidden_state", None)
+    if hidden is None:
+        hidden = out[0]
+    return FisherBatch(hidden, None, batch.get("attention_mask"))
+
+
+def row_weights(fisher: Tensor) -> Tensor:
+    """FWSVD row importances: ``fisher.sum(dim=1)``, shape (out,).
+
+    PyTorch stores a Linear weight as (out, in), so a row is one output neuron. Summing the
+    diagonal Fisher over the input axis gives one weight per output neuron, the approximation
+    of FWSVD (Hsu et al. 2022) that the paper's Section 3.2 writes as Ĩ_ij ≈ Σ_j Ĩ_ij.
+    """
+    if not isinstance(fisher, Tensor) or fisher.dim() != 2:
+        raise ValueError(f"fisher must be a 2-D (out, in) tensor, got {_describe(fisher)}")
+    return fisher.sum(dim=1)
+
+
+def column_weights(fisher: Tensor) -> Tensor:
+    """Input-side importances: ``fisher.sum(dim=0)``, shape (in,).
+
+    Sums the diagonal Fisher of an (out, in) weight over the output axis: one weight per input
+    feature, the transpose of :func:`row_weights`' reduction.
+    """
+    if not isinstance(fisher, Tensor) or fisher.dim() != 2:
+        raise ValueError(f"fisher must be a 2-D (out, in) tensor, got {_describe(fisher)}")
+    return fisher.sum(dim=0)
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Tensor):
+        return f"a tensor of shape {tuple(obj.shape)}"
+    return repr(obj)
+
+
+def per_sample_weight_grads(inputs: Tensor, grad_outputs: Tensor,
+                            project: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """Per-sample gradients G_b = Σ_t g_{b,t} x_{b,t}ᵀ of a Linear weight, shape (B, out, in).
+
+    ``inputs`` x is the Linear's input (B, ..., in), ``grad_outputs`` g the loss gradient w.r.t.
+    its output (B, ..., out); every axis between the batch and the feature axis (tokens) is
+    summed over. With ``project=(U, V)``, U (out, r) and V (in, r'), returns Uᵀ G_b V (B, r, r'):
+    the per-sample gradient of S for a weight written U S Vᵀ, as IFHT (the paper's Algorithm 2)
+    needs. Computed as (Uᵀg)(Vᵀx)ᵀ so the (out, in) matrix is never formed.
+    """
+    if inputs.shape[0] != grad_outputs.shape[0] or inputs.shape[:-1] != grad_outputs.shape[:-1]:
+        raise ValueError(
+            f"inputs {tuple(inputs.shape)} and grad_outputs {tuple(grad_outputs.shape)} must agree "
+            "on every axis but the last"
+        )
+    b = inputs.shape[0]
+    x = inputs.reshape(b, -1, inputs.shape[-1])
+    g = grad_outputs.reshape(b, -1, grad_outputs.shape[-1])
+    if project is not None:
+        u, v = project
+        g = g @ u.to(g.dtype)
+        x = x @ v.to(x.dtype)
+    return torch.bmm(g.transpose(1, 2), x)
+
+
+# --------------------------------------------------------------------------------------------
+# argument checking
+
+
+@dataclass
+class _Group:
+    """Target Linears sharing one weight Parameter (usually exactly one module)."""
+
+    names: list[str]
+    paths: list[str]
+    modules: list[nn.Linear]
+    weight: nn.Parameter
+    project: tuple[Tensor, Tensor] | None
+
+
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def _resolve_targets(model: nn.Module, targets: Any,
+                     project: Mapping[str, tuple[Tensor, Tensor]] | None) -> list[_Group]:
+    path_of = {id(m): p for p, m in model.named_modules(remove_duplicate=False)}
+    modules_by_path = dict(model.named_modules(remove_duplicate=False))
+    pairs: list[tuple[str, str, nn.Module]] = []  # (user name, path in model, module)
+    if isinstance(targets, Mapping):
+        for name, mod in targets.items():
+            if id(mod) not in path_of:
+                raise ValueError(f"targets[{name!r}] is not a submodule of the model")
+            pairs.append((str(name), path_of[id(mod)], mod))
+    elif isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence):
+        raise ValueError(
+            f"targets must be a sequence of module names or a name -> nn.Linear mapping, got {targets!r}"
+        )
+    else:
+        for name in targets:
+            if not isinstance(name, str) or name not in modules_by_path:
+                raise ValueError(f"targets: {name!r} is not the name of a module of the model")
+            pairs.append((name, name, modules_by_path[name]))
+    if not pairs:
+        raise ValueError("targets must name at least one nn.Linear, got an empty collection")
+    seen_names: set[str] = set()
+    groups: dict[int, _Group] = {}
+    for name, path, mod in pairs:
+        if not isinstance(mod, nn.Linear):
+            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}, only nn.Linear is allowed")
+        if not isinstance(mod.weight, nn.Parameter):
+            raise ValueError(f"targets: {name!r} has a weight that is not an nn.Parameter "
+                             "(parametrized modules are not supported)")
+        if name in seen_names:
+            raise ValueError(f"targets: {name!r} is listed twice")
+        seen_names.add(name)
+        key = id(mod.weight)
+        if key in groups:
+            grp = groups[key]
+            if any(m is mod for m in grp.modules):
+                raise ValueError(f"targets: {name!r} is the same module as {grp.names[0]!r}")
+            grp.names.append(name)
+            grp.paths.append(path)
+            grp.modules.append(mod)
+        else:
+            groups[key] = _Group([name], [path], [mod], mod.weight, None)
+    if project is not None:
+        if not isinstance(project, Mapping):
+            raise ValueError(f"project must be a mapping name -> (U, V), got {type(project).__name__}")
+        for name in project:
+            if name not in seen_names:
+                raise ValueError(f"project: {name!r} is not one of the targets {sorted(seen_names)}")
+        for grp in groups.values():
+            given = [project.get(n) for n in grp.names]
+            if any(p is not None for p in given):
+                if any(p is not given[0] for p in given):
+                    raise ValueError(f"project: targets {grp.names} share one weight and must share "
+                                     "one (U, V) entry (or none)")
+                grp.project = _check_projection(grp.names[0], given[0], grp.weight)
+    return list(groups.values())
+
+
+def _check_projection(name: str, pair: Any, weight: Tensor) -> tuple[Tensor, Tensor]:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(t, Tensor) for t in pair)):
+        raise ValueError(f"project[{name!r}] must be a pair of tensors (U, V), got {pair!r}")
+    u, v = pair
+    out_f, in_f = weight.shape
+    if u.dim() != 2 or u.shape[0] != out_f or v.dim() != 2 or v.shape[0] != in_f:
+        raise ValueError(
+            f"project[{name!r}]: U must be ({out_f}, r) and V ({in_f}, r'), got "
+            f"{tuple(u.shape)} and {tuple(v.shape)}"
+        )
+    if not (u.is_floating_point() and v.is_floating_point()):
+        raise ValueError(f"project[{name!r}]: U and V must be floating point, got {u.dtype}, {v.dtype}")
+    return u.detach().to(weight.device), v.detach().to(weight.device)
+
+
+def _check_batch(fb: Any, likelihood: str, labels: str) -> FisherBatch:
+    if not isinstance(fb, FisherBatch):
+        raise ValueError(f"forward must return a FisherBatch, got {type(fb).__name__}")
+    out = fb.outputs
+    if not isinstance(out, Tensor) or not out.is_floating_point():
+        raise ValueError(f"FisherBatch.outputs must be a floating-point tensor, got {_describe(out)}")
+    min_dim = 2 if likelihood == "categorical" else 1
+    if out.dim() < min_dim:
+        raise ValueError(f"FisherBatch.outputs for likelihood={likelihood!r} needs at least {min_dim} "
+                         f"dims (batch first), got shape {tuple(out.shape)}")
+    event = out.shape[:-1] if likelihood == "categorical" else out.shape
+    tgt = fb.targets
+    if labels == "empirical":
+        if tgt is None:
+            raise ValueError("labels='empirical' needs FisherBatch.targets, got None "
+                             "(use labels='true' to sample labels from the model)")
+        if not isinstance(tgt, Tensor):
+            raise ValueError(f"FisherBatch.targets must be a tensor, got {type(tgt).__name__}")
+        tgt = tgt.to(out.device)
+        if likelihood == "categorical":
+            if tgt.is_floating_point() or tgt.is_complex() or tgt.dtype == torch.bool:
+                raise ValueError(f"categorical targets must be integer class indices, got {tgt.dtype}")
+            if tgt.shape != event:
+                raise ValueError(f"categorical targets must have shape {tuple(event)}, got {tuple(tgt.shape)}")
+            n_cls = out.shape[-1]
+            if tgt.numel() and (int(tgt.min()) < 0 or int(tgt.max()) >= n_cls):
+                raise ValueError(f"categorical targets must lie in [0, {n_cls}), got values in "
+                                 f"[{int(tgt.min())}, {int(tgt.max())}]")
+            tgt = tgt.long()
+        else:
+            if tgt.shape != out.shape:
+                raise ValueError(f"gaussian targets must have the outputs' shape {tuple(out.shape)}, "
+                                 f"got {tuple(tgt.shape)}")
+            tgt = tgt.to(out.dtype)
+    else:
+        tgt = None
+    mask = fb.mask
+    if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise ValueError(f"FisherBatch.mask must be a tensor or None, got {type(mask).__name__}")
+        ok = (mask.shape == event) if likelihood == "categorical" else (
+            mask.dim() >= 1 and out.shape[: mask.dim()] == mask.shape)
+        if not ok:
+            allowed = tuple(event) if likelihood == "categorical" else "a prefix of " + str(tuple(out.shape))
+            raise ValueError(f"FisherBatch.mask has shape {tuple(mask.shape)}, expected {allowed}")
+        mask = mask.to(out.device) != 0
+    return FisherBatch(out, tgt, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# likelihoods
+
+
+def _per_sample_nll(outputs: Tensor, targets: Tensor, mask: Tensor | None, likelihood: str) -> Tensor:
+    """-log p(targets | outputs) per sample, shape (B,), up to additive constants."""
+    b = outputs.shape[0]
+    if likelihood == "categorical":
+        terms = -outputs.log_softmax(dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    else:
+        diff = outputs - targets
+        terms = 0.5 * diff * diff
+    if mask is not None:
+        m = mask.reshape(mask.shape + (1,) * (terms.dim() - mask.dim()))
+        # where, not multiply: a NaN/inf at a masked position (e.g. padding) must not leak in.
+        terms = torch.where(m, terms, torch.zeros((), dtype=terms.dtype, device=terms.device))
+    return terms.reshape(b, -1).sum(dim=1)
+
+
+def _draw_targets(fb: FisherBatch, likelihood: str, labels: str, k: int,
+                  generator: torch.Generator | None) -> list[Tensor]:
+    """K target tensors for one batch: the given labels, or draws from the model's p(y|x)."""
+    out = fb.outputs.detach()
+    if labels == "empirical":
+        return [fb.targets]
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    if likelihood == "categorical":
+        # float64 probabilities: the draw must not depend on the model's precision.
+        probs = out.double().softmax(dim=-1).reshape(-1, out.shape[-1]).to(gen_device)
+        idx = torch.multinomial(probs, k, replacement=True, generator=generator)  # (N, K)
+        idx = idx.t().reshape((k,) + tuple(out.shape[:-1])).to(out.device)
+        return list(idx.unbind(0))
+    noise_dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
+    eps = torch.randn((k,) + tuple(out.shape), generator=generator, device=gen_device, dtype=noise_dtype)
+    eps = eps.to(device=out.device, dtype=out.dtype)
+    # y = f + ε, so ∂(-log p)/∂f = f - y = -ε: the true-Fisher score of a unit Gaussian.
+    return [out + e for e in eps.unbind(0)]
+
+
+# --------------------------------------------------------------------------------------------
+# method 1: forward hooks + tensor hooks on the outputs
+
+
+class _Recorder:
+    """Keeps, per target group, one [input, grad_output] slot per call of its Linears."""
+
+    def __init__(self, groups: list[_Group]):
+        self.groups = groups
+        self.slots: list[list[list[Tensor | None]]] = [[] for _ in groups]
+        self.active = False
+        self.handles = []
+        for gi, grp in enumerate(groups):
+            for mod in grp.modules:
+                self.handles.append(mod.register_forward_hook(self._make_hook(gi), with_kwargs=True))
+
+    def _make_hook(self, gi: int):
+        def hook(module, args, kwargs, output):
+            if not self.active:
+                return None
+            x = args[0] if args else kwargs["input"]
+            slot: list[Tensor | None] = [x.detach(), None]
+            self.slots[gi].append(slot)
+            if isinstance(output, Tensor) and output.requires_grad:
+                # A tensor hook registered now sees the gradient w.r.t. this very value, even if
+                # the model later modifies the output in place.
+                def grad_hook(grad, slot=slot):
+                    slot[1] = grad.detach()
+                output.register_hook(grad_hook)
+            return None
+        return hook
+
+    def clear(self) -> None:
+        self.slots = [[] for _ in self.groups]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def _hooks_contrib(rec: _Recorder, gi: int, grp: _Group, batch_grad: Tensor | None, n: int, bsz: int,
+                   dtype: torch.dtype) -> Tensor | None:
+    """Σ_{b<n} G_b ⊙ G_b for one group from the recorded slots; checks Σ_b G_b = batch gradient."""
+    xs, gs = [], []
+    for x, g in rec.slots[gi]:
+        if g is None:
+            continue  # this call's output did not reach the loss
+        if x.dim() < 2 or x.shape[0] != bsz or g.shape[:-1] != x.shape[:-1]:
+            raise RuntimeError(
+                f"method='hooks': target {grp.names[0]!r} received an input of shape {tuple(x.shape)} "
+                f"whose first axis is not the batch (size {bsz}); use method='func' or 'loop'"
+            )
+        xs.append(x[:n].reshape(n, -1, x.shape[-1]))
+        gs.append(g[:n].reshape(n, -1, g.shape[-1]))
+    if not xs:
+        if batch_grad is not None and bool(batch_grad.ne(0).any()):
+            raise RuntimeError(
+                f"method='hooks': the weight of {grp.names[0]!r} receives a gradient but its module's "
+                "forward was never called (e.g. F.linear on module.weight, as nn.MultiheadAttention "
+                "does); use method='func' or 'loop'"
+            )
+        return None
+    cdt = torch.promote_types(xs[0].dtype, dtype)
+    x = (xs[0] if len(xs) == 1 else torch.cat(xs, dim=1)).to(cdt)
+    g = (gs[0] if len(gs) == 1 else torch.cat(gs, dim=1)).to(cdt)
+    if batch_grad is not None:
+        _check_batch_gradient(grp, x, g, batch_grad)
+    if grp.project is not None:
+        u, v = grp.project
+        g = g @ u.to(cdt)
+        x = x @ v.to(cdt)
+    if x.shape[1] == 1:
+        # One position per sample: G_b = g_b x_bᵀ, so G_b ⊙ G_b = (g_b ⊙ g_b)(x_b ⊙ x_b)ᵀ and
+        # the sum over b is one matrix product; no (B, out, in) tensor is formed.
+        return (g[:, 0] * g[:, 0]).t() @ (x[:, 0] * x[:, 0])
+    out_f, in_f = g.shape[-1], x.shape[-1]
+    chunk = max(1, _CHUNK_ELEMENTS // (out_f * in_f))
+    acc = torch.zeros(out_f, in_f, dtype=cdt, device=x.device)
+    for s in range(0, n, chunk):
+        gb = torch.bmm(g[s:s + chunk].transpose(1, 2), x[s:s + chunk])
+        acc += gb.square_().sum(dim=0)
+    return acc
+
+
+def _check_batch_gradient(grp: _Group, x: Tensor, g: Tensor, batch_grad: Tensor) -> None:
+    """Σ_b G_b must equal autograd's batch gradient; a gap means the weight is also used
+    outside its module's forward, which the hooks cannot see."""
+    ours = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+    ref = batch_grad.to(ours.dtype)
+    rows = x.shape[0] * x.shape[1]
+    # A rounding bound for a sum of `rows` outer products in the model's precision.
+    eps = torch.finfo(batch_grad.dtype).eps
+    scale = float(torch.linalg.vector_norm(g)) * float(torch.linalg.vector_norm(x))
+    gap = float(torch.linalg.vector_norm(ours - ref))
+    if gap > 4 * eps * rows * scale + 1e-30:
+        raise RuntimeError(
+            f"method='hooks': per-sample gradients of {grp.names[0]!r} do not add up to the batch "
+            f"gradient (gap {gap:.3g}); its weight is probably also used outside its module's "
+            "forward; use method='func' or 'loop'"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# methods 2 and 3: torch.func and a plain loop over samples
+
+
+class _Call(nn.Module):
+    """Wraps ``forward(model, batch)`` so that ``functional_call`` can swap the model's weights."""
+
+    def __init__(self, model: nn.Module, forward: Callable[[nn.Module, Any], FisherBatch]):
+        super().__init__()
+        self.m = model
+        self._forward = forward
+
+    def forward(self, batch: Any) -> Tensor:
+        return self._forward(self.m, batch).outputs
+
+
+def _as_pytree(batch: Any) -> Any:
+    # Mapping subclasses (e.g. a tokenizer's BatchEncoding) are not registered pytree nodes.
+    if isinstance(batch, Tensor):
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: _as_pytree(v) for k, v in batch.items()}
+    if isinstance(batch, tuple) and not hasattr(batch, "_fields"):
+        return tuple(_as_pytree(v) for v in batch)
+    if isinstance(batch, list):
+        return [_as_pytree(v) for v in batch]
+    return batch
+
+
+def _split_batch(batch: Any, bsz: int):
+    """Leaves, tree spec, and which leaves are batched (tensors whose first axis is the batch)."""
+    leaves, spec = pytree.tree_flatten(_as_pytree(batch))
+    flags = [isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] == bsz for t in leaves]
+    return leaves, spec, flags
+
+
+def _square_sum(per_sample: Tensor, grp: _Group, dtype: torch.dtype) -> Tensor:
+    cdt = torch.promote_types(per_sample.dtype, dtype)
+    p = per_sample.to(cdt)
+    if grp.project is not None:
+        u, v = grp.project
+        p = u.to(cdt).t() @ p @ v.to(cdt)
+    return p.square().sum(dim=0)
+
+
+def _func_contribs(call: _Call, groups: list[_Group], batch: Any, fb: FisherBatch, tgt: Tensor,
+                   n: int, likelihood: str, dtype: torch.dtype) -> list[Tensor]:
+    from torch.func import functional_call, grad, vmap
+
+    bsz = fb.outputs.shape[0]
+    leaves, spec, flags = _split_batch(batch, bsz)
+    leaves = [t[:n] if f else t for t, f in zip(leaves, flags)]
+    # One name per group: functional_call ties the other names of a shared weight to it.
+    params = {"m." + grp.paths[0] + ".weight": grp.weight.detach() for grp in groups}
+    mask = fb.mask[:n] if fb.mask is not None else None
+
+    def loss(p, sample_leaves, t, m):
+        one = [x.unsqueeze(0) if f else x for x, f in zip(sample_leaves, flags)]
+        out = functional_call(call, p, (pytree.tree_unflatten(one, spec),))
+        return _per_sample_nll(out, t.unsqueeze(0), None if m is None else m.unsqueeze(0),
+                               likelihood).sum()
+
+    numel = sum(g.weight.numel() for g in groups)
+    chunk = max(1, _CHUNK_ELEMENTS // numel)
+    in_dims = (None, [0 if f else None for f in flags], 0, None if mask is None else 0)
+    try:
+        per_sample = vmap(grad(loss), in_dims=in_dims, chunk_size=chunk)(params, leaves, tgt[:n], mask)
+    except RuntimeError as err:
+        # e.g. Hugging Face BERT branches on mask values, which vmap cannot trace.
+        if "vmap" not in str(err):
+            raise
+        raise RuntimeError(f"method='func': torch.func.vmap cannot run this model's forward ({err}); "
+                           "use method='hooks' or 'loop'") from err
+    return [_square_sum(per_sample["m." + grp.paths[0] + ".weight"], grp, dtype) for grp in groups]
+
+
+def _loop_contribs(model: nn.Module, forward: Callable, groups: list[_Group], batch: Any,
+                   fb: FisherBatch, tgt: Tensor, n: int, likelihood: str,
+                   dtype: torch.dtype) -> list[Tensor]:
+    bsz = fb.outputs.shape[0]
+    leaves, spec, flags = _split_batch(batch, bsz)
+    weights = [grp.weight for grp in groups]
+    acc: list[Tensor | None] = [None] * len(groups)
+    for b in range(n):
+        one = pytree.tree_unflatten([t[b:b + 1] if f else t for t, f in zip(leaves, flags)], spec)
+        with torch.enable_grad():
+            out = forward(model, one).outputs
+            m = None if fb.mask is None else fb.mask[b:b + 1]
+            loss = _per_sample_nll(out, tgt[b:b + 1], m, likelihood).sum()
+            if not loss.requires_grad:
+                continue
+            grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        for i, (grp, gw) in enumerate(zip(groups, grads)):
+            if gw is None:
+                continue
+            sq = _square_sum(gw.unsqueeze(0), grp, dtype)
+            acc[i] = sq if acc[i] is None else acc[i] + sq
+    return acc
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+
+
+def diagonal_fisher(
+    model: nn.Module,
+    loader: Iterable,
+    targets: Mapping[str, nn.Linear] | Sequence[str],
+    forward: Callable[[nn.Module, Any], FisherBatch] | None = None,
+    *,
+    likelihood: str = "categorical",
+    labels: str = "empirical",
+    method: str = "hooks",
+    max_samples: int | None = None,
+    n_label_samples: int = 1,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    normalize: bool = False,
+    progress: bool = False,
+    project: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+) -> dict[str, Tensor]:
+    """Diagonal of the Fisher information I(θ) (the paper's Section 2, defined after Eq. (2)) of
+    each target Linear weight.
+
+    Returns ``{name: F}`` with F of the weight's shape (out, in):
+    F = Σ_n (1/K) Σ_k (∂ log p(y_{n,k}|x_n) / ∂W)², the *sum* over the calibration samples of
+    squared per-sample gradients (``normalize=True`` divides by the number of samples, giving the
+    per-sample mean). This is the diagonal Ĩ of Eq. (5) that TFWSVD uses as element weights and
+    whose row sums (:func:`row_weights`) FWSVD uses (Section 3.2).
+
+    Args:
+        model: any ``nn.Module``; it is put in eval mode for the call and its modes restored after.
+        loader: iterable of batches (a DataLoader); each is passed to ``forward``.
+        targets: names of ``nn.Linear`` modules in ``model.named_modules()``, or name -> module.
+            Linears sharing one weight Parameter get the Fisher of that shared weight.
+        forward: ``forward(model, batch) -> FisherBatch``; default :func:`default_forward`.
+        likelihood: "categorical" (logits) or "gaussian" (unit-variance Gaussian on outputs).
+        labels: "empirical" (the batch's targets) or "true" (labels drawn from the model).
+        method: "hooks" (batched, default), "func" (torch.func vmap) or "loop" (per-sample autograd).
+        max_samples: stop after this many samples (a batch is cut to fit).
+        n_label_samples: K draws per input with ``labels="true"``, averaged.
+        generator: ``torch.Generator`` for the draws (its device is where they are made); None uses
+            the global CPU generator.
+        dtype: accumulation precision (float32 default; float64 for references).
+        normalize: divide by the number of samples.
+        progress: show a tqdm bar over batches.
+        project: optional name -> (U (out, r), V (in, r')): return the Fisher of S = Uᵀ W V, i.e.
+            of the per-sample gradients Uᵀ G_b V, shape (r, r'), for a weight written U S Vᵀ with U
+            and V fixed (IFHT, the paper's Algorithm 2).
+
+    Leaves no hooks, no ``.grad`` and no ``requires_grad`` change behind; parameters are untouched.
+    """
+    # ---- validation: everything before any forward pass
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    _choice("likelihood", likelihood, LIKELIHOODS)
+    _choice("labels", labels, LABELS)
+    _choice("method", method, METHODS)
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                    or max_samples <= 0):
+        raise ValueError(f"max_samples must be None or a positive int, got {max_samples!r}")
+    if isinstance(n_label_samples, bool) or not isinstance(n_label_samples, int) or n_label_samples < 1:
+        raise ValueError(f"n_label_samples must be a positive int, got {n_label_samples!r}")
+    if labels == "empirical" and n_label_samples != 1:
+        raise ValueError(f"n_label_samples={n_label_samples} needs labels='true' (empirical labels "
+                         "are fixed); allowed with labels='empirical': 1")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    if forward is not None and not callable(forward):
+        raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
+    if not isinstance(loader, Iterable):
+        raise ValueError(f"loader must be an iterable of batches, got {type(loader).__name__}")
+    if hasattr(loader, "__len__") and len(loader) == 0:
+        raise ValueError("loader is empty (len 0); it must yield at least one batch")
+    groups = _resolve_targets(model, targets, project)
+    forward = default_forward if forward is None else forward
+
+    modes = {m: m.training for m in model.modules()}
+    grad_flags = {p: p.requires_grad for p in model.parameters()}
+    rec: _Recorder | None = None
+    try:
+        model.eval()
+        # Only the target weights need gradients; the func method differentiates functionally.
+        for p in grad_flags:
+            p.requires_grad_(False)
+        if method in ("hooks", "loop"):
+            for grp in groups:
+                grp.weight.requires_grad_(True)
+        if method == "hooks":
+            rec = _Recorder(groups)
+        call = _Call(model, forward) if method == "func" else None
+
+        acc: list[Tensor | None] = [None] * len(groups)
+        count = 0
+        batches = loader
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(loader, desc="fisher", unit="batch",
+                           total=len(loader) if hasattr(loader, "__len__") else None)
+        for batch in batches:
+            if max_samples is not None and count >= max_samples:
+                break
+            if rec is not None:
+                rec.active = True
+                try:
+                    with torch.enable_grad():
+                        fb = forward(model, batch)
+                finally:
+                    rec.active = False
+            else:
+                with torch.no_grad():
+                    fb = forward(model, batch)
+            fb = _check_batch(fb, likelihood, labels)
+            bsz = fb.outputs.shape[0]
+            n = bsz if max_samples is None else min(bsz, max_samples - count)
+            if n == 0:
+                if rec is not None:
+                    rec.clear()
+                continue
+            draws = _draw_targets(fb, likelihood, labels, n_label_samples, generator)
+            for k, tgt in enumerate(draws):
+                if method == "hooks":
+                    contribs = _hooks_draw(rec, groups, fb, tgt, n, likelihood, dtype,
+                                           retain=k + 1 < len(draws))
+                elif method == "func":
+                    contribs = _func_contribs(call, groups, batch, fb, tgt, n, likelihood, dtype)
+                else:
+                    contribs = _loop_contribs(model, forward, groups, batch, fb, tgt, n, likelihood, dtype)
+                for i, c in enumerate(contribs):
+                    if c is not None:
+                        acc[i] = c if acc[i] is None else acc[i] + c
+            if rec is not None:
+                rec.clear()
+            count += n
+            if progress:
+                batches.set_postfix(samples=count)
+        if count == 0:
+            raise ValueError("loader yielded no samples; it must yield at least one non-empty batch")
+    finally:
+        if rec is not None:
+            rec.remove()
+        for p, flag in grad_flags.items():
+            p.requires_grad_(flag)
+        for m, mode in modes.items():
+            m.training = mode
+
+    result: dict[str, Tensor] = {}
+    for grp, a in zip(groups, acc):
+        if grp.project is not None:
+            shape = (grp.project[0].shape[1], grp.project[1].shape[1])
+        else:
+            shape = tuple(grp.weight.shape)
+        if a is None:
+            a = torch.zeros(shape, dtype=dtype, device=grp.weight.device)
+        a = a.to(dtype)
+        if n_label_samples > 1:
+            a = a / n_label_samples
+        if normalize:
+            a = a / count
+        for name in grp.names:
+            result[name] = a if len(grp.names) == 1 else a.clone()
+    order = [n for n in (targets.keys() if isinstance(targets, Mapping) else targets)]
+    return {name: result[name] for name in order}
+
+
+def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tensor, n: int,
+                likelihood: str, dtype: torch.dtype, retain: bool) -> list[Tensor | None]:
+    """One backward pass for one label draw; per-sample squares from the recorded slots."""
+    bsz = fb.outputs.shape[0]
+    loss = _per_sample_nll(fb.outputs, tgt, fb.mask, likelihood)[:n].sum()
+    if not loss.requires_grad:
+        return [None] * len(groups)
+    for slots in rec.slots:
+        for slot in slots:
+            slot[1] = None
+    # Gradients w.r.t. the weights drive the backward pass through every target output (firing
+    # the tensor hooks) and give the batch gradient the per-sample ones must add up to.
+    batch_grads = torch.autograd.grad(loss, [grp.weight for grp in groups], retain_graph=retain,
+                                      allow_unused=True)
+    return [_hooks_contrib(rec, gi, grp, gw, n, bsz, dtype)
+            for gi, (grp, gw) in enumerate(zip(groups, batch_grads))]

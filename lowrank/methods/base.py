@@ -1,0 +1,116 @@
+"""The strategy interface every compression method implements, and the method registry.
+
+The one training loop (:mod:`lowrank.train`) calls a method at fixed points:
+
+* ``setup(trainer)`` — once, before the first step (one-shot projections happen here);
+* ``after_step(trainer)`` — after every optimizer step (``oialr_type: step`` cuts, TRP);
+* ``after_epoch(trainer)`` — after every epoch (``oialr_type: epoch`` cuts);
+* ``finalize(trainer)`` — once, after training: compile into the inference form.
+
+A hook returns ``True`` when it replaced or reshaped parameters, so the loop rebuilds the optimizer
+(see :meth:`lowrank.train.Trainer.rebuild_optimizer` for the Adam-state policy). ``state_dict`` /
+``load_state_dict`` carry whatever a method must remember across a checkpoint (rank trajectories,
+whether the conversion happened); the model's module structure is saved by the trainer.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..train import Trainer
+
+__all__ = ["Method", "METHODS", "register", "build_method"]
+
+METHODS: dict[str, type["Method"]] = {}
+
+
+def register(*names: str):
+    def deco(cls):
+        for n in names:
+            METHODS[n] = cls
+        return cls
+    return deco
+
+
+class Method:
+    """Base strategy: dense training, no compression (used for pre-training and the dense baseline)."""
+
+    name = "dense"
+    #: config keys this method accepts (besides the shared ``targets``); validated before any work
+    keys: dict[str, Any] = {}
+
+    @classmethod
+    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
+        """Refuse unknown keys and bad values before any work (subclasses add their checks)."""
+        _validate_common(name, cfg, cls.keys)
+
+    def __init__(self, name: str, cfg: dict[str, Any]):
+        self.name = name
+        self.cfg = dict(cfg)
+        self.trajectory: list[dict] = []   # per cut: {"step", "epoch", "ranks": {layer: rank}}
+
+    # ---------------------------------------------------------------- hooks
+    def setup(self, trainer: "Trainer") -> bool:
+        return False
+
+    def after_step(self, trainer: "Trainer") -> bool:
+        return False
+
+    def after_epoch(self, trainer: "Trainer") -> bool:
+        return False
+
+    def finalize(self, trainer: "Trainer") -> None:
+        return None
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"trajectory": self.trajectory}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trajectory = list(state.get("trajectory", []))
+
+    def ranks(self, trainer: "Trainer") -> dict[str, int]:
+        """Current rank of every target layer (full rank for dense layers)."""
+        return trainer.module_ranks()
+
+    def record(self, trainer: "Trainer", ranks: dict[str, int], **extra) -> None:
+        self.trajectory.append({"step": trainer.step, "epoch": trainer.epoch, "ranks": dict(ranks), **extra})
+
+
+register("dense")(Method)
+
+
+def build_method(name: str, cfg: dict[str, Any]) -> Method:
+    """Instantiate a registered method after validating its configuration."""
+    from . import iht, oneshot, trp  # noqa: F401  (registration side effects)
+
+    if name not in METHODS:
+        raise ValueError(f"method={name!r} is not a known method; allowed: {', '.join(sorted(METHODS))}")
+    cls = METHODS[name]
+    cls.validate(name, cfg)
+    return cls(name, cfg)
+
+
+def _validate_common(name: str, cfg: dict[str, Any], allowed: dict[str, Any]) -> None:
+    unknown = set(cfg) - set(allowed)
+    if unknown:
+        raise ValueError(f"method {name!r}: unknown config keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
+def validate_fraction(key: str, value: Any, *, open_low: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0 < value <= 1 if open_low else 0 <= value <= 1)
+    if not ok:
+        rng = "(0, 1]" if open_low else "[0, 1]"
+        raise ValueError(f"{key}={value!r} is outside the allowed range {rng}")
+
+
+def validate_positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}={value!r} must be a positive int")
+
+
+def validate_choice(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r}; allowed: {', '.join(map(str, allowed))}")
+
+

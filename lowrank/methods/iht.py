@@ -1,0 +1,262 @@
+"""Iterative hard thresholding in the ``U S Vᵀ`` training form: OIALR, IEHT (Algorithm 1 of the paper),
+IFHT (Algorithm 2), and their global variants (Appendix D).
+
+All share Algorithm 1's loop, over steps or epochs (``oialr_type``), with delay ``d`` and frequency ν:
+
+* ``t < d``: train full rank;
+* ``t = d``: convert every target layer to ``U S Vᵀ`` at full rank (exact), freeze ``U``, ``V``;
+* ``t > d`` and ``t ≡ 0 (mod ν)``: for each layer, ``U' S' V'ᵀ = svd(S)``; ``U ← U U'``,
+  ``V ← V V'``, ``S ← S'``; drop singular values by the method's rule; reshape the optimizer state;
+* otherwise: train ``S`` (and biases, and every non-target parameter) with ``U``, ``V`` frozen.
+
+Rank rules (:func:`lowrank.linalg.select_rank`):
+
+* ``oialr``: drop σ < β·σ_max ("relative"); β = ``oialr_threshold`` (paper default 0.1, Table 3 uses 0.15–0.25);
+* ``ieht``: keep the smallest head holding ≥ β of the energy Σσ² ("energy"); β ∈ 0.9–0.97 in Table 3;
+* ``ifht``: the same energy rule, on the *Fisher-weighted* spectrum (below);
+* ``global_ieht`` / ``global_ifht``: one energy threshold over the spectra of all layers together.
+
+IFHT algebra (Algorithm 2 writes ``svd(T̃ S)`` and ``U ← U T̃⁻¹ U'``; we make the space explicit).
+The Fisher is estimated for the *dense* weight ``W = U S Vᵀ`` (per-sample, :mod:`lowrank.fisher`) and
+reduced to FWSVD row weights ``r ∈ ℝ^m`` (one per output neuron). Within the current bases a cut
+replaces ``S`` by ``Ŝ`` of lower rank, and its row-weighted error is
+
+    Σᵢ rᵢ ‖(U (S − Ŝ) Vᵀ)ᵢ‖² = ‖D U (S − Ŝ) Vᵀ‖² = ‖D U (S − Ŝ)‖²    (D = diag √r, VᵀV = I)
+                             = tr((S − Ŝ)ᵀ M (S − Ŝ)) = ‖T (S − Ŝ)‖²    (M = Uᵀ D² U = T², T = M^{1/2}).
+
+So the Fisher-optimal cut of rank k' is ``Ŝ = T⁻¹ [T S]_{k'}`` (Eckart–Young in the T-scaled
+space, exactly as FWSVD), and k' is chosen by the energy rule on the singular values of ``T S`` — the
+layer's "Fisher energy". ``T`` is the k×k symmetric square root of ``UᵀD²U`` (it is diagonal only if
+``U`` is a coordinate basis, which is how the box's ``T̃`` reads). Then we re-factorise to keep the
+bases semi-orthogonal: ``T⁻¹ U'_{k'} diag(σ') V'_{k'}ᵀ = Ua diag(Sa) Vaᵀ`` (an SVD through
+:func:`lowrank.linalg.orthonormalize`), ``U ← U Ua``, ``V ← V Va``, ``S ← diag(Sa)``. With uniform
+Fisher ``T = c·I`` and IFHT reduces to IEHT exactly (tested).
+
+Safeguards: a minimum rank ``max(1, ⌈oialr_min_rank_percent · min(m, n)⌉)`` (default 0.02, as OIALR),
+never rank 0; an optional cap ``max_cut_fraction`` on the fraction of the current rank one update may
+remove (default ``null`` = no cap, as in the paper).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..data import move_batch
+from ..fisher import default_forward, diagonal_fisher, row_weights
+from ..layers import LowRankLinear
+from ..linalg import LowRankFactors, min_rank_from_percent, orthonormalize, robust_svd, select_rank
+from ..schedules import DEPTH_SCHEDULES, layer_thresholds
+from ..surgery import replace_module, to_low_rank
+from ..utils import make_generator
+from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
+
+__all__ = ["IterativeHardThresholding", "fisher_row_weights", "fisher_metric_root", "cut_low_rank_layer"]
+
+
+def fisher_row_weights(trainer, names: list[str]) -> dict[str, torch.Tensor]:
+    """True-Fisher row weights of the current effective weights of ``names`` (calibration set).
+
+    The Fisher helper works on ``nn.Linear``; a dense copy of the model computes the same function,
+    so its per-sample weight gradients are the gradients with respect to ``W = U S Vᵀ``.
+    """
+    dense = copy.deepcopy(trainer.model)
+    for n in names:
+        m = dense.get_submodule(n)
+        if isinstance(m, LowRankLinear):
+            replace_module(dense, n, m.to_linear())
+    labels = trainer.method.cfg.get("fisher_labels", "true")
+    key = trainer.cfg["random_state"] * 7919 + trainer.step
+    forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
+    F = diagonal_fisher(dense, trainer.calibration_loader(), names, forward, likelihood="categorical",
+                        labels=labels, generator=make_generator(key), dtype=torch.float64)
+    return {n: row_weights(F[n]) for n in names}
+
+
+def fisher_metric_root(U: torch.Tensor, r: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
+    """``T = (Uᵀ diag(r) U)^{1/2}`` and ``T⁻¹`` (symmetric), with a relative floor ``eps`` on the
+    eigenvalues so a row set with zero Fisher cannot make ``T`` singular."""
+    M = (U * r[:, None]).mT @ U
+    M = 0.5 * (M + M.mT)
+    evals, Q = torch.linalg.eigh(M)
+    floor = eps * evals.max().clamp_min(torch.finfo(M.dtype).tiny)
+    root = evals.clamp_min(floor).sqrt()
+    return (Q * root) @ Q.mT, (Q / root) @ Q.mT
+
+
+def cut_low_rank_layer(layer: LowRankLinear, new_rank_fn, row_w: torch.Tensor | None = None) -> tuple[int, int]:
+    """Rotate the bases of ``layer`` to the SVD of its (Fisher-scaled) core and keep ``new_rank_fn(σ)``
+    values. Replaces ``U``, ``S``, ``V`` with new ``nn.Parameter``s. Returns ``(old_rank, new_rank)``."""
+    with torch.no_grad():
+        U, S, V = layer.U.detach(), layer.S.detach(), layer.V.detach()
+        work = torch.float64
+        Ud, Sd, Vd = U.to(work), S.to(work), V.to(work)
+        if row_w is None:
+            Ux, sx, Vxh = robust_svd(Sd)
+            k = new_rank_fn(sx)
+            Ua, Sa, Vah = Ux[:, :k], sx[:k], Vxh[:k]
+        else:
+            T, Tinv = fisher_metric_root(Ud, row_w.to(work))
+            Ux, sx, Vxh = robust_svd(T @ Sd)
+            k = new_rank_fn(sx)
+            f = orthonormalize(LowRankFactors(Tinv @ Ux[:, :k], sx[:k], Vxh[:k]))
+            Ua, Sa, Vah = f.U, f.S, f.Vh
+        dt = layer.S.dtype
+        layer.U = nn.Parameter((Ud @ Ua).to(dt), requires_grad=False)
+        layer.V = nn.Parameter((Vd @ Vah.mT).to(dt), requires_grad=False)
+        layer.S = nn.Parameter(torch.diag(Sa).to(dt))
+    return S.shape[0], k
+
+
+def layer_spectrum(layer: LowRankLinear, row_w: torch.Tensor | None) -> torch.Tensor:
+    S = layer.S.detach().double()
+    if row_w is None:
+        return torch.linalg.svdvals(S)
+    T, _ = fisher_metric_root(layer.U.detach().double(), row_w.double())
+    return torch.linalg.svdvals(T @ S)
+
+
+@register("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
+class IterativeHardThresholding(Method):
+    """OIALR / IEHT / IFHT and the global variants (module docstring)."""
+
+    keys = {
+        "targets": None,
+        "oialr_threshold": None,          # β
+        "oialr_frequency": 1,             # ν
+        "oialr_type": "epoch",            # step | epoch
+        "oialr_depth_schedule": "constant",
+        "oialr_min_rank_percent": 0.02,
+        "delay": 1,                       # d (in steps or epochs, as oialr_type)
+        "max_cut_fraction": None,
+        "fisher_labels": "true",
+        "fisher_samples": 256,
+    }
+    DEFAULT_THRESHOLD = {"oialr": 0.1, "ieht": 0.95, "ifht": 0.95, "global_ieht": 0.95, "global_ifht": 0.95}
+
+    @classmethod
+    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
+        super().validate(name, cfg)
+        c = {**cls.keys, **cfg}
+        beta = c["oialr_threshold"] if c["oialr_threshold"] is not None else cls.DEFAULT_THRESHOLD[name]
+        validate_fraction("oialr_threshold", beta)
+        validate_positive_int("oialr_frequency", c["oialr_frequency"])
+        validate_choice("oialr_type", c["oialr_type"], ("step", "epoch"))
+        validate_choice("oialr_depth_schedule", c["oialr_depth_schedule"], DEPTH_SCHEDULES)
+        if name.startswith("global") and c["oialr_depth_schedule"] != "constant":
+            raise ValueError(f"oialr_depth_schedule={c['oialr_depth_schedule']!r}: global methods use one "
+                             f"threshold for all layers; allowed: 'constant'")
+        validate_fraction("oialr_min_rank_percent", c["oialr_min_rank_percent"])
+        if isinstance(c["delay"], bool) or not isinstance(c["delay"], int) or c["delay"] < 0:
+            raise ValueError(f"delay={c['delay']!r} must be an int ≥ 0")
+        if c["max_cut_fraction"] is not None:
+            validate_fraction("max_cut_fraction", c["max_cut_fraction"])
+        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
+        validate_positive_int("fisher_samples", c["fisher_samples"])
+
+    def __init__(self, name: str, cfg: dict[str, Any]):
+        super().__init__(name, cfg)
+        c = {**self.keys, **cfg}
+        self.beta = float(c["oialr_threshold"] if c["oialr_threshold"] is not None else self.DEFAULT_THRESHOLD[name])
+        self.freq = int(c["oialr_frequency"])
+        self.kind = c["oialr_type"]
+        self.schedule = c["oialr_depth_schedule"]
+        self.min_rank_percent = float(c["oialr_min_rank_percent"])
+        self.delay = int(c["delay"])
+        self.max_cut = c["max_cut_fraction"]
+        self.rule = "relative" if name == "oialr" else "energy"
+        self.weighted = name in ("ifht", "global_ifht")
+        self.is_global = name.startswith("global")
+        self.converted = False
+
+    def check_budget(self, trainer) -> None:
+        horizon = trainer.total_steps if self.kind == "step" else trainer.cfg["epochs"]
+        if self.delay >= horizon:
+            raise ValueError(f"delay={self.delay} is beyond the run ({horizon} {self.kind}s); allowed: 0 ≤ delay < {horizon}")
+
+    # ------------------------------------------------------------------ hooks
+    def setup(self, trainer) -> bool:
+        self.check_budget(trainer)
+        if self.delay == 0:
+            return self._convert(trainer)
+        return False
+
+    def after_step(self, trainer) -> bool:
+        return self._tick(trainer, trainer.step) if self.kind == "step" else False
+
+    def after_epoch(self, trainer) -> bool:
+        return self._tick(trainer, trainer.epoch) if self.kind == "epoch" else False
+
+    def _tick(self, trainer, t: int) -> bool:
+        if not self.converted:
+            return self._convert(trainer) if t >= self.delay else False
+        if t > self.delay and t % self.freq == 0:
+            self.cut(trainer)
+            return True
+        return False
+
+    def _convert(self, trainer) -> bool:
+        # every rank converts (same shapes); rank 0's factors are then broadcast, since SVDs on
+        # different ranks may differ in sign
+        to_low_rank(trainer.model, {"include": trainer.target_names})
+        trainer.sync_structure(trainer.target_names)
+        self.converted = True
+        self.record(trainer, trainer.module_ranks(), event="convert")
+        return True
+
+    # ------------------------------------------------------------------ the cut
+    def _min_rank(self, layer: LowRankLinear) -> int:
+        return min(layer.rank, min_rank_from_percent((layer.out_features, layer.in_features), self.min_rank_percent))
+
+    def _cap(self, layer: LowRankLinear, k: int) -> int:
+        if self.max_cut is None:
+            return k
+        return max(k, layer.rank - math.floor(self.max_cut * layer.rank))
+
+    def cut(self, trainer) -> dict[str, int]:
+        names = trainer.target_names
+        layers = {n: trainer.model.get_submodule(n) for n in names}
+        if trainer.is_main:
+            row_w = fisher_row_weights(trainer, names) if self.weighted else {n: None for n in names}
+            if self.is_global:
+                ranks = self._global_ranks(layers, row_w)
+                fns = {n: (lambda s, k=k: k) for n, k in ranks.items()}
+            else:
+                betas = layer_thresholds(names, self.beta, self.schedule, self.rule)
+                fns = {n: (lambda s, n=n: self._cap(layers[n], select_rank(
+                    s, self.rule, beta=betas[n], min_rank=self._min_rank(layers[n]), name=n))) for n in names}
+            for n in names:
+                cut_low_rank_layer(layers[n], fns[n], row_w[n])
+        trainer.sync_structure(names)
+        ranks = trainer.module_ranks()
+        self.record(trainer, ranks, event="cut")
+        return ranks
+
+    def _global_ranks(self, layers: dict[str, LowRankLinear], row_w: dict[str, torch.Tensor | None]) -> dict[str, int]:
+        """One energy threshold over all layers: keep the largest (Fisher-weighted) singular values,
+        across layers, that together hold ≥ β of the total energy; each layer keeps its values above the
+        resulting cut-off (clamped to its minimum rank and the cap)."""
+        spectra = {n: layer_spectrum(l, row_w[n]) for n, l in layers.items()}
+        allv = torch.cat(list(spectra.values()))
+        k_all = select_rank(torch.sort(allv, descending=True).values, "energy", beta=self.beta)
+        tau = torch.sort(allv, descending=True).values[k_all - 1]
+        out = {}
+        for n, s in spectra.items():
+            k = int((s >= tau).sum())
+            out[n] = self._cap(layers[n], min(max(k, self._min_rank(layers[n])), s.numel()))
+        return out
+
+    def finalize(self, trainer) -> None:
+        from ..surgery import compile_model
+        compile_model(trainer.model)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "converted": self.converted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.converted = bool(state.get("converted", False))

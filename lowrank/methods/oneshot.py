@@ -1,0 +1,79 @@
+"""One-shot projections at a fixed rank, then fine-tuning: the "not iterative" rows of the paper's Table 2.
+
+``svd`` (Eq. 4), ``fwsvd`` (Eq. 5 with row-summed diagonal Fisher), ``tfwsvd`` (Eq. 5 with the full
+diagonal Fisher), ``asvd`` (Eq. 7, activation-aware). The projection happens once, before the first
+step, on the pre-trained base; the rest of the budget fine-tunes.
+
+What trains (``train``):
+
+* ``factors`` (default): the compiled form ``A·B`` with both factors trainable — the usual
+  fine-tuning of a factorised model, ``k(m + n)`` trainable numbers per layer;
+* ``core``: the paper's loops' form, ``U S Vᵀ`` with ``U``, ``V`` frozen and only ``S`` trained
+  (``k²`` trainable per layer); compiled to ``A·B`` at the end.
+
+Every non-target parameter (embeddings, norms, attention when only MLPs are targets, the head)
+trains in both cases, as in every other method.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..activations import input_second_moments
+from ..data import move_batch
+from ..fisher import default_forward, diagonal_fisher
+from ..surgery import compile_model, compress_model
+from ..utils import make_generator
+from .base import Method, register, validate_choice, validate_positive_int
+
+__all__ = ["OneShot"]
+
+
+@register("svd", "fwsvd", "tfwsvd", "asvd")
+class OneShot(Method):
+    keys = {
+        "targets": None,
+        "rank": None,
+        "train": "factors",
+        "fisher_labels": "true",
+        "tfwsvd_max_iter": 100,
+        "asvd_ridge": 1e-4,
+    }
+
+    @classmethod
+    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
+        super().validate(name, cfg)
+        c = {**cls.keys, **cfg}
+        validate_positive_int("rank", c["rank"])
+        validate_choice("train", c["train"], ("factors", "core"))
+        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
+        validate_positive_int("tfwsvd_max_iter", c["tfwsvd_max_iter"])
+
+    def setup(self, trainer) -> bool:
+        c = {**self.keys, **self.cfg}
+        names = trainer.target_names
+        fisher = moments = None
+        forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
+        if self.name in ("fwsvd", "tfwsvd"):
+            fisher = diagonal_fisher(trainer.model, trainer.calibration_loader(), names, forward,
+                                     likelihood="categorical", labels=c["fisher_labels"],
+                                     generator=make_generator(trainer.cfg["random_state"]), dtype=torch.float64)
+            fisher = {n: f.to(trainer.model.get_submodule(n).weight.dtype) for n, f in fisher.items()}
+        if self.name == "asvd":
+            moments = input_second_moments(
+                trainer.model, trainer.calibration_loader(), {n: trainer.model.get_submodule(n) for n in names},
+                lambda model, batch: trainer.forward(model, move_batch(batch, trainer.device)),
+                mask=lambda b: b.get("attention_mask") if isinstance(b, dict) else None)
+        kwargs = {"max_iter": c["tfwsvd_max_iter"]} if self.name == "tfwsvd" else (
+            {"ridge": c["asvd_ridge"]} if self.name == "asvd" else {})
+        rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=c["rank"], fisher=fisher,
+                             second_moments=moments, form="factorized" if c["train"] == "factors" else "low_rank",
+                             projection_kwargs=kwargs)
+        trainer.sync_structure(names)
+        self.skipped = rep.skipped
+        self.record(trainer, trainer.module_ranks(), event="project")
+        return True
+
+    def finalize(self, trainer) -> None:
+        compile_model(trainer.model)

@@ -1,0 +1,408 @@
+"""The single training loop used by pre-training, dense baselines and every compression method.
+
+    python -m lowrank run --config runs/ieht/config.json --out runs/ieht            # one process
+    torchrun --nproc_per_node 2 -m lowrank run --config ... --out ...              # DDP (gloo on CPU)
+
+Methods are strategies (:mod:`lowrank.methods`) called at fixed points of this loop. Details that
+matter for fair comparisons live here, once:
+
+* AdamW; weight decay only on trainable tensors with ≥ 2 dimensions (not on biases, norms, the
+  ``S`` cores' — see below — are 2-D so they are decayed like the dense weights they replace);
+* learning rate: linear warm-up then cosine decay to 0 over the whole run (or constant), set per
+  step from the step count, so it survives optimizer rebuilds and resumes;
+* data order: epoch ``e`` shuffles with a private generator fixed by ``(random_state, e)``, so a
+  resumed run sees exactly the batches an uninterrupted one would;
+* evaluation at the end of every epoch, logged as one JSON line (step, epoch, loss, accuracy,
+  parameter counts, compression ratio, per-layer ranks);
+* checkpoints every ``checkpoint_every_steps`` and at every epoch end, written atomically, holding
+  the module structure (current factor shapes), model, optimizer, method state and RNG states;
+  loaded with ``weights_only=True``.
+
+Optimizer state after a method reshapes parameters (:meth:`Trainer.rebuild_optimizer`): parameters
+that keep their identity keep their Adam moments; replaced ones (the rotated/cut ``S``) start from
+an empty state, i.e. their first and second moments *and* step count are reset. Why reset and not
+rotate: after ``S ← U'ᵀ S V'`` the first moment could be rotated exactly, but Adam's second moment
+is an elementwise statistic with no exact rotated form, and a rotated first moment paired with a
+stale second moment mis-scales the step; resetting both (bias correction restarts with the step)
+gives a consistent, if briefly noisier, optimizer.
+
+Under DDP, methods compute SVDs/cuts on rank 0 and broadcast (:func:`broadcast_module`), because
+SVDs on different ranks can differ in sign and rounding.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import batch_targets, make_loader, move_batch
+from .layers import FactorizedLinear, LowRankLinear
+from .models import classifier_logits
+from .surgery import count_parameters, find_linear_layers, replace_module
+from .utils import atomic_save, atomic_write_json, atomic_write_text, make_generator, resolve_device, set_random_state
+
+__all__ = ["TRAIN_DEFAULTS", "validate_train_config", "Trainer", "module_structure", "apply_structure",
+           "broadcast_module"]
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "epochs": 30,
+    "batch_size": 64,
+    "eval_batch_size": 512,
+    "lr": 1e-3,
+    "weight_decay": 0.05,
+    "lr_schedule": "cosine",
+    "warmup_steps": 0,
+    "grad_clip": 1.0,
+    "checkpoint_every_steps": 0,
+    "random_state": 0,
+    "device": "auto",
+}
+
+
+def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(cfg) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise ValueError(f"train: unknown keys {sorted(unknown)}; allowed: {sorted(TRAIN_DEFAULTS)}")
+    c = {**TRAIN_DEFAULTS, **cfg}
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
+            raise ValueError(f"train.{key}={c[key]!r} must be a positive int")
+    for key in ("warmup_steps", "checkpoint_every_steps", "random_state"):
+        if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0:
+            raise ValueError(f"train.{key}={c[key]!r} must be an int ≥ 0")
+    if not (isinstance(c["lr"], (int, float)) and c["lr"] > 0):
+        raise ValueError(f"train.lr={c['lr']!r} must be > 0")
+    if not (isinstance(c["weight_decay"], (int, float)) and c["weight_decay"] >= 0):
+        raise ValueError(f"train.weight_decay={c['weight_decay']!r} must be ≥ 0")
+    if c["lr_schedule"] not in ("cosine", "constant"):
+        raise ValueError(f"train.lr_schedule={c['lr_schedule']!r}; allowed: 'cosine', 'constant'")
+    if c["grad_clip"] is not None and not (isinstance(c["grad_clip"], (int, float)) and c["grad_clip"] > 0):
+        raise ValueError(f"train.grad_clip={c['grad_clip']!r} must be > 0 or null")
+    return c
+
+
+# ------------------------------------------------------------------------------------------ structure
+def module_structure(model: nn.Module) -> dict[str, list]:
+    """Name → ``[kind, in, out, rank, bias]`` for every factorised layer (what a checkpoint needs to
+    rebuild the current shapes before loading a state dict)."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, LowRankLinear):
+            out[name] = ["low_rank", m.in_features, m.out_features, m.rank, m.bias is not None]
+        elif isinstance(m, FactorizedLinear):
+            out[name] = ["factorized", m.in_features, m.out_features, m.rank, m.bias is not None]
+    return out
+
+
+def apply_structure(model: nn.Module, structure: dict[str, list]) -> None:
+    """Replace layers by empty factorised shells of the recorded shapes (inverse of :func:`module_structure`)."""
+    for name, (kind, n, m, k, bias) in structure.items():
+        old = model.get_submodule(name)
+        p = next(old.parameters())
+        cls = LowRankLinear if kind == "low_rank" else FactorizedLinear
+        replace_module(model, name, cls(n, m, k, bias=bias, device=p.device, dtype=p.dtype))
+
+
+def _is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def broadcast_module(module: nn.Module) -> None:
+    """Make every rank hold rank 0's parameters of ``module`` (shapes must already agree)."""
+    if _is_dist():
+        for p in module.parameters():
+            dist.broadcast(p.data, 0)
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    n: int
+
+
+class Trainer:
+    """Runs one method on one model. See the module docstring for the policies."""
+
+    def __init__(self, model: nn.Module, method, train_set, eval_set, cfg: dict[str, Any], *,
+                 targets: Any = "vit_all", calib_set=None, out_dir: str | Path | None = None,
+                 progress: bool = True, forward: Callable[[nn.Module, Any], torch.Tensor] = classifier_logits):
+        self.cfg = validate_train_config(cfg)
+        self.method = method
+        self.device = resolve_device(self.cfg["device"])
+        self.model = model.to(self.device)
+        self.train_set, self.eval_set, self.calib_set = train_set, eval_set, calib_set
+        self.targets = targets
+        self.target_names = list(find_linear_layers(model, targets, include_factorized=True))
+        self.original = count_parameters(model, self.target_names)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress and (not _is_dist() or dist.get_rank() == 0)
+        self.forward = forward
+        self.step = 0
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.steps_per_epoch = math.ceil(len(train_set) / self.cfg["batch_size"] / self.world_size)
+        self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.log: list[dict] = []
+        self.ddp_model: nn.Module | None = None
+
+    # ---------------------------------------------------------------- distributed
+    @property
+    def world_size(self) -> int:
+        return dist.get_world_size() if _is_dist() else 1
+
+    @property
+    def rank(self) -> int:
+        return dist.get_rank() if _is_dist() else 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # ---------------------------------------------------------------- optimizer
+    def _param_groups(self):
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.ndim >= 2]
+        no_decay = [p for n, p in named if p.ndim < 2]
+        return [{"params": decay, "weight_decay": self.cfg["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def build_optimizer(self) -> None:
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
+        self._wrap_ddp()
+
+    def rebuild_optimizer(self) -> None:
+        """New AdamW over the current trainable parameters; surviving parameters keep their state,
+        replaced ones start fresh (moments and step reset — module docstring says why)."""
+        old = self.optimizer.state if self.optimizer is not None else {}
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p in old:
+                    self.optimizer.state[p] = old[p]
+        self._wrap_ddp()
+
+    def _wrap_ddp(self) -> None:
+        if _is_dist():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            self.ddp_model = DDP(self.model, device_ids=None if self.device.type == "cpu" else [self.device.index])
+        else:
+            self.ddp_model = self.model
+
+    def lr_at(self, step: int) -> float:
+        base, warm = self.cfg["lr"], self.cfg["warmup_steps"]
+        if warm and step < warm:
+            return base * (step + 1) / warm
+        if self.cfg["lr_schedule"] == "constant":
+            return base
+        progress = (step - warm) / max(1, self.total_steps - warm)
+        return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (identity without DDP)."""
+        if not _is_dist():
+            return obj
+        box = [obj if self.is_main else None]
+        dist.broadcast_object_list(box, 0)
+        return box[0]
+
+    def sync_structure(self, names: list[str]) -> None:
+        """Under DDP: give every rank rank 0's layer shapes and parameter values (after a cut)."""
+        if not _is_dist():
+            return
+        box = [module_structure(self.model) if self.is_main else None]
+        dist.broadcast_object_list(box, 0)
+        if not self.is_main:
+            apply_structure(self.model, {n: v for n, v in box[0].items() if n in set(names)})
+        broadcast_module(self.model)
+
+    # ---------------------------------------------------------------- bookkeeping
+    def module_ranks(self) -> dict[str, int]:
+        out = {}
+        for n in self.target_names:
+            m = self.model.get_submodule(n)
+            out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear)) else min(m.weight.shape)
+        return out
+
+    def compiled_target_params(self, ranks: dict[str, int] | None = None) -> int:
+        """Target-layer parameters once compiled to ``A·B`` at the given (default: current) ranks;
+        a layer stays dense when a factorisation would not pay."""
+        ranks = ranks or self.method.ranks(self)
+        total = 0
+        for n in self.target_names:
+            m = self.model.get_submodule(n)
+            k = ranks[n]
+            mo, mi = m.out_features, m.in_features
+            total += min(k * (mo + mi), mo * mi) + (mo if m.bias is not None else 0)
+        return total
+
+    def train_loader(self, epoch: int):
+        g = make_generator(self.cfg["random_state"] * 1_000_003 + epoch)
+        if _is_dist():
+            from torch.utils.data import DataLoader, DistributedSampler
+            from .data import _collate_of
+            sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.cfg["random_state"] * 1_000_003,  # noqa
+                                         drop_last=False)
+            sampler.set_epoch(epoch)
+            return DataLoader(self.train_set, batch_size=self.cfg["batch_size"], sampler=sampler,
+                              collate_fn=_collate_of(self.train_set))
+        return make_loader(self.train_set, self.cfg["batch_size"], shuffle=True, generator=g)
+
+    def calibration_loader(self, batch_size: int = 64):
+        if self.calib_set is None:
+            raise ValueError(f"method {self.method.name!r} needs a calibration set (Fisher / activations); none given")
+        return make_loader(self.calib_set, batch_size)
+
+    @torch.no_grad()
+    def evaluate(self) -> EvalResult:
+        self.model.eval()
+        loss, correct, n = 0.0, 0, 0
+        for batch in make_loader(self.eval_set, self.cfg["eval_batch_size"]):
+            batch = move_batch(batch, self.device)
+            y = batch_targets(batch)
+            logits = self.forward(self.model, batch)
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(-1) == y).sum())
+            n += int(y.numel())
+        self.model.train()
+        return EvalResult(loss / n, correct / n, n)
+
+    def _log_eval(self, kind: str, train_loss: float | None = None) -> dict:
+        res = self.evaluate()
+        ranks = self.method.ranks(self)
+        pc = count_parameters(self.model, self.target_names, original=self.original)
+        compiled = self.compiled_target_params(ranks)
+        rec = {"kind": kind, "step": self.step, "epoch": self.epoch, "train_loss": train_loss,
+               "eval_loss": res.loss, "accuracy": res.accuracy, "params_total": pc.total,
+               "params_target": pc.target, "params_target_compiled": compiled,
+               "compression_ratio_target": compiled / self.original.target,
+               "params_total_compiled": pc.total - pc.target + compiled,
+               "compression_ratio_total": (pc.total - pc.target + compiled) / self.original.total,
+               "lr": self.lr_at(self.step), "ranks": ranks}
+        self.log.append(rec)
+        if self.progress:
+            tqdm.write(f"[{self.method.name}] epoch {self.epoch} step {self.step}: acc {res.accuracy:.4f} "
+                       f"loss {res.loss:.4f} target params {100 * rec['compression_ratio_target']:.1f}%")
+        return rec
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self) -> Path | None:
+        return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint_path is None or not self.is_main:
+            return
+        np_state = np.random.get_state()
+        state = {
+            "structure": module_structure(self.model),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "method": self.method.state_dict(),
+            "step": self.step, "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "log": self.log,
+            "rng_torch": torch.get_rng_state(),
+            "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+            "rng_python": random.getstate(),
+        }
+        atomic_save(state, self.checkpoint_path)
+
+    def load_checkpoint(self) -> bool:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        apply_structure(self.model, state["structure"])
+        self.model.load_state_dict(state["model"])
+        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        self.log = list(state["log"])
+        self.method.load_state_dict(state["method"])
+        self.build_optimizer()
+        if state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_torch"].cpu())
+        n = state["rng_numpy"]
+        np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
+        py = state["rng_python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        return True
+
+    # ---------------------------------------------------------------- main loop
+    def fit(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        set_random_state(self.cfg["random_state"])
+        resumed = self.load_checkpoint()
+        if not resumed:
+            self.method.setup(self)
+            self.build_optimizer()
+            self._log_eval("start")
+        epochs = self.cfg["epochs"]
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self.method.name, disable=not self.progress,
+                   leave=False)
+        self.model.train()
+        while self.epoch < epochs:
+            running, seen = 0.0, 0
+            for i, batch in enumerate(self.train_loader(self.epoch)):
+                if i < self.step_in_epoch:
+                    continue  # resumed mid-epoch: these batches were already trained on
+                for g in self.optimizer.param_groups:
+                    g["lr"] = self.lr_at(self.step)
+                batch = move_batch(batch, self.device)
+                loss = F.cross_entropy(self.forward(self.ddp_model, batch), batch_targets(batch))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.cfg["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                                   self.cfg["grad_clip"])
+                self.optimizer.step()
+                self.step += 1
+                self.step_in_epoch = i + 1
+                running += loss.item()
+                seen += 1
+                bar.update(1)
+                if self.step < self.total_steps and self.method.after_step(self):
+                    self.rebuild_optimizer()
+                every = self.cfg["checkpoint_every_steps"]
+                if every and self.step % every == 0:
+                    self.save_checkpoint()
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self._log_eval("epoch", running / max(seen, 1))
+            # no cut after the last epoch: nothing would train after it
+            if self.epoch < epochs and self.method.after_epoch(self):
+                self.rebuild_optimizer()
+            self.save_checkpoint()
+        bar.close()
+        self.method.finalize(self)
+        final = self._log_eval("final")
+        final["wall_seconds"] = time.perf_counter() - t0
+        return final
+
+    def write_outputs(self, final: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """``metrics.json``, ``log.jsonl``, ``ranks.json`` and the compiled ``model.pt`` (main rank only)."""
+        if self.out_dir is None or not self.is_main:
+            return
+        metrics = {k: final[k] for k in ("accuracy", "eval_loss", "params_total", "params_target",
+                                          "compression_ratio_target", "compression_ratio_total", "step", "epoch")}
+        metrics.update({"method": self.method.name, "wall_seconds": final.get("wall_seconds"),
+                        "original_params_total": self.original.total, "original_params_target": self.original.target,
+                        **(extra or {})})
+        atomic_write_json(self.out_dir / "metrics.json", metrics)
+        atomic_write_text(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.log))
+        atomic_write_json(self.out_dir / "ranks.json", {"trajectory": self.method.trajectory,
+                                                        "final": final["ranks"]})
+        atomic_save({"structure": module_structure(self.model), "model": self.model.state_dict()},
+                    self.out_dir / "model.pt")
