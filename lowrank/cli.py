@@ -2,6 +2,9 @@
 
     python -m lowrank corpus --cache-dir cache/data --out reports          # build the offline text corpus
     python -m lowrank projection-table --cache-dir cache/data --out reports  # Eq. 4 vs 5 vs 7 on MiniLM
+    python -m lowrank run spec.yaml --out runs/ieht                         # one training/compression run
+    python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
+    torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
 
 Each command reads its section of ``params.yaml`` (``--params``), validates it before any work and
 writes its outputs atomically.
@@ -45,6 +48,51 @@ def _projection_table(args) -> None:
     print(f"projection table: {len(res['rows'])} rows → {Path(args.out) / 'tables' / 'projection_minilm.md'}")
 
 
+def _load_spec(ref: str, params_path: str) -> dict:
+    """A spec from a YAML/JSON file, or ``params:<dotted.key>`` inside params.yaml."""
+    import yaml
+
+    if ref.startswith("params:"):
+        node = load_params(params_path)
+        for part in ref[len("params:"):].split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"spec {ref!r}: no key {part!r} in {params_path}")
+            node = node[part]
+        return dict(node)
+    path = Path(ref)
+    if not path.is_file():
+        raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
+    with open(path, encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh)
+    if not isinstance(spec, dict):
+        raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
+    return spec
+
+
+def _run(args) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from .experiment import run_experiment
+
+    spec = _load_spec(args.spec, args.params)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        final = run_experiment(spec, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
+    finally:
+        if distributed:
+            dist.destroy_process_group()
+    print(f"{spec.get('method', 'dense')}: accuracy {final['accuracy']:.4f}, "
+          f"target params {100 * final['compression_ratio_target']:.1f}% → {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowrank", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -57,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", default="reports")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(fn=fn)
+    p = sub.add_parser("run", help="one training / compression run")
+    p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--cache-dir", default="cache/data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_run)
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

@@ -1,7 +1,7 @@
 """The single training loop used by pre-training, dense baselines and every compression method.
 
-    python -m lowrank run --config runs/ieht/config.json --out runs/ieht            # one process
-    torchrun --nproc_per_node 2 -m lowrank run --config ... --out ...              # DDP (gloo on CPU)
+    python -m lowrank run spec.yaml --out runs/ieht                               # one process
+    torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht         # DDP (gloo on CPU)
 
 Methods are strategies (:mod:`lowrank.methods`) called at fixed points of this loop. Details that
 matter for fair comparisons live here, once:
@@ -26,8 +26,10 @@ is an elementwise statistic with no exact rotated form, and a rotated first mome
 stale second moment mis-scales the step; resetting both (bias correction restarts with the step)
 gives a consistent, if briefly noisier, optimizer.
 
-Under DDP, methods compute SVDs/cuts on rank 0 and broadcast (:func:`broadcast_module`), because
-SVDs on different ranks can differ in sign and rounding.
+Under ``torchrun`` (``torch.distributed``: gloo on CPU, nccl on GPU) each process takes its slice
+of every global batch and gradients are averaged by one all-reduce per step; methods compute SVDs
+and cuts on rank 0 and broadcast the result (:meth:`Trainer.sync_structure`), because SVDs on
+different ranks can differ in sign and rounding.
 """
 from __future__ import annotations
 
@@ -153,11 +155,18 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
-        self.steps_per_epoch = math.ceil(len(train_set) / self.cfg["batch_size"] / self.world_size)
+        if self.cfg["batch_size"] % self.world_size:
+            raise ValueError(f"train.batch_size={self.cfg['batch_size']} must be divisible by the number of "
+                             f"processes ({self.world_size}): it is the global batch")
+        if _is_dist() and self.device.type == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.model = self.model.to(self.device)
+        self.steps_per_epoch = len(self.epoch_batches(0))
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
+        if hasattr(method, "check_budget"):
+            method.check_budget(self)  # e.g. a delay beyond the run: refused before any training
         self.optimizer: torch.optim.Optimizer | None = None
         self.log: list[dict] = []
-        self.ddp_model: nn.Module | None = None
 
     # ---------------------------------------------------------------- distributed
     @property
@@ -182,7 +191,6 @@ class Trainer:
 
     def build_optimizer(self) -> None:
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
-        self._wrap_ddp()
 
     def rebuild_optimizer(self) -> None:
         """New AdamW over the current trainable parameters; surviving parameters keep their state,
@@ -193,14 +201,24 @@ class Trainer:
             for p in group["params"]:
                 if p in old:
                     self.optimizer.state[p] = old[p]
-        self._wrap_ddp()
 
-    def _wrap_ddp(self) -> None:
-        if _is_dist():
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            self.ddp_model = DDP(self.model, device_ids=None if self.device.type == "cpu" else [self.device.index])
-        else:
-            self.ddp_model = self.model
+    def allreduce_gradients(self) -> None:
+        """Average the gradients of all trainable parameters over the processes (one flat buffer).
+
+        An explicit all-reduce rather than the DistributedDataParallel wrapper: methods replace
+        parameters during training, and a DDP reducer built for the old parameters keeps hooks on the
+        survivors (it would reduce them twice, or wait for gradients that no longer exist).
+        """
+        if not _is_dist():
+            return
+        from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for p, g in zip(params, _unflatten_dense_tensors(flat, grads)):
+            p.grad = g
 
     def lr_at(self, step: int) -> float:
         base, warm = self.cfg["lr"], self.cfg["warmup_steps"]
@@ -226,7 +244,18 @@ class Trainer:
         box = [module_structure(self.model) if self.is_main else None]
         dist.broadcast_object_list(box, 0)
         if not self.is_main:
-            apply_structure(self.model, {n: v for n, v in box[0].items() if n in set(names)})
+            for n in names:
+                want = box[0].get(n)
+                layer = self.model.get_submodule(n)
+                if want is not None and want[0] == "low_rank" and isinstance(layer, LowRankLinear):
+                    # mirror rank 0's cut: new U, S, V objects (so S's optimizer state is reset here
+                    # too), the bias object kept (so is its state, as on rank 0)
+                    k, ref = want[3], layer.S
+                    layer.U = nn.Parameter(ref.new_empty(layer.out_features, k), requires_grad=False)
+                    layer.V = nn.Parameter(ref.new_empty(layer.in_features, k), requires_grad=False)
+                    layer.S = nn.Parameter(ref.new_empty(k, k))
+                elif want is not None:
+                    apply_structure(self.model, {n: want})
         broadcast_module(self.model)
 
     # ---------------------------------------------------------------- bookkeeping
@@ -249,17 +278,26 @@ class Trainer:
             total += min(k * (mo + mi), mo * mi) + (mo if m.bias is not None else 0)
         return total
 
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This rank's index batches for ``epoch``.
+
+        One permutation per epoch from a private generator fixed by ``(random_state, epoch)``; it is
+        cut into global batches of ``batch_size``, and under DDP each of ``W`` ranks takes its
+        contiguous ``batch_size / W`` slice of every global batch. The mean of the ranks' mean
+        gradients is then the single-process gradient of the same global batch. Under DDP a last,
+        incomplete global batch is dropped (ranks must run the same number of steps).
+        """
+        n, B, W, r = len(self.train_set), self.cfg["batch_size"], self.world_size, self.rank
+        perm = torch.randperm(n, generator=make_generator(self.cfg["random_state"] * 1_000_003 + epoch)).tolist()
+        if W == 1:
+            return [perm[i:i + B] for i in range(0, n, B)]
+        b = B // W
+        return [perm[i + r * b:i + (r + 1) * b] for i in range(0, n - B + 1, B)]
+
     def train_loader(self, epoch: int):
-        g = make_generator(self.cfg["random_state"] * 1_000_003 + epoch)
-        if _is_dist():
-            from torch.utils.data import DataLoader, DistributedSampler
-            from .data import _collate_of
-            sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.cfg["random_state"] * 1_000_003,  # noqa
-                                         drop_last=False)
-            sampler.set_epoch(epoch)
-            return DataLoader(self.train_set, batch_size=self.cfg["batch_size"], sampler=sampler,
-                              collate_fn=_collate_of(self.train_set))
-        return make_loader(self.train_set, self.cfg["batch_size"], shuffle=True, generator=g)
+        from torch.utils.data import DataLoader
+        from .data import _collate_of
+        return DataLoader(self.train_set, batch_sampler=self.epoch_batches(epoch), collate_fn=_collate_of(self.train_set))
 
     def calibration_loader(self, batch_size: int = 64):
         if self.calib_set is None:
@@ -346,6 +384,7 @@ class Trainer:
         set_random_state(self.cfg["random_state"])
         resumed = self.load_checkpoint()
         if not resumed:
+            broadcast_module(self.model)  # identical starting point on every process
             self.method.setup(self)
             self.build_optimizer()
             self._log_eval("start")
@@ -361,9 +400,10 @@ class Trainer:
                 for g in self.optimizer.param_groups:
                     g["lr"] = self.lr_at(self.step)
                 batch = move_batch(batch, self.device)
-                loss = F.cross_entropy(self.forward(self.ddp_model, batch), batch_targets(batch))
+                loss = F.cross_entropy(self.forward(self.model, batch), batch_targets(batch))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                self.allreduce_gradients()
                 if self.cfg["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                                    self.cfg["grad_clip"])

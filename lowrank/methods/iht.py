@@ -179,7 +179,6 @@ class IterativeHardThresholding(Method):
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer) -> bool:
-        self.check_budget(trainer)
         if self.delay == 0:
             return self._convert(trainer)
         return False
