@@ -1,7 +1,7 @@
 """Command line: ``python -m lowrank <command>``.
 
-    python -m lowrank corpus --cache-dir cache/data --out reports          # build the offline text corpus
-    python -m lowrank projection-table --cache-dir cache/data --out reports  # Eq. 4 vs 5 vs 7 on MiniLM
+    python -m lowrank corpus --cache-dir cache/text --out reports          # build the offline text corpus
+    python -m lowrank projection-table --cache-dir cache/text --out reports  # Eq. 4 vs 5 vs 7 on MiniLM
     python -m lowrank run spec.yaml --out runs/ieht                         # one training/compression run
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
@@ -48,25 +48,56 @@ def _projection_table(args) -> None:
     print(f"projection table: {len(res['rows'])} rows → {Path(args.out) / 'tables' / 'projection_minilm.md'}")
 
 
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; nested mappings (``train``, ``method_args``) merge key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def _load_spec(ref: str, params_path: str) -> dict:
-    """A spec from a YAML/JSON file, or ``params:<dotted.key>`` inside params.yaml."""
+    """A spec from a YAML/JSON file, or ``params:<dotted.key>`` inside params.yaml.
+
+    A spec may name ``inherit: <dotted.key>`` (a mapping in params.yaml, e.g. a shared budget): the
+    spec's own keys are merged on top of it, so sweeps state only what they change.
+    """
     import yaml
 
+    params = None
     if ref.startswith("params:"):
-        node = load_params(params_path)
-        for part in ref[len("params:"):].split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ValueError(f"spec {ref!r}: no key {part!r} in {params_path}")
-            node = node[part]
-        return dict(node)
-    path = Path(ref)
-    if not path.is_file():
-        raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
-    with open(path, encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh)
+        params = load_params(params_path)
+        spec = _lookup(params, ref[len("params:"):], params_path)
+    else:
+        path = Path(ref)
+        if not path.is_file():
+            raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
+        with open(path, encoding="utf-8") as fh:
+            spec = yaml.safe_load(fh)
     if not isinstance(spec, dict):
         raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
+    spec = dict(spec)
+    seen = set()
+    while "inherit" in spec:
+        key = spec.pop("inherit")
+        if key in seen:
+            raise ValueError(f"spec {ref!r}: inherit cycle through {key!r}")
+        seen.add(key)
+        params = params or load_params(params_path)
+        parent = _lookup(params, key, params_path)
+        if not isinstance(parent, dict):
+            raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")
+        spec = _merge(dict(parent), spec)
     return spec
+
+
+def _lookup(params: dict, dotted: str, params_path: str):
+    node = params
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise ValueError(f"no key {dotted!r} in {params_path} (missing {part!r})")
+        node = node[part]
+    return node
 
 
 def _run(args) -> None:
@@ -101,14 +132,14 @@ def main(argv: list[str] | None = None) -> int:
                                ("projection-table", _projection_table, "SVD vs FWSVD vs TFWSVD vs ASVD on MiniLM")]:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--params", default="params.yaml")
-        p.add_argument("--cache-dir", default="cache/data")
+        p.add_argument("--cache-dir", default="cache/text")
         p.add_argument("--out", default="reports")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(fn=fn)
     p = sub.add_parser("run", help="one training / compression run")
     p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--cache-dir", default="cache/data")
+    p.add_argument("--cache-dir", default="cache/text")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_run)

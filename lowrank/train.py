@@ -78,9 +78,12 @@ def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"train: unknown keys {sorted(unknown)}; allowed: {sorted(TRAIN_DEFAULTS)}")
     c = {**TRAIN_DEFAULTS, **cfg}
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("batch_size", "eval_batch_size"):
         if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
             raise ValueError(f"train.{key}={c[key]!r} must be a positive int")
+    # epochs = 0 is an evaluation-only run: a one-shot projection scored zero-shot
+    if isinstance(c["epochs"], bool) or not isinstance(c["epochs"], int) or c["epochs"] < 0:
+        raise ValueError(f"train.epochs={c['epochs']!r} must be an int ≥ 0")
     for key in ("warmup_steps", "checkpoint_every_steps", "random_state"):
         if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0:
             raise ValueError(f"train.{key}={c[key]!r} must be an int ≥ 0")

@@ -164,7 +164,7 @@ def test_trp_run_ends_compiled_at_the_truncated_rank(base, cache, tmp_path):
     ({"dataset": "cifar100"}, "dataset='cifar100' is not a known dataset"),
     ({"model": "resnet50"}, "model='resnet50' is not a known model"),
     ({"method": "svdd"}, "method='svdd' is not a known method"),
-    ({"train": {"epochs": 0}}, r"train.epochs=0 must be a positive int"),
+    ({"train": {"epochs": -1}}, r"train.epochs=-1 must be an int ≥ 0"),
     ({"train": {"lr": -1}}, r"train.lr=-1 must be > 0"),
     ({"method": "ieht", "method_args": {"oialr_threshold": 1.2}}, "oialr_threshold=1.2 is outside"),
     ({"method": "ieht", "method_args": {"oialr_frequency": 0}}, "oialr_frequency=0 must be a positive int"),
