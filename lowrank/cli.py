@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import load_params, stage_params
+from .config import PROFILES, load_params, stage_params
 from .utils import atomic_write_json, atomic_write_text
 
 
@@ -88,6 +88,12 @@ def _load_spec(ref: str, params_path: str) -> dict:
         if not isinstance(parent, dict):
             raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")
         spec = _merge(dict(parent), spec)
+    # profile overrides: a `paper:` (or `small:`) sub-mapping applies under that profile only
+    profile = (params or load_params(params_path)).get("profile", "small") if ref.startswith("params:") or \
+        any(p in spec for p in PROFILES) else "small"
+    overrides = {p: spec.pop(p, None) for p in PROFILES}
+    if overrides.get(profile):
+        spec = _merge(spec, overrides[profile])
     return spec
 
 

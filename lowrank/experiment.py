@@ -17,18 +17,17 @@ unless ``keep_checkpoint``).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
 from .data import DATASETS, calibration_subset, get_dataset, num_classes
-from .methods.base import METHODS, build_method
+from .methods import METHODS, build_method
 from .models import MODELS, build_model
 from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
-from .utils import atomic_write_json, set_random_state
+from .utils import set_random_state
 
 __all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "load_base"]
 
@@ -58,10 +57,7 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if s["model"] not in MODELS:
         raise ValueError(f"model={s['model']!r} is not a known model; allowed: {sorted(MODELS)}")
     if s["method"] not in METHODS:
-        # METHODS is filled on first build_method import; make sure registration ran
-        from .methods import iht, oneshot, trp  # noqa: F401
-        if s["method"] not in METHODS:
-            raise ValueError(f"method={s['method']!r} is not a known method; allowed: {sorted(METHODS)}")
+        raise ValueError(f"method={s['method']!r} is not a known method; allowed: {sorted(METHODS)}")
     if isinstance(s["targets"], str) and s["targets"] not in TARGET_PRESETS and "*" not in s["targets"] \
             and "." not in s["targets"]:
         raise ValueError(f"targets={s['targets']!r} is neither a preset ({sorted(TARGET_PRESETS)}) nor a pattern")

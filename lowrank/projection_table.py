@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .activations import input_second_moments
 from .data import calibration_subset, make_loader, text_dataset
 from .fisher import diagonal_fisher, encoder_forward
-from .linalg import PROJECTIONS, project, validate_rank
+from .linalg import PROJECTIONS, validate_rank
 from .surgery import compress_model, count_parameters, find_linear_layers
 from .utils import atomic_write_json, atomic_write_text, make_generator, set_random_state
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from .layers import FactorizedLinear, LowRankLinear, factorization_pays
-from .linalg import LowRankFactors, PROJECTIONS, project, validate_rank
+from .linalg import PROJECTIONS, project, validate_rank
 
 __all__ = [
     "TARGET_PRESETS",

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -147,7 +146,7 @@ class Trainer:
         self.cfg = validate_train_config(cfg)
         self.method = method
         self.device = resolve_device(self.cfg["device"])
-        self.model = model.to(self.device)
+        self.model = model
         self.train_set, self.eval_set, self.calib_set = train_set, eval_set, calib_set
         self.targets = targets
         self.target_names = list(find_linear_layers(model, targets, include_factorized=True))

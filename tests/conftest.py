@@ -14,5 +14,5 @@ settings.register_profile(
 )
 settings.load_profile("ci")
 
-# Two cores: tests share them with the rest of the machine; more threads only add contention.
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Two cores: with pytest-xdist each worker gets one thread (more only adds contention), otherwise two.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))

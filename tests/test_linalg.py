@@ -1,5 +1,4 @@
 """Projection core: Eckart–Young, rank rules, weighted projections, bad input."""
-import itertools
 import math
 
 import numpy as np

@@ -1,5 +1,4 @@
 """The cut rules of Algorithms 1–4 on single layers, depth schedules, and configuration validation."""
-import math
 
 import numpy as np
 import pytest

@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 
-from ..fisher import row_weights
 from ..layers import FactorizedLinear, factorization_pays
 from ..linalg import LowRankFactors, min_rank_from_percent, robust_svd, select_rank
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
