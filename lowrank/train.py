@@ -69,6 +69,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "checkpoint_every_steps": 0,
     "random_state": 0,
     "device": "auto",
+    "threads": None,
 }
 
 
@@ -90,6 +91,9 @@ def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"train.lr={c['lr']!r} must be > 0")
     if not (isinstance(c["weight_decay"], (int, float)) and c["weight_decay"] >= 0):
         raise ValueError(f"train.weight_decay={c['weight_decay']!r} must be ≥ 0")
+    if c["threads"] is not None and (isinstance(c["threads"], bool) or not isinstance(c["threads"], int)
+                                     or c["threads"] < 1):
+        raise ValueError(f"train.threads={c['threads']!r} must be a positive int or null (torch's default)")
     if c["lr_schedule"] not in ("cosine", "constant"):
         raise ValueError(f"train.lr_schedule={c['lr_schedule']!r}; allowed: 'cosine', 'constant'")
     if c["grad_clip"] is not None and not (isinstance(c["grad_clip"], (int, float)) and c["grad_clip"] > 0):
@@ -144,6 +148,10 @@ class Trainer:
                  targets: Any = "vit_all", calib_set=None, out_dir: str | Path | None = None,
                  progress: bool = True, forward: Callable[[nn.Module, Any], torch.Tensor] = classifier_logits):
         self.cfg = validate_train_config(cfg)
+        if self.cfg["threads"] is not None:
+            # small models on a small CPU: one intra-op thread per process avoids the collapse that
+            # oversubscribed spinning OpenMP threads cause when two runs share two cores
+            torch.set_num_threads(self.cfg["threads"])
         self.method = method
         self.device = resolve_device(self.cfg["device"])
         self.model = model

@@ -197,8 +197,8 @@ def test_summary_writes_a_table_from_partial_reports(tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_retaining_freed_memory_changes_no_result():
-    code = ("import torch; from bench.common import retain_freed_memory; "
-            "a = torch.randn(300, 200, generator=torch.Generator().manual_seed(0)); ref = a @ a.T; "
+    code = ("import torch; from bench.common import retain_freed_memory; from lowrank.utils import make_generator; "
+            "a = torch.randn(300, 200, generator=make_generator(0)); ref = a @ a.T; "
             "ok = retain_freed_memory(); big = [torch.ones(3000, 3000) for _ in range(3)]; del big; "
             "print(ok, torch.equal(a @ a.T, ref))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
