@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -756,8 +757,10 @@ def trajectory_figure(traj: pd.DataFrame, picked: Mapping[str, str], title: str)
                     label=layer if len(layers) <= 8 else None)
             ax.plot(g["epoch"], g["rank"], ".", color=c, ms=3)
         setting = d["setting"].iloc[0] if len(d) else ""
-        shade = "" if len(layers) <= 8 else f"; {len(layers)} layers, dark = first, light = last"
-        ax.set_title(f"{m} ({picked[m]})\n{setting}{shade}", fontsize=8)
+        shade = "" if len(layers) <= 8 else f"{len(layers)} layers, dark = first, light = last"
+        # one short line each: long settings would run into the neighbouring panel's title
+        lines = [f"{m} ({picked[m]})", *textwrap.wrap(str(setting), 45), shade]
+        ax.set_title("\n".join(line for line in lines if line), fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel("rank")
         if len(layers) <= 8:
