@@ -6,10 +6,11 @@ from hypothesis import given, strategies as st
 
 from lowrank.layers import FactorizedLinear, LowRankLinear, factorization_pays
 from lowrank.linalg import truncated_svd
+from lowrank.utils import set_random_state
 
 
 def dense(m, n, bias=True, key=0, dtype=torch.float64):
-    torch.manual_seed(key)
+    set_random_state(key)
     return nn.Linear(n, m, bias=bias, dtype=dtype)
 
 

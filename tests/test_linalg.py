@@ -8,12 +8,13 @@ import torch
 from hypothesis import given, strategies as st
 
 from lowrank import linalg as L
+from lowrank.utils import make_generator, set_random_state
 
 dims = st.integers(min_value=2, max_value=12)
 
 
 def random_matrix(m, n, key, dtype=torch.float64, decay=None):
-    g = torch.Generator().manual_seed(key)
+    g = make_generator(key)
     W = torch.randn(m, n, generator=g, dtype=dtype)
     if decay is not None:
         U, _, Vh = torch.linalg.svd(W, full_matrices=False)
@@ -32,7 +33,7 @@ def test_eckart_young_error_matches_scipy(m, n, key, data):
     assert err == pytest.approx(math.sqrt((s[k:] ** 2).sum()), rel=1e-9, abs=1e-10)
     np.testing.assert_allclose(f.S.numpy(), s[:k], rtol=1e-10)
     # optimality against random rank-k competitors
-    g = torch.Generator().manual_seed(key + 1)
+    g = make_generator(key + 1)
     for _ in range(3):
         X = torch.randn(m, k, generator=g, dtype=W.dtype) @ torch.randn(k, n, generator=g, dtype=W.dtype)
         assert torch.linalg.norm(W - X).item() >= err - 1e-9
@@ -76,7 +77,7 @@ def test_row_weighted_projection_is_exact_optimum(m, n, key, data):
     """The objective value equals the Eckart–Young tail of scipy's singular values of D·W (the scaled
     problem), and no nearby rank-k matrix does better (local optimality on the rank-k manifold)."""
     W = random_matrix(m, n, key)
-    g = torch.Generator().manual_seed(key + 7)
+    g = make_generator(key + 7)
     w = torch.rand(m, generator=g, dtype=torch.float64) * 10 + 1e-3
     k = data.draw(st.integers(1, min(m, n)))
     f = L.row_weighted_projection(W, w, k, eps=0.0)
@@ -120,7 +121,7 @@ def test_column_weighted_projection_matches_transposed_rows():
        data=st.data())
 def test_element_weighted_solver_is_monotone(m, n, key, solver, data):
     W = random_matrix(m, n, key)
-    g = torch.Generator().manual_seed(key + 3)
+    g = make_generator(key + 3)
     F = torch.rand(m, n, generator=g, dtype=torch.float64) ** 3 * 100
     k = data.draw(st.integers(1, min(m, n) - 1))
     hist: list[float] = []
@@ -152,7 +153,7 @@ def test_element_weighted_beats_row_weighted_on_its_own_objective():
 @given(m=st.integers(2, 8), n=st.integers(2, 8), key=st.integers(0, 10_000), data=st.data())
 def test_activation_aware_projection_is_optimal(m, n, key, data):
     W = random_matrix(m, n, key)
-    g = torch.Generator().manual_seed(key + 5)
+    g = make_generator(key + 5)
     X = torch.randn(n, 3 * n, generator=g, dtype=torch.float64) * torch.logspace(-2, 1, n, dtype=torch.float64)[:, None]
     C = X @ X.T
     k = data.draw(st.integers(1, min(m, n)))
@@ -180,13 +181,13 @@ def test_randomized_svd_accuracy_on_decaying_spectrum():
     W = random_matrix(300, 200, 5, dtype=torch.float32, decay=0.9)
     for k in (5, 20, 50):
         exact = torch.linalg.norm(W - L.truncated_svd(W, k).matrix())
-        torch.manual_seed(0)
+        set_random_state(0)
         approx = torch.linalg.norm(W - L.truncated_svd(W, k, randomized=True).matrix())
         assert approx <= exact * 1.05
 
 
 def test_orthonormalize_keeps_the_matrix():
-    g = torch.Generator().manual_seed(1)
+    g = make_generator(1)
     f = L.LowRankFactors(torch.randn(9, 3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64),
                          torch.randn(3, 7, generator=g, dtype=torch.float64))
     o = L.orthonormalize(f)

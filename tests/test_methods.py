@@ -12,10 +12,11 @@ from lowrank.methods import build_method
 from lowrank.methods.iht import IterativeHardThresholding, cut_low_rank_layer, fisher_metric_root
 from lowrank.methods.trp import truncate_dense
 from lowrank.schedules import layer_thresholds
+from lowrank.utils import make_generator, set_random_state
 
 
 def random_low_rank_layer(m, n, key, dtype=torch.float64):
-    torch.manual_seed(key)
+    set_random_state(key)
     lin = nn.Linear(n, m, dtype=dtype)
     layer = LowRankLinear.from_linear(lin)
     with torch.no_grad():  # a non-diagonal core, as after training steps
@@ -74,7 +75,7 @@ def test_ifht_cut_is_the_fisher_optimum_within_the_bases(m, n, key, data):
     in the same bases does better (random competitors and local perturbations)."""
     layer = random_low_rank_layer(m, n, key)
     U, S, V = layer.U.detach().clone(), layer.S.detach().clone(), layer.V.detach().clone()
-    g = torch.Generator().manual_seed(key)
+    g = make_generator(key)
     r = torch.rand(m, generator=g, dtype=torch.float64) ** 2 * 10 + 1e-3
     W = U @ S @ V.T
     T, _ = fisher_metric_root(U, r)
@@ -96,7 +97,7 @@ def test_ifht_cut_is_the_fisher_optimum_within_the_bases(m, n, key, data):
 @given(m=st.integers(3, 12), n=st.integers(3, 12), key=st.integers(0, 1000), beta=st.floats(0.3, 1.0),
        weighted=st.booleans())
 def test_trp_truncation_has_the_declared_rank(m, n, key, beta, weighted):
-    torch.manual_seed(key)
+    set_random_state(key)
     W = torch.randn(m, n, dtype=torch.float64)
     r = torch.rand(m, dtype=torch.float64) + 0.1 if weighted else None
     W_k, G, k = truncate_dense(W, beta, 1, r)

@@ -7,11 +7,12 @@ from timm.models.vision_transformer import VisionTransformer
 
 from lowrank.layers import FactorizedLinear, LowRankLinear
 from lowrank.surgery import (compile_model, compress_model, count_parameters, find_linear_layers, to_low_rank)
+from lowrank.utils import set_random_state
 
 
 @pytest.fixture(scope="module")
 def vit_b16():
-    torch.manual_seed(0)
+    set_random_state(0)
     return timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=10).eval()
 
 
@@ -26,7 +27,7 @@ def minilm():
 
 
 def tiny_vit():
-    torch.manual_seed(0)
+    set_random_state(0)
     return VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=3, embed_dim=16, depth=2,
                              num_heads=2).eval().double()
 
