@@ -797,7 +797,6 @@ def collate_of(dataset: Dataset) -> Callable | None:
     return getattr(dataset, "collate_fn", None)
 
 
-_collate_of = collate_of  # the earlier private name, still imported by lowrank.train
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = False,

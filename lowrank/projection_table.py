@@ -152,7 +152,6 @@ def run_projection_table(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_d
             fro += float(d2.sum())
             fw += float((fisher[name] * d2).sum())
         div = _hidden_divergence(model, reference, held_loader)
-        m, n = next(iter(weights.values())).shape
         rows.append({
             "rank": rank,
             "method": method,

@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import batch_targets, make_loader, move_batch
+from .data import batch_targets, collate_of, make_loader, move_batch
 from .layers import FactorizedLinear, LowRankLinear
 from .models import classifier_logits
 from .surgery import count_parameters, find_linear_layers, replace_module
@@ -306,8 +306,7 @@ class Trainer:
 
     def train_loader(self, epoch: int):
         from torch.utils.data import DataLoader
-        from .data import _collate_of
-        return DataLoader(self.train_set, batch_sampler=self.epoch_batches(epoch), collate_fn=_collate_of(self.train_set))
+        return DataLoader(self.train_set, batch_sampler=self.epoch_batches(epoch), collate_fn=collate_of(self.train_set))
 
     def calibration_loader(self, batch_size: int = 64):
         if self.calib_set is None:
