@@ -81,9 +81,11 @@ register("dense")(Method)
 
 
 def build_method(name: str, cfg: dict[str, Any]) -> Method:
-    """Instantiate a registered method after validating its configuration."""
-    from . import iht, oneshot, trp  # noqa: F401  (registration side effects)
+    """Instantiate a registered method after validating its configuration.
 
+    Every method module registers itself on import; ``lowrank/methods/__init__.py`` imports them all,
+    and Python runs it before any submodule such as this one, so the registry is always complete.
+    """
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not a known method; allowed: {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
