@@ -5,17 +5,19 @@ Operator Factorization" (arXiv 2507.09428).
 Heavy optional parts (datasets, models, the training loop) are imported lazily by their modules;
 the names below are the pure-maths core.
 """
-from .layers import FactorizedLinear, LowRankLinear, factorization_pays
+from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
 from .linalg import (LowRankFactors, activation_aware_projection, element_weighted_projection, orthonormalize,
                      project, row_weighted_projection, select_rank, truncated_svd)
-from .surgery import (TARGET_PRESETS, compile_model, compress_model, count_parameters, find_linear_layers,
-                      to_low_rank)
+from .surgery import (TARGET_PRESETS, compile_model, compress_model, compress_model_tt, count_parameters,
+                      find_linear_layers, to_low_rank)
+from .tt import TTShape, row_weighted_tt, tt_svd
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FactorizedLinear", "LowRankLinear", "factorization_pays",
+    "FactorizedLinear", "LowRankLinear", "TTLinear", "factorization_pays",
     "LowRankFactors", "truncated_svd", "select_rank", "row_weighted_projection", "element_weighted_projection",
     "activation_aware_projection", "orthonormalize", "project",
     "TARGET_PRESETS", "find_linear_layers", "compress_model", "compile_model", "count_parameters", "to_low_rank",
+    "compress_model_tt", "TTShape", "tt_svd", "row_weighted_tt",
 ]

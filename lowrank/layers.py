@@ -4,6 +4,8 @@
   OIALR): ``W = U S Vᵀ`` with ``U (out×k)`` and ``V (in×k)`` frozen and the square ``S (k×k)`` trained.
 * :class:`FactorizedLinear` — the *inference form* produced by the "compile" step at the end of
   Algorithms 1–4: ``W = A B`` with ``A = U U' √S'`` and ``B = √S' V'ᵀ Vᵀ`` where ``S = U' S' V'ᵀ``.
+* :class:`TTLinear` — a tensor-train matrix (TTM / FWTTM rows of Table 2, Oseledets 2011): a train
+  of 4-D cores, applied to the input core by core; training and inference form at once.
 
 Both keep ``nn.Linear``'s interface (``in_features``, ``out_features``, ``bias``, ``forward(x)`` on
 ``(..., in)``), so they can be swapped into timm and Hugging Face models (loralib's habit). Frozen
@@ -19,8 +21,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .linalg import LowRankFactors, orthonormalize, robust_svd, truncated_svd, validate_rank, validate_weight
+from .tt import TTDecomposition, TTShape, tt_num_params, tt_ranks_for, tt_shape_for, tt_svd, tt_to_matrix
 
-__all__ = ["LowRankLinear", "FactorizedLinear", "factorization_pays"]
+__all__ = ["LowRankLinear", "FactorizedLinear", "TTLinear", "factorization_pays"]
 
 
 def factorization_pays(out_features: int, in_features: int, rank: int, *, core: bool = False) -> bool:
@@ -223,3 +226,128 @@ class FactorizedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
+
+
+class TTLinear(nn.Module):
+    """``y = x Wᵀ + b`` with ``W`` a tensor-train matrix (cores ``(r_{k-1}, m_k, n_k, r_k)``, see :mod:`lowrank.tt`).
+
+    The layer of the "TTM [61]" and "FWTTM [63]" rows of the paper's Table 2. Every core trains (there
+    is no frozen basis and no separate compiled form: the train already stores
+    ``Σ r_{k-1} m_k n_k r_k`` numbers). The forward pass contracts the input with one core at a time,
+    never forming the ``(out, in)`` matrix: for ``T`` input rows the cost is
+    ``T Σ_k (Π m_≤k)(Π n_≥k) r_{k-1} r_k`` rather than ``T·out·in``.
+
+    ``ranks`` are the d − 1 inner bond ranks; ``rank`` is their maximum (what per-layer rank logs show).
+    """
+
+    def __init__(self, shape: TTShape, ranks, bias: bool = True, *, device=None, dtype=None) -> None:
+        super().__init__()
+        if not isinstance(shape, TTShape):
+            raise ValueError(f"TTLinear: shape={shape!r} must be a TTShape")
+        ranks = tuple(ranks)
+        if len(ranks) != shape.d - 1 or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in ranks):
+            raise ValueError(f"TTLinear: ranks={ranks} must be {shape.d - 1} positive ints (one per bond)")
+        kw = {"device": device, "dtype": dtype}
+        self.shape = shape
+        self.in_features = shape.in_features
+        self.out_features = shape.out_features
+        r = (1, *ranks, 1)
+        self.cores = nn.ParameterList(
+            nn.Parameter(torch.empty(r[k], m, n, r[k + 1], **kw))
+            for k, (m, n) in enumerate(zip(shape.out_modes, shape.in_modes)))
+        self.bias = nn.Parameter(torch.zeros(self.out_features, **kw)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Entries of W get nn.Linear's variance 1/(3·in): a product of d independent normal cores summed
+        # over Π r_k bond paths has variance Π σ_k² · Π r_k, so each core gets σ² = (var / Π r_k)^(1/d).
+        target = 1.0 / (3.0 * self.in_features)
+        sigma = (target / math.prod(self.ranks)) ** (0.5 / self.shape.d)
+        for core in self.cores:
+            nn.init.normal_(core, 0.0, sigma)
+        if self.bias is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return tuple(int(c.shape[3]) for c in self.cores[:-1])
+
+    @property
+    def rank(self) -> int:
+        return max(self.ranks, default=1)
+
+    @property
+    def num_core_params(self) -> int:
+        return tt_num_params(self.shape, self.ranks)
+
+    # -------------------------------------------------------------------- conversions
+    @classmethod
+    def from_decomposition(cls, dec: TTDecomposition, bias: torch.Tensor | None = None) -> "TTLinear":
+        ref = dec.cores[0]
+        layer = cls(dec.shape, tuple(dec.ranks), bias=bias is not None, device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for p, c in zip(layer.cores, dec.cores):
+                p.copy_(c)
+            if bias is not None:
+                layer.bias.copy_(bias)
+        return layer
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, shape: TTShape | int = 3, max_rank=None, rel_eps: float | None = None,
+                    *, name: str = "linear") -> "TTLinear":
+        """TT-SVD of a dense layer (Oseledets 2011). ``shape``: a :class:`TTShape`, or a number of cores
+        ``d`` for the balanced :func:`lowrank.tt.tt_shape_for`; ``max_rank`` / ``rel_eps`` as in :func:`tt_svd`
+        (neither: exact)."""
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        W = linear.weight.detach()
+        validate_weight(W, name)
+        if not isinstance(shape, TTShape):
+            if isinstance(shape, bool) or not isinstance(shape, int) or shape < 1:
+                raise ValueError(f"{name}: shape={shape!r} must be a TTShape or a positive number of cores")
+            shape = tt_shape_for(linear.out_features, linear.in_features, shape)
+        caps = tt_ranks_for(shape, max_rank) if max_rank is not None else None
+        dec = tt_svd(W, shape, max_rank=list(caps) if caps else None, rel_eps=rel_eps, name=name)
+        b = linear.bias.detach() if linear.bias is not None else None
+        return cls.from_decomposition(dec, b)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The ``(out, in)`` matrix of the train, for conversions and checks; forward never builds it."""
+        return tt_to_matrix(list(self.cores), self.shape)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dense view of the weight, for code that reads ``layer.weight`` (computed, not stored)."""
+        return self.dense_weight()
+
+    def to_linear(self) -> nn.Linear:
+        ref = self.cores[0]
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    # -------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"TTLinear: input has {x.shape[-1]} features, expected {self.in_features}")
+        lead = x.shape[:-1]
+        # z holds (rows, output digits done, input digits left, bond): each core eats the leading input
+        # digit and the bond, and emits one output digit and the next bond
+        z = x.reshape(-1, 1, self.in_features, 1)
+        for core in self.cores:
+            B, M, N, a = z.shape
+            _, m, n, b = core.shape
+            z = torch.einsum("BMnRa,amnb->BMmRb", z.reshape(B, M, n, N // n, a), core)
+            z = z.reshape(B, M * m, N // n, b)
+        y = z.reshape(*lead, self.out_features)
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"out_modes={self.shape.out_modes}, in_modes={self.shape.in_modes}, ranks={self.ranks}, "
+                f"bias={self.bias is not None}")

@@ -8,7 +8,8 @@ presets for the paper's settings:
   setting of Figures 2–5; the classification head is never a target.
 
 Parameter counts are honest: frozen factors count, and :func:`compress_model` only factorises a layer
-when ``k(m + n) < m n`` (else it leaves the dense layer untouched and says so) unless ``force=True``.
+when ``k(m + n) < m n`` (else it leaves the dense layer untouched and says so) unless ``force=True``;
+:func:`compress_model_tt` (TTM / FWTTM) likewise only when the train stores fewer numbers than ``m n``.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from .layers import FactorizedLinear, LowRankLinear, factorization_pays
-from .linalg import PROJECTIONS, project, validate_rank
+from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
+from .linalg import PROJECTIONS, _validate_weights_tensor, project, validate_rank, validate_weight
+from .tt import TTShape, row_weighted_tt, tt_num_params, tt_ranks_for, tt_shape_for, tt_svd
 
 __all__ = [
     "TARGET_PRESETS",
@@ -30,6 +32,8 @@ __all__ = [
     "ParameterCount",
     "count_parameters",
     "compress_model",
+    "compress_model_tt",
+    "TT_METHODS",
     "compile_model",
     "to_low_rank",
     "CompressionReport",
@@ -47,7 +51,7 @@ TARGET_PRESETS: dict[str, dict[str, list[str]]] = {
                  "exclude": []},
 }
 
-_LINEARS = (nn.Linear, LowRankLinear, FactorizedLinear)
+_LINEARS = (nn.Linear, LowRankLinear, FactorizedLinear, TTLinear)
 
 
 def _resolve_patterns(targets: str | Sequence[str] | Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
@@ -147,9 +151,12 @@ def count_parameters(model: nn.Module, target_names: Iterable[str] = (), *,
 
 @dataclass
 class CompressionReport:
-    """What :func:`compress_model` did to each target layer."""
+    """What :func:`compress_model` / :func:`compress_model_tt` did to each target layer.
 
-    ranks: dict[str, int] = field(default_factory=dict)
+    ``ranks``: the rank of each factorised layer; for a tensor train, the tuple of its bond ranks.
+    """
+
+    ranks: dict[str, int | tuple[int, ...]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     before: ParameterCount | None = None
     after: ParameterCount | None = None
@@ -209,6 +216,96 @@ def compress_model(model: nn.Module, targets: str | Sequence[str] | Mapping[str,
         new.to(device=W.device, dtype=W.dtype)
         replace_module(model, name, new)
         report.ranks[name] = k
+    report.after = count_parameters(model, names, original=before)
+    return report
+
+
+TT_METHODS = ("ttm", "fwttm")
+
+
+def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[str, Sequence[str]], *,
+                      method: str = "ttm", cores: int | Mapping[str, TTShape] = 3,
+                      max_rank: int | Sequence[int] | Mapping[str, int | Sequence[int]] | None = None,
+                      fisher: Mapping[str, torch.Tensor] | None = None, sweeps: int = 10, eps: float = 1e-8,
+                      tol: float = 1e-6, force: bool = False) -> CompressionReport:
+    """Replace the target Linear layers by :class:`TTLinear` tensor trains, in place.
+
+    ``method``: ``ttm`` (TT-SVD, the "TTM [61]" row of the paper's Table 2, Oseledets 2011) or
+    ``fwttm`` (:func:`lowrank.tt.row_weighted_tt`, the "FWTTM [63]" row: TT fitted to the FWSVD row
+    weights by alternating least squares, ``sweeps`` / ``eps`` / ``tol`` passed on).
+    ``cores``: the number of cores ``d`` (every layer gets the balanced :func:`lowrank.tt.tt_shape_for`)
+    or a name → :class:`TTShape` mapping. ``max_rank``: the bond cap (one int, one per bond, or a
+    name → cap mapping); ranks are then :func:`lowrank.tt.tt_ranks_for`. ``fisher[name]``: the
+    layer's diagonal Fisher ``(out, in)``, reduced to row weights by summing over the input axis
+    (as FWSVD), or the row weights ``(out,)`` themselves; required for ``fwttm``.
+
+    A layer whose train would not store fewer numbers than the dense ``m n`` weight is left dense and
+    untouched (recorded in ``report.skipped``) unless ``force``. Every input is validated for every
+    layer before any layer is modified.
+    """
+    if method not in TT_METHODS:
+        raise ValueError(f"method={method!r} is not a tensor-train method; allowed: {', '.join(TT_METHODS)}")
+    if not isinstance(cores, Mapping) and (isinstance(cores, bool) or not isinstance(cores, int) or cores < 1):
+        raise ValueError(f"cores={cores!r} must be a positive int (number of cores) or a name → TTShape mapping")
+    if max_rank is None:
+        raise ValueError("max_rank is required (int, per-bond sequence, or name → cap mapping), got None")
+    if isinstance(sweeps, bool) or not isinstance(sweeps, int) or sweeps < 0:
+        raise ValueError(f"sweeps={sweeps!r} must be an int ≥ 0")
+    for key, val in (("eps", eps), ("tol", tol)):
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not val >= 0 or val == float("inf"):
+            raise ValueError(f"{key}={val!r} must be a finite number ≥ 0")
+    layers = find_linear_layers(model, targets)
+    names = list(layers)
+    before = count_parameters(model, names)
+    plan: dict[str, tuple[TTShape, tuple[int, ...], torch.Tensor | None]] = {}
+    for name, layer in layers.items():
+        m, n = layer.weight.shape
+        validate_weight(layer.weight.detach(), name)
+        if isinstance(cores, Mapping):
+            if name not in cores:
+                raise ValueError(f"{name}: cores mapping has no TTShape for this layer (cores[{name!r}])")
+            shape = cores[name]
+            if not isinstance(shape, TTShape) or (shape.out_features, shape.in_features) != (m, n):
+                raise ValueError(f"{name}: cores[{name!r}]={shape!r} must be a TTShape with out = {m}, in = {n}")
+        else:
+            shape = tt_shape_for(m, n, cores)
+        cap = max_rank[name] if isinstance(max_rank, Mapping) and name in max_rank else max_rank
+        if isinstance(cap, Mapping):
+            raise ValueError(f"{name}: max_rank mapping has no cap for this layer (max_rank[{name!r}])")
+        try:
+            ranks = tt_ranks_for(shape, cap)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        rows = None
+        if method == "fwttm":
+            if fisher is None or name not in fisher:
+                raise ValueError(f"{name}: method='fwttm' needs a Fisher tensor for this layer (fisher[{name!r}])")
+            f = fisher[name]
+            if isinstance(f, torch.Tensor) and f.ndim == 2:
+                _validate_weights_tensor(f, (m, n), name, "fisher")
+                f = f.sum(dim=1)   # row weights: one per output neuron, summed over the input axis
+            _validate_weights_tensor(f, (m,), name, "fisher row weights")
+            if not (f > 0).any():
+                raise ValueError(f"{name}: fisher is zero for every row; FWTTM needs at least one positive weight")
+            rows = f
+        plan[name] = (shape, ranks, rows)
+    report = CompressionReport(before=before)
+    for name, (shape, ranks, rows) in plan.items():
+        layer = layers[name]
+        m, n = layer.weight.shape
+        cost = tt_num_params(shape, ranks)
+        if not force and cost >= m * n:
+            report.skipped[name] = f"TT ranks {ranks}: {cost} numbers ≥ mn={m * n}, kept dense"
+            continue
+        W = layer.weight.detach()
+        caps = list(ranks) if ranks else None
+        dec = (tt_svd(W, shape, max_rank=caps, name=name) if method == "ttm"
+               else row_weighted_tt(W, shape, rows, caps, sweeps=sweeps, eps=eps, tol=tol, name=name))
+        b = layer.bias.detach() if layer.bias is not None else None
+        new = TTLinear.from_decomposition(dec, b)
+        new.to(device=W.device, dtype=W.dtype)
+        replace_module(model, name, new)
+        report.ranks[name] = tuple(dec.ranks)
     report.after = count_parameters(model, names, original=before)
     return report
 

@@ -49,9 +49,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import batch_targets, collate_of, make_loader, move_batch
-from .layers import FactorizedLinear, LowRankLinear
+from .layers import FactorizedLinear, LowRankLinear, TTLinear
 from .models import classifier_logits
 from .surgery import count_parameters, find_linear_layers, replace_module
+from .tt import TTShape
 from .utils import atomic_save, atomic_write_json, atomic_write_text, make_generator, resolve_device, set_random_state
 
 __all__ = ["TRAIN_DEFAULTS", "validate_train_config", "Trainer", "module_structure", "apply_structure",
@@ -104,13 +105,17 @@ def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ structure
 def module_structure(model: nn.Module) -> dict[str, list]:
     """Name → ``[kind, in, out, rank, bias]`` for every factorised layer (what a checkpoint needs to
-    rebuild the current shapes before loading a state dict)."""
+    rebuild the current shapes before loading a state dict). A tensor train records
+    ``[out_modes, in_modes, bond ranks]`` (lists) in the rank slot."""
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, LowRankLinear):
             out[name] = ["low_rank", m.in_features, m.out_features, m.rank, m.bias is not None]
         elif isinstance(m, FactorizedLinear):
             out[name] = ["factorized", m.in_features, m.out_features, m.rank, m.bias is not None]
+        elif isinstance(m, TTLinear):
+            out[name] = ["tt", m.in_features, m.out_features,
+                         [list(m.shape.out_modes), list(m.shape.in_modes), list(m.ranks)], m.bias is not None]
     return out
 
 
@@ -119,8 +124,14 @@ def apply_structure(model: nn.Module, structure: dict[str, list]) -> None:
     for name, (kind, n, m, k, bias) in structure.items():
         old = model.get_submodule(name)
         p = next(old.parameters())
-        cls = LowRankLinear if kind == "low_rank" else FactorizedLinear
-        replace_module(model, name, cls(n, m, k, bias=bias, device=p.device, dtype=p.dtype))
+        if kind == "tt":
+            out_modes, in_modes, ranks = k
+            new = TTLinear(TTShape(tuple(out_modes), tuple(in_modes)), tuple(ranks), bias=bias,
+                           device=p.device, dtype=p.dtype)
+        else:
+            cls = LowRankLinear if kind == "low_rank" else FactorizedLinear
+            new = cls(n, m, k, bias=bias, device=p.device, dtype=p.dtype)
+        replace_module(model, name, new)
 
 
 def _is_dist() -> bool:
@@ -270,21 +281,27 @@ class Trainer:
 
     # ---------------------------------------------------------------- bookkeeping
     def module_ranks(self) -> dict[str, int]:
+        """Rank of every target layer: the factor rank, ``min(out, in)`` for a dense layer, and the
+        largest bond rank for a tensor train (one int per layer keeps logs and reports uniform)."""
         out = {}
         for n in self.target_names:
             m = self.model.get_submodule(n)
-            out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear)) else min(m.weight.shape)
+            out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear, TTLinear)) else min(m.weight.shape)
         return out
 
     def compiled_target_params(self, ranks: dict[str, int] | None = None) -> int:
         """Target-layer parameters once compiled to ``A·B`` at the given (default: current) ranks;
-        a layer stays dense when a factorisation would not pay."""
+        a layer stays dense when a factorisation would not pay. A tensor train is its own compiled
+        form: it counts its cores (and bias) as they are."""
         ranks = ranks or self.method.ranks(self)
         total = 0
         for n in self.target_names:
             m = self.model.get_submodule(n)
-            k = ranks[n]
             mo, mi = m.out_features, m.in_features
+            if isinstance(m, TTLinear):
+                total += m.num_core_params + (mo if m.bias is not None else 0)
+                continue
+            k = ranks[n]
             total += min(k * (mo + mi), mo * mi) + (mo if m.bias is not None else 0)
         return total
 

@@ -1,0 +1,71 @@
+"""Tensor-train one-shot compression, then fine-tuning: the "TTM [61]" and "FWTTM [63]" rows of the paper's Table 2.
+
+``ttm``: every target Linear becomes a :class:`~lowrank.layers.TTLinear` fitted by TT-SVD (Oseledets
+2011); ``fwttm``: fitted to FWSVD's row-weighted objective (Fisher summed over the input axis, one
+weight per output neuron) by :func:`lowrank.tt.row_weighted_tt`, Pletnev et al. 2023. As for the other
+one-shot methods (:mod:`lowrank.methods.oneshot`) the projection happens once, before the first step,
+on the pre-trained base, and the rest of the budget fine-tunes.
+
+What trains: *all* cores of every train (there is no frozen basis), plus every non-target parameter,
+as in every other method. The train is already the inference form, so ``finalize`` has nothing to
+compile. A layer whose train would not store fewer numbers than the dense weight stays dense.
+
+Keys: ``tt_rank`` (bond-rank cap, every bond), ``tt_cores`` (number of cores ``d``; each layer gets
+the balanced split :func:`lowrank.tt.tt_shape_for`), ``fisher_labels`` (as ``fwsvd``),
+``fwttm_sweeps`` (ALS sweeps of FWTTM).
+
+Per-layer rank logs (:meth:`lowrank.train.Trainer.module_ranks`) show a train's largest bond rank;
+the ``project`` event of the rank trajectory also holds every layer's full tuple of bond ranks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..data import move_batch
+from ..fisher import default_forward, diagonal_fisher, row_weights
+from ..surgery import compress_model_tt
+from ..utils import make_generator
+from .base import Method, register, validate_choice, validate_positive_int
+
+__all__ = ["TensorTrain"]
+
+
+@register("ttm", "fwttm")
+class TensorTrain(Method):
+    keys = {
+        "targets": None,
+        "tt_rank": None,
+        "tt_cores": 3,
+        "fisher_labels": "true",
+        "fwttm_sweeps": 10,
+    }
+
+    @classmethod
+    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
+        super().validate(name, cfg)
+        c = {**cls.keys, **cfg}
+        validate_positive_int("tt_rank", c["tt_rank"])
+        validate_positive_int("tt_cores", c["tt_cores"])
+        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
+        validate_positive_int("fwttm_sweeps", c["fwttm_sweeps"])
+
+    def setup(self, trainer) -> bool:
+        c = {**self.keys, **self.cfg}
+        names = trainer.target_names
+        fisher = None
+        if self.name == "fwttm":
+            # the same Fisher as fwsvd (oneshot.py), reduced to FWSVD's row weights
+            forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
+            full = diagonal_fisher(trainer.model, trainer.calibration_loader(), names, forward,
+                                   likelihood="categorical", labels=c["fisher_labels"],
+                                   generator=make_generator(trainer.cfg["random_state"]), dtype=torch.float64)
+            fisher = {n: row_weights(f) for n, f in full.items()}
+        rep = compress_model_tt(trainer.model, {"include": names}, method=self.name, cores=c["tt_cores"],
+                                max_rank=c["tt_rank"], fisher=fisher, sweeps=c["fwttm_sweeps"])
+        trainer.sync_structure(names)
+        self.skipped = rep.skipped
+        self.record(trainer, trainer.module_ranks(), event="project",
+                    tt_ranks={n: list(r) for n, r in rep.ranks.items()})
+        return True
