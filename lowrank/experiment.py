@@ -7,6 +7,7 @@ A spec (JSON/YAML mapping; the DVC sweeps generate them from ``params.yaml``)::
      "targets": "vit_all",
      "method": "ieht", "method_args": {"oialr_threshold": 0.95, "oialr_frequency": 2},
      "calibration_samples": 256,
+     "train_samples": null,                             # a fixed subset of the train split (short budgets)
      "train": {"epochs": 30, "lr": 1e-3, ...}}
 
 Everything is validated before any data is loaded or any model built (unknown names, thresholds
@@ -41,6 +42,7 @@ SPEC_DEFAULTS: dict[str, Any] = {
     "method": "dense",
     "method_args": {},
     "calibration_samples": 256,
+    "train_samples": None,
     "train": {},
     "keep_checkpoint": False,
 }
@@ -64,6 +66,9 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(s["calibration_samples"], bool) or not isinstance(s["calibration_samples"], int) \
             or s["calibration_samples"] < 1:
         raise ValueError(f"calibration_samples={s['calibration_samples']!r} must be a positive int")
+    if s["train_samples"] is not None and (isinstance(s["train_samples"], bool)
+                                           or not isinstance(s["train_samples"], int) or s["train_samples"] < 1):
+        raise ValueError(f"train_samples={s['train_samples']!r} must be a positive int or null (whole split)")
     s["train"] = validate_train_config(dict(s["train"]))
     build_method(s["method"], dict(s["method_args"]))  # validates the method's keys and ranges
     if s["base"] is not None and not Path(s["base"]).is_file():
@@ -91,6 +96,10 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
     eval_set = get_dataset(s["dataset"], eval_split, cache_dir=cache_dir, **ds_args)
     calib = calibration_subset(train_set, min(s["calibration_samples"], len(train_set)),
                                random_state=s["train"]["random_state"])
+    if s["train_samples"] is not None and s["train_samples"] < len(train_set):
+        # a short fine-tuning budget: one fixed subset (drawn with state 0, not the run's random_state),
+        # so every method and every repeat fine-tunes on the same examples
+        train_set = calibration_subset(train_set, s["train_samples"], random_state=0)
     model = build_model(s["model"], num_classes=num_classes(s["dataset"]), **dict(s["model_args"]))
     if s["base"] is not None:
         load_base(model, s["base"])

@@ -65,12 +65,12 @@ __all__ = [
 ]
 
 #: one-shot projections (projection once, then fine-tuning): the paper's "not iterative" rows of Table 2
-ONE_SHOT = ("svd", "fwsvd", "tfwsvd", "asvd")
+ONE_SHOT = ("svd", "fwsvd", "tfwsvd", "asvd", "ttm", "fwttm")
 #: sparsify-during-training methods compared against the one-shot family in Figure 2
 ITERATIVE = ("oialr", "ieht", "ifht", "trp", "fwtrp")
 #: methods of Algorithms 1–2 (U S Vᵀ form, convert then cut), local and global
 IHT_FAMILY = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
-METHOD_ORDER = ("dense", "svd", "fwsvd", "tfwsvd", "asvd", "trp", "fwtrp", "oialr", "ieht", "ifht",
+METHOD_ORDER = ("dense", "svd", "fwsvd", "tfwsvd", "asvd", "ttm", "fwttm", "trp", "fwtrp", "oialr", "ieht", "ifht",
                 "global_ieht", "global_ifht")
 #: records that are points of a Pareto figure (Appendix C: the evaluation after every epoch)
 POINT_KINDS = ("epoch", "final")
@@ -427,7 +427,8 @@ def _no_runs_axes(ax: Any, text: str) -> None:
 
 _METHOD_COLORS = {"dense": "tab:gray", "svd": "tab:blue", "fwsvd": "tab:orange", "tfwsvd": "tab:olive",
                   "asvd": "tab:cyan", "trp": "tab:purple", "fwtrp": "tab:pink", "oialr": "tab:red",
-                  "ieht": "tab:green", "ifht": "tab:brown", "global_ieht": "#8fd18f", "global_ifht": "#d2a98c"}
+                  "ieht": "tab:green", "ifht": "tab:brown", "global_ieht": "#8fd18f", "global_ifht": "#d2a98c",
+                  "ttm": "#4b4b8f", "fwttm": "#c7a0e8"}
 
 
 def method_colors(labels: Iterable[str]) -> dict[str, Any]:

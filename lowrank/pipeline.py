@@ -1,0 +1,170 @@
+"""``dvc repro`` with parallel workers: the stages of dvc.yaml, level by level, N at a time.
+
+    python -m lowrank.pipeline --jobs 2                 # what `make repro` runs (skips `bench`)
+    python -m lowrank.pipeline --jobs 2 --skip ''       # every stage, the benchmarks included
+    python -m lowrank.pipeline --dry                    # print what is stale
+
+Why: the sweeps are dozens of independent single-threaded runs (``train.threads: 1``), and plain
+``dvc repro`` executes one stage at a time, so on a 2-core machine half of it idles. DVC (3.x) lets
+several ``dvc repro -s <stage>`` processes run at once: it holds the repository lock only while it
+reads and writes ``dvc.lock``, not while a stage's command runs. So we schedule the stage graph
+ourselves — a stage starts when the stages it depends on are done, the longest chains first — with a
+pool of ``--jobs`` workers. Each stage is reproduced by DVC itself, so its lock entry, cache and
+outputs are exactly what ``dvc repro`` would leave, and a final plain ``dvc repro`` of the same
+targets confirms there is nothing left to do.
+
+For a queue spread over machines or many workers, DVC's own ``dvc exp run --queue`` +
+``dvc queue start -j N`` is the tool (README); this script is the single-machine fast path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+__all__ = ["stage_graph", "stale_stages", "reproduce"]
+
+# DVC retries a busy repository lock only briefly; two workers finishing together can collide.
+_LOCK_MESSAGES = ("Unable to acquire lock", "lock is busy")
+_LOCK_RETRIES = 20
+
+
+def stage_graph(skip: set[str] = frozenset()) -> dict[str, list[str]]:
+    """Stage name → the stages it depends on, without the ``skip`` stages (a name or a foreach group)
+    and everything downstream of them."""
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        graph = repo.index.graph                  # edge (stage, dependency)
+        names = {s: s.addressing for s in graph.nodes}
+        deps = {names[s]: sorted(names[d] for d in graph.successors(s)) for s in graph.nodes}
+    unknown = set(skip) - set(deps) - {n.split("@")[0] for n in deps}
+    if unknown:
+        raise ValueError(f"--skip: {sorted(unknown)} are not stages of dvc.yaml; stages: {sorted(deps)}")
+    dropped: dict[str, bool] = {}
+
+    def drop(n: str) -> bool:
+        if n not in dropped:
+            dropped[n] = n in skip or n.split("@")[0] in skip or any(drop(d) for d in deps[n])
+        return dropped[n]
+
+    return {n: d for n, d in deps.items() if not drop(n)}
+
+
+def stale_stages(names: list[str]) -> set[str]:
+    """The stages among ``names`` that ``dvc status`` reports as changed (or never run)."""
+    if not names:
+        return set()
+    res = subprocess.run(["dvc", "status", "--json", *names], capture_output=True, text=True, check=True)
+    return set(json.loads(res.stdout or "{}")) & set(names)
+
+
+def _repro_one(name: str) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    for attempt in range(_LOCK_RETRIES):
+        res = subprocess.run(["dvc", "repro", "--single-item", "--quiet", name], capture_output=True, text=True)
+        if res.returncode == 0:
+            return name, time.perf_counter() - t0
+        text = res.stdout + res.stderr
+        if not any(m in text for m in _LOCK_MESSAGES):
+            raise RuntimeError(f"stage {name!r} failed (exit {res.returncode}):\n{text[-4000:]}")
+        time.sleep(0.5 + 0.25 * attempt)
+    raise RuntimeError(f"stage {name!r}: the DVC repository lock stayed busy after {_LOCK_RETRIES} tries")
+
+
+def _priorities(deps: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
+    """(longest chain of stages that wait on it, number of stages downstream): start the critical path first."""
+    users: dict[str, list[str]] = {n: [] for n in deps}
+    for n, ds in deps.items():
+        for d in ds:
+            users[d].append(n)
+    chain: dict[str, int] = {}
+    below: dict[str, set[str]] = {}
+
+    def walk(n: str) -> None:
+        if n in chain:
+            return
+        for u in users[n]:
+            walk(u)
+        chain[n] = 1 + max((chain[u] for u in users[n]), default=0)
+        below[n] = set(users[n]).union(*(below[u] for u in users[n])) if users[n] else set()
+
+    for n in deps:
+        walk(n)
+    return {n: (chain[n], len(below[n])) for n in deps}
+
+
+def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = False) -> list[tuple[str, float]]:
+    """Reproduce every stale stage (except ``skip``) with ``jobs`` workers; returns (stage, seconds).
+
+    A stage starts as soon as the stages it depends on are finished. It is handed to DVC when ``dvc
+    status`` found it stale at the start or when something upstream of it ran; DVC then re-checks it
+    (a stage whose inputs came out unchanged is skipped in a second or two).
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs={jobs!r} must be a positive int")
+    deps = stage_graph(set(skip))
+    stale = stale_stages(sorted(deps))
+    prio = _priorities(deps)
+    print(f"{len(stale)} of {len(deps)} stages stale" + (f": {', '.join(sorted(stale))}" if stale else ""), flush=True)
+    if dry:
+        return []
+    done: set[str] = set()
+    ran: set[str] = set()
+    timings: list[tuple[str, float]] = []
+    running: dict = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while len(done) < len(deps):
+            progressed = True
+            while progressed:             # settle every ready stage that needs no run
+                progressed = False
+                for n in deps:
+                    if n in done or n in running.values() or not all(d in done for d in deps[n]):
+                        continue
+                    if n not in stale and not any(d in ran for d in deps[n]):
+                        done.add(n)
+                        progressed = True
+            ready = sorted((n for n in deps if n not in done and n not in running.values()
+                            and all(d in done for d in deps[n])), key=lambda n: (-prio[n][0], -prio[n][1], n))
+            for n in ready[:max(0, jobs - len(running))]:
+                running[pool.submit(_repro_one, n)] = n
+            if not running:
+                if len(done) < len(deps):
+                    raise RuntimeError(f"pipeline stuck: {sorted(set(deps) - done)} never became ready")
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                n = running.pop(fut)
+                name, seconds = fut.result()      # a failed stage raises here, after its worker stopped
+                done.add(n)
+                ran.add(n)
+                timings.append((name, seconds))
+                print(f"  done {name} ({seconds:.1f} s; {len(done)}/{len(deps)})", flush=True)
+    # the same targets through plain `dvc repro`: must be a no-op now (fails loudly otherwise)
+    subprocess.run(["dvc", "repro", "--quiet", *sorted(deps)], check=True)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lowrank.pipeline", description=__doc__.split("\n")[0])
+    ap.add_argument("--jobs", type=int, default=2, help="parallel stages (default 2)")
+    ap.add_argument("--skip", default="bench",
+                    help="comma-separated stages (or foreach groups) to leave out, with everything that needs "
+                         "them (default: bench; '' for none)")
+    ap.add_argument("--dry", action="store_true", help="only print what is stale")
+    args = ap.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    t0 = time.perf_counter()
+    timings = reproduce(args.jobs, skip, args.dry)
+    if not args.dry:
+        busy = sum(t for _, t in timings)
+        print(f"pipeline: {len(timings)} stages in {time.perf_counter() - t0:.0f} s with {args.jobs} workers "
+              f"({busy:.0f} s of stage time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
