@@ -1,6 +1,8 @@
 # Two commands set everything up on a fresh machine:
 #   make test    create/update .venv with the pinned stack, then run the test suite
-#   make repro   create/update .venv, then `dvc repro` (the `small` profile of params.yaml)
+#   make repro   create/update .venv, then every stage of dvc.yaml but the benchmarks (the `small`
+#                profile of params.yaml), two stages at a time (lowrank/pipeline.py wraps `dvc repro`)
+#   make bench   the performance benchmarks (`dvc repro bench`: machine-specific ratios, ~5 min)
 # Installing is skipped when the requirements did not change (a stamp keyed on their hash).
 
 PYTHON ?= python3.11
@@ -11,7 +13,9 @@ HASH   := $(shell cat $(REQS) | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(HASH)
 PYTEST_ARGS ?=
 
-.PHONY: venv test repro lab clean-venv
+JOBS   ?= 2
+
+.PHONY: venv test repro bench lab clean-venv
 
 venv: $(STAMP)
 
@@ -30,7 +34,10 @@ test: venv
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 repro: venv
-	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m lowrank.pipeline --jobs $(JOBS)
+
+bench: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro bench
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/
