@@ -962,9 +962,11 @@ def _table1_decision(zs: float, ft_abs: float, tol: float) -> str:
     return "reproduced" if ft_abs <= max(tol, 0.5 * zs) else "not reproduced"
 
 
-def verdict_table1(runs: pd.DataFrame, noise: Noise, paper: pd.DataFrame | None = None) -> list[Verdict]:
+def verdict_table1(runs: pd.DataFrame, noise: Noise, paper: pd.DataFrame | None = None,
+                   noise_datasets: Iterable[str] | None = None) -> list[Verdict]:
     """Claim (a), per dataset of ``runs/table1``: mean zero-shot gap FWSVD − SVD over the ranks both
-    were run at, and the mean absolute fine-tuned gap."""
+    were run at, and the mean absolute fine-tuned gap. ``noise_datasets``: the datasets the repeats
+    (hence the tolerance) come from; a dataset outside them is flagged in the evidence."""
     statement = "(a) FWSVD beats SVD zero-shot; the gap mostly closes after fine-tuning"
     paper_txt = _PAPER_A
     if paper is not None and not paper.empty:
@@ -995,6 +997,9 @@ def verdict_table1(runs: pd.DataFrame, noise: Noise, paper: pd.DataFrame | None 
               + f"); fine-tuned mean |FWSVD − SVD| {ft:.4f} (per rank: "
               + ", ".join(f"r={k:g}: {v:+.3f}" for k, v in gaps["fine-tuned gap"].items())
               + f"); rule: zero-shot gap > tol = {noise.tolerance:.4f} and fine-tuned |gap| ≤ max(tol, half of it)")
+        if noise_datasets is not None and ds not in set(noise_datasets):
+            ev += f" (the tolerance comes from the repeats of {', '.join(sorted(map(str, noise_datasets))) or 'none'}: " \
+                  f"no repeats of {ds})"
         out.append(Verdict(_label("(a)", ds, len(dsets)), statement, paper_txt,
                            _table1_decision(zs, ft, noise.tolerance), ev))
     return out
@@ -1179,8 +1184,10 @@ def verdict_theory(claims: pd.DataFrame) -> list[Verdict]:
 
 def claim_verdicts(runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> tuple[list[Verdict], Noise]:
     """Every verdict (a)–(f) from the runs and the theory table, and the noise level used."""
-    noise = noise_level(load_runs(runs_dir, "repeats"))
-    verdicts = verdict_table1(load_runs(runs_dir, "table1"), noise, paper_table1(reports_dir))
+    repeats = load_runs(runs_dir, "repeats")
+    noise = noise_level(repeats)
+    verdicts = verdict_table1(load_runs(runs_dir, "table1"), noise, paper_table1(reports_dir),
+                              set(repeats["dataset"].dropna().astype(str)))
     fig2_runs = load_runs(runs_dir, "fig2")
     fig2 = load_points(runs_dir, "fig2", fig2_runs)
     verdicts += verdict_iterative_vs_oneshot(fig2, noise)
