@@ -5,6 +5,7 @@
     python -m lowrank run spec.yaml --out runs/ieht                         # one training/compression run
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
+    python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d  # tenBCD vs AdamW over CRs
 
 Each command reads its section of ``params.yaml`` (``--params``), validates it before any work and
 writes its outputs atomically.
@@ -60,7 +61,10 @@ def _load_spec(ref: str, params_path: str) -> dict:
     """A spec from a YAML/JSON file, or ``params:<dotted.key>`` inside params.yaml.
 
     A spec may name ``inherit: <dotted.key>`` (a mapping in params.yaml, e.g. a shared budget): the
-    spec's own keys are merged on top of it, so sweeps state only what they change.
+    spec's own keys are merged on top of it, so sweeps state only what they change. A mapping may
+    hold ``paper:`` / ``small:`` sub-mappings that apply under that profile only. Precedence, lowest
+    first: the parent (with its own profile section applied), the spec's keys, the spec's profile
+    section — so a run's own setting (say ``train.epochs``) is never undone by its base's section.
     """
     import yaml
 
@@ -68,33 +72,37 @@ def _load_spec(ref: str, params_path: str) -> dict:
     if ref.startswith("params:"):
         params = load_params(params_path)
         spec = _lookup(params, ref[len("params:"):], params_path)
+        profile = params.get("profile", "small")
     else:
         path = Path(ref)
         if not path.is_file():
             raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
         with open(path, encoding="utf-8") as fh:
             spec = yaml.safe_load(fh)
+        profile = "small"
     if not isinstance(spec, dict):
         raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
-    spec = dict(spec)
-    seen = set()
-    while "inherit" in spec:
-        key = spec.pop("inherit")
-        if key in seen:
-            raise ValueError(f"spec {ref!r}: inherit cycle through {key!r}")
-        seen.add(key)
-        params = params or load_params(params_path)
-        parent = _lookup(params, key, params_path)
-        if not isinstance(parent, dict):
-            raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")
-        spec = _merge(dict(parent), spec)
-    # profile overrides: a `paper:` (or `small:`) sub-mapping applies under that profile only
-    profile = (params or load_params(params_path)).get("profile", "small") if ref.startswith("params:") or \
-        any(p in spec for p in PROFILES) else "small"
-    overrides = {p: spec.pop(p, None) for p in PROFILES}
-    if overrides.get(profile):
-        spec = _merge(spec, overrides[profile])
-    return spec
+
+    def resolve(node: dict, seen: tuple[str, ...]) -> dict:
+        nonlocal params, profile
+        node = dict(node)
+        key = node.pop("inherit", None)
+        overrides = {p: node.pop(p, None) for p in PROFILES}
+        if key is not None:
+            if key in seen:
+                raise ValueError(f"spec {ref!r}: inherit cycle through {key!r}")
+            if params is None:
+                params = load_params(params_path)
+                profile = params.get("profile", "small")
+            parent = _lookup(params, key, params_path)
+            if not isinstance(parent, dict):
+                raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")
+            node = _merge(resolve(parent, seen + (key,)), node)
+        if overrides.get(profile):
+            node = _merge(node, overrides[profile])
+        return node
+
+    return resolve(spec, ())
 
 
 def _lookup(params: dict, dotted: str, params_path: str):
@@ -130,6 +138,18 @@ def _run(args) -> None:
           f"target params {100 * final['compression_ratio_target']:.1f}% → {args.out}")
 
 
+def _tenbcd(args) -> None:
+    from .tenbcd import run_tenbcd_experiment
+
+    spec = _load_spec(args.spec, args.params)
+    metrics = run_tenbcd_experiment(spec, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
+    for row in metrics["per_cr"]:
+        print(f"CR {row['cr']:.3f} (rank {row['tt_rank']}): tenBCD TT {row['tenbcd_tt_test_acc']:.4f}, "
+              f"W {row['tenbcd_w_test_acc']:.4f}; AdamW TT {row['adamw_tt_test_acc']:.4f}, "
+              f"dense {row['adamw_dense_test_acc']:.4f}")
+    print(f"tenbcd: {metrics['dataset']} → {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowrank", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -149,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_run)
+    p = sub.add_parser("tenbcd", help="tenBCD vs AdamW on a TT-compressed MLP over compression ratios")
+    p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--cache-dir", default=None, help="dataset cache (default: the library's cache folder)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_tenbcd)
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

@@ -83,6 +83,7 @@ __all__ = [
     "text_dataset",
     "corpus_stats",
     "cifar10_dataset",
+    "mnist_dataset",
     "imagenet_dataset",
     "glue_dataset",
 ]
@@ -101,6 +102,7 @@ SPLITS: dict[str, tuple[str, ...]] = {
     "mnist1d": ("train", "test"),
     "text": ("train", "validation", "test"),
     "cifar10": ("train", "test"),
+    "mnist": ("train", "test"),
     "imagenet": ("train", "validation", "test"),
     "glue": ("train", "validation", "test"),
 }
@@ -634,6 +636,37 @@ def cifar10_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, r
         ) from failed
 
 
+def mnist_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
+                  root: str | os.PathLike | None = None, download: bool = True) -> ArrayDataset:
+    """torchvision's MNIST (``root/MNIST/raw``) as ``(x[1, 28, 28] in [0, 1], y)``, its own 60k / 10k split.
+
+    The paper profile's dataset of the tenBCD study (the companion paper, arXiv 2303.06815, trains
+    MLPs on MNIST). ``random_state`` is unused: MNIST ships its split. Offline, copy the four raw
+    ``*-idx?-ubyte`` files into ``root/MNIST/raw`` and pass ``download=False``.
+    """
+    _check_split("mnist", split)
+    _check_random_state(random_state)
+    from torchvision.datasets import MNIST
+
+    root = Path(root) if root is not None else _cache_dir(cache_dir) / "mnist"
+    try:
+        ds = MNIST(str(root), train=split == "train", download=False)
+    except RuntimeError as missing:
+        if not download:
+            raise DatasetUnavailable(
+                f"MNIST not found under {root / 'MNIST' / 'raw'} and download=False; pass download=True on a "
+                f"machine with internet, or copy the four raw idx files there") from missing
+        try:
+            ds = MNIST(str(root), train=split == "train", download=True)
+        except (OSError, RuntimeError, ValueError) as failed:
+            raise DatasetUnavailable(
+                f"MNIST not found under {root} and could not be downloaded ({type(failed).__name__}: no network?); "
+                f"download it on a machine with internet and pass root=<folder holding MNIST/raw>") from failed
+    x = ds.data.to(torch.float32).div(255.0).unsqueeze(1)
+    y = ds.targets.to(torch.int64)
+    return ArrayDataset(x, y, np.arange(len(y)), [str(c) for c in range(10)])
+
+
 def _unchecked_cifar10_class() -> type:
     from torchvision.datasets import CIFAR10
 
@@ -757,11 +790,13 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist1d": mnist1d_dataset,
     "text": text_dataset,
     "cifar10": cifar10_dataset,
+    "mnist": mnist_dataset,
     "imagenet": imagenet_dataset,
     "glue": glue_dataset,
 }
 
-_NUM_CLASSES = {"digits": 10, "mnist1d": 10, "text": len(TEXT_LIBRARIES), "cifar10": 10, "imagenet": 1000}
+_NUM_CLASSES = {"digits": 10, "mnist1d": 10, "text": len(TEXT_LIBRARIES), "cifar10": 10, "mnist": 10,
+                "imagenet": 1000}
 
 
 def _parse_name(name: str) -> tuple[str, str | None]:

@@ -453,3 +453,32 @@ def test_glue_offline_raises_clear_error_fast(hf_offline, tokenizer):
         data.get_dataset("glue:rte", "validation", tokenizer=tokenizer)
     assert time.perf_counter() - t0 < 15
     assert _one_sentence(str(err.value))
+
+
+# ----------------------------------------------------------------------------------------------- mnist stand-in
+def _write_idx(path, array: np.ndarray) -> None:
+    import struct
+
+    header = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_on_standin(tmp_path):
+    """The paper profile's MNIST loader reads torchvision's raw idx files (a 12 + 5 image stand-in)."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    images = {"train": rng.integers(0, 256, (12, 28, 28)), "t10k": rng.integers(0, 256, (5, 28, 28))}
+    labels = {"train": np.arange(12) % 10, "t10k": np.array([3, 1, 4, 1, 5])}
+    for part in ("train", "t10k"):
+        _write_idx(raw / f"{part}-images-idx3-ubyte", images[part])
+        _write_idx(raw / f"{part}-labels-idx1-ubyte", labels[part])
+    train = data.get_dataset("mnist", "train", root=tmp_path, download=False)
+    test = data.get_dataset("mnist", "test", root=tmp_path, download=False)
+    assert train.x.shape == (12, 1, 28, 28) and test.x.shape == (5, 1, 28, 28)
+    np.testing.assert_allclose(train.x[:, 0].numpy(), images["train"] / 255.0, rtol=0, atol=1e-7)
+    assert test.y.tolist() == [3, 1, 4, 1, 5] and data.num_classes("mnist") == 10
+    with pytest.raises(data.DatasetUnavailable, match="download=False"):
+        data.get_dataset("mnist", "train", root=tmp_path / "empty", download=False)
+    with pytest.raises(ValueError, match="split='validation'"):
+        data.get_dataset("mnist", "validation", root=tmp_path, download=False)
