@@ -704,6 +704,9 @@ TENBCD_EXPERIMENT_DEFAULTS: dict[str, Any] = {
     "compression_ratios": [1.0, 0.77, 0.34, 0.09, 0.02],
     "random_state": 0,
     "device": "auto",
+    # CPU threads (null: torch's default). One thread lets a tenBCD run share a 2-core machine with
+    # another pipeline stage without oversubscription.
+    "threads": None,
     # the tenBCD hyperparameters and their defaults are TenBCDConfig's (rank and random state come
     # from the compression ratio and the top-level key)
     "tenbcd": {f.name: f.default for f in fields(TenBCDConfig)
@@ -749,6 +752,8 @@ def validate_tenbcd_experiment(cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"tenbcd experiment: compression_ratios={crs!r} has duplicates")
     if not _is_int(s["random_state"]) or s["random_state"] < 0:
         raise ValueError(f"tenbcd experiment: random_state={s['random_state']!r} must be an int >= 0")
+    if s["threads"] is not None and (not _is_int(s["threads"]) or s["threads"] < 1):
+        raise ValueError(f"tenbcd experiment: threads={s['threads']!r} must be a positive int or null")
     if s["device"] != "auto":
         try:
             torch.device(s["device"])
@@ -794,6 +799,8 @@ def run_tenbcd_experiment(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_
     """
     s = validate_tenbcd_experiment(cfg)
     device = resolve_device(s["device"])
+    if s["threads"] is not None:
+        torch.set_num_threads(int(s["threads"]))
     Xtr, ytr, Xte, yte = _load_arrays(s, cache_dir, device)
     n_classes = int(max(int(ytr.max()), int(yte.max())) + 1)
     widths = (Xtr.shape[1], *s["hidden"], n_classes)
