@@ -1,4 +1,4 @@
-"""The report notebooks 00–05: papermill parameters, stored without outputs and in sync with their
+"""The report notebooks 00–05 and 07: papermill parameters, stored without outputs and in sync with their
 generator, and the fast ones executed end to end (02 on synthetic runs and on no runs at all, 00 live)."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.test_report import write_synthetic_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["00_walkthrough", "01_table1_zero_shot", "02_fig2_pareto", "03_fig3_bert_glue",
-             "04_fig4_depth_schedules", "05_fig5_global_vs_local"]
+             "04_fig4_depth_schedules", "05_fig5_global_vs_local", "07_tenbcd"]
 needs_papermill = pytest.mark.skipif(importlib.util.find_spec("papermill") is None, reason="papermill is not installed")
 
 
@@ -28,7 +28,8 @@ def test_notebook_is_parameterised_and_stored_without_outputs(name: str) -> None
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
     text = "".join(c.source for c in nb.cells)
-    assert "(the paper)" in text, "every figure is titled with the paper figure it reproduces"
+    paper = "Companion paper (arXiv 2303.06815)" if name == "07_tenbcd" else "(the paper)"
+    assert paper in text, "every figure is titled with the paper figure it reproduces"
 
 
 def test_notebooks_match_their_generator() -> None:
