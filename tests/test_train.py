@@ -252,3 +252,34 @@ def test_ddp_ranks_agree_and_match_single_process(base, cache, tmp_path):
     assert r0["final_params_checksum"] == r1["final_params_checksum"]
     assert r0["accuracy"] == pytest.approx(single["accuracy"], abs=0.02)
     assert r0["eval_loss"] == pytest.approx(single["eval_loss"], rel=0.02)
+
+
+@pytest.mark.parametrize("method,args,fresh", [
+    ("dense", {}, False),                                  # finalize does nothing: the last epoch's evaluation
+    ("svd", {"rank": 4}, False),                           # factors are already the compiled form
+    ("ieht", {"oialr_threshold": 0.9, "oialr_frequency": 1, "delay": 0}, True),   # compiles U S Vᵀ → A·B
+])
+def test_final_evaluation_is_repeated_only_when_finalize_changed_the_model(method, args, fresh, base, cache,
+                                                                          tmp_path, monkeypatch):
+    calls = []
+    original = Trainer.evaluate
+
+    def counting(self, *a, **k):
+        calls.append(self.step)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Trainer, "evaluate", counting)
+    final = run_experiment(spec(method, args, base, epochs=2), tmp_path, cache_dir=cache, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in log] == ["start", "epoch", "epoch", "final"]
+    assert len(calls) == (4 if fresh else 3)
+    if not fresh:
+        assert {k: v for k, v in log[-1].items() if k not in ("kind", "wall_seconds")} == \
+            {k: v for k, v in log[-2].items() if k != "kind"}
+    # either way the final numbers are those of the saved model
+    reloaded = build_model("vit_digits", num_classes=10, **TINY)
+    load_base(reloaded, tmp_path / "model.pt")
+    test = get_dataset("digits", "test", cache_dir=cache)
+    with torch.no_grad():
+        acc = (classifier_logits(reloaded.eval(), (test.x, test.y)).argmax(-1) == test.y).double().mean().item()
+    assert acc == pytest.approx(final["accuracy"], abs=1e-6)
