@@ -142,12 +142,14 @@ def test_tt_linear_at_full_rank_equals_the_dense_layer(shape, bias, key, rows):
         torch.testing.assert_close(back.bias, lin.bias)
 
 
-@settings(max_examples=20)
-@given(shape=tt_shapes(d_min=2), key=st.integers(0, 10_000), cap=st.integers(1, 3))
-def test_tt_linear_forward_applies_the_cores_at_any_rank(shape, key, cap):
+@settings(max_examples=30)
+@given(shape=tt_shapes(d_min=2), key=st.integers(0, 10_000), cap=st.integers(1, 3),
+       mode=st.sampled_from(["cores", "dense", "auto"]))
+def test_tt_linear_forward_applies_the_cores_at_any_rank(shape, key, cap, mode):
     set_random_state(key)
     lin = nn.Linear(shape.in_features, shape.out_features, dtype=F64)
     tt = TTLinear.from_linear(lin, shape, max_rank=cap)
+    tt.mode = mode
     assert tt.ranks == tt_ranks_for(shape, cap) and tt.rank == max(tt.ranks)
     x = randn(2, 5, shape.in_features, key=key + 1)
     W_tt = tt_to_matrix(list(tt.cores)).detach()
@@ -164,6 +166,7 @@ def test_tt_linear_forward_applies_the_cores_at_any_rank(shape, key, cap):
 def test_tt_linear_forward_never_forms_the_dense_matrix(monkeypatch):
     import lowrank.layers as layers_mod
     tt = TTLinear.from_linear(nn.Linear(36, 24, dtype=F64), 3, max_rank=2)
+    tt.mode = "cores"
     x = randn(4, 36)
     expected = x @ tt.dense_weight().detach().T + tt.bias
 
@@ -173,6 +176,34 @@ def test_tt_linear_forward_never_forms_the_dense_matrix(monkeypatch):
     monkeypatch.setattr(layers_mod, "tt_to_matrix", boom)
     torch.testing.assert_close(tt(x), expected)
     assert "ranks=(2, 2)" in repr(tt) and "out_modes=(4, 3, 2)" in repr(tt)
+
+
+def test_tt_linear_auto_mode_follows_the_multiply_add_counts():
+    """The core path's count is exact (checked against the einsum path's shapes) and 'auto' picks it only
+    when it needs under half the dense product's multiply-adds."""
+    small = TTLinear(tt_shape_for(192, 64, 3), (4, 4))         # a digits-ViT qkv layer at bond rank 4
+    cores, dense = small.contraction_costs(1088)
+    assert dense == 1088 * 192 * 64 + sum(  # forming W: left-to-right partial products
+        math.prod(small.shape.out_modes[:k + 1]) * math.prod(small.shape.in_modes[:k + 1])
+        * (1, 4, 4, 1)[k] * (1, 4, 4, 1)[k + 1] for k in range(1, 3))
+    assert cores > dense / 2
+    big = TTLinear(tt_shape_for(4096, 4096, 3), (2, 2))
+    c2, d2 = big.contraction_costs(512)
+    assert 2 * c2 < d2
+    calls = []
+    import lowrank.layers as layers_mod
+    real = layers_mod.tt_to_matrix
+    layers_mod.tt_to_matrix = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        small(torch.randn(1088, 64))
+        assert calls == [1]                                    # dense path: W formed once
+        big(torch.randn(512, 4096))
+        assert calls == [1]                                    # cores path: never formed
+    finally:
+        layers_mod.tt_to_matrix = real
+    small.mode = "sideways"
+    with pytest.raises(ValueError, match="mode"):
+        small(torch.randn(2, 64))
 
 
 def test_tt_linear_shells_and_bad_arguments():
