@@ -8,8 +8,8 @@ Why: the sweeps are dozens of independent single-threaded runs (``train.threads:
 ``dvc repro`` executes one stage at a time, so on a 2-core machine half of it idles. DVC (3.x) lets
 several ``dvc repro -s <stage>`` processes run at once: it holds the repository lock only while it
 reads and writes ``dvc.lock``, not while a stage's command runs. So we schedule the stage graph
-ourselves — a stage starts when the stages it depends on are done, the longest chains first — with a
-pool of ``--jobs`` workers. Each stage is reproduced by DVC itself, so its lock entry, cache and
+ourselves — a stage starts when the stages it depends on are done, the longest remaining chain of
+expected seconds first (``meta: {cost_s: …}`` hints in dvc.yaml) — with a pool of ``--jobs`` workers. Each stage is reproduced by DVC itself, so its lock entry, cache and
 outputs are exactly what ``dvc repro`` would leave, and a final plain ``dvc repro`` of the same
 targets confirms there is nothing left to do.
 
@@ -32,15 +32,25 @@ _LOCK_MESSAGES = ("Unable to acquire lock", "lock is busy")
 _LOCK_RETRIES = 20
 
 
-def stage_graph(skip: set[str] = frozenset()) -> dict[str, list[str]]:
+#: cost of a stage without a ``meta: {cost_s: …}`` hint in dvc.yaml
+DEFAULT_COST_S = 10.0
+
+
+def stage_graph(skip: set[str] = frozenset(), costs: dict[str, float] | None = None) -> dict[str, list[str]]:
     """Stage name → the stages it depends on, without the ``skip`` stages (a name or a foreach group)
-    and everything downstream of them."""
+    and everything downstream of them. ``costs``, when given, is filled with each stage's
+    ``meta.cost_s`` (expected seconds; :data:`DEFAULT_COST_S` without one)."""
     from dvc.repo import Repo
 
     with Repo() as repo:
         graph = repo.index.graph                  # edge (stage, dependency)
         names = {s: s.addressing for s in graph.nodes}
         deps = {names[s]: sorted(names[d] for d in graph.successors(s)) for s in graph.nodes}
+        if costs is not None:
+            for s in graph.nodes:
+                meta = getattr(s, "meta", None) or {}
+                costs[names[s]] = float(meta.get("cost_s", DEFAULT_COST_S)) if isinstance(meta, dict) \
+                    else DEFAULT_COST_S
     unknown = set(skip) - set(deps) - {n.split("@")[0] for n in deps}
     if unknown:
         raise ValueError(f"--skip: {sorted(unknown)} are not stages of dvc.yaml; stages: {sorted(deps)}")
@@ -75,13 +85,15 @@ def _repro_one(name: str) -> tuple[str, float]:
     raise RuntimeError(f"stage {name!r}: the DVC repository lock stayed busy after {_LOCK_RETRIES} tries")
 
 
-def _priorities(deps: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
-    """(longest chain of stages that wait on it, number of stages downstream): start the critical path first."""
+def _priorities(deps: dict[str, list[str]], costs: dict[str, float] | None = None) -> dict[str, tuple[float, int]]:
+    """(seconds of the longest chain from this stage to the end, number of stages downstream): the
+    critical path starts first (list scheduling by the longest remaining path, with the ``meta.cost_s``
+    hints as durations; every stage counts 1 without hints)."""
     users: dict[str, list[str]] = {n: [] for n in deps}
     for n, ds in deps.items():
         for d in ds:
             users[d].append(n)
-    chain: dict[str, int] = {}
+    chain: dict[str, float] = {}
     below: dict[str, set[str]] = {}
 
     def walk(n: str) -> None:
@@ -89,7 +101,8 @@ def _priorities(deps: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
             return
         for u in users[n]:
             walk(u)
-        chain[n] = 1 + max((chain[u] for u in users[n]), default=0)
+        own = 1.0 if costs is None else costs.get(n, DEFAULT_COST_S)
+        chain[n] = own + max((chain[u] for u in users[n]), default=0)
         below[n] = set(users[n]).union(*(below[u] for u in users[n])) if users[n] else set()
 
     for n in deps:
@@ -106,9 +119,10 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
-    deps = stage_graph(set(skip))
+    costs: dict[str, float] = {}
+    deps = stage_graph(set(skip), costs)
     stale = stale_stages(sorted(deps))
-    prio = _priorities(deps)
+    prio = _priorities(deps, costs)
     print(f"{len(stale)} of {len(deps)} stages stale" + (f": {', '.join(sorted(stale))}" if stale else ""), flush=True)
     if dry:
         return []
