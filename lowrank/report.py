@@ -60,8 +60,8 @@ __all__ = [
     "output_kl", "projection_kl_figure", "cut_rules_figure", "cut_step_figure",
     "Noise", "Verdict", "verdict_frame", "noise_level", "decide",
     "verdict_table1", "verdict_iterative_vs_oneshot", "verdict_energy_vs_sigma_max",
-    "verdict_depth_schedules", "verdict_local_vs_global", "verdict_theory",
-    "claim_verdicts", "write_report", "main",
+    "verdict_depth_schedules", "verdict_local_vs_global", "verdict_language_model", "verdict_theory",
+    "claim_verdicts", "write_report", "summary_metrics", "main",
 ]
 
 #: one-shot projections (projection once, then fine-tuning): the paper's "not iterative" rows of Table 2
@@ -1162,6 +1162,38 @@ def verdict_local_vs_global(points: pd.DataFrame, noise: Noise) -> list[Verdict]
     return out
 
 
+def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
+    """Claim (h), per dataset of ``runs/fig3``: under a short fine-tuning budget one-shot projections
+    are at least as good as the iterative methods (front of the one-shot family minus that of the
+    iterative family, over the budgets both reach). Reproduced when one-shot is ahead beyond the
+    noise, not reproduced when iterative is ahead beyond it."""
+    statement = "(h) on the language model, with short fine-tuning, one-shot projection does at least as well as iterative"
+    paper_txt = ("Section 5.2, Figure 3 (BERT on GLUE): 'minimal difference' between the fronts, and 'the superior "
+                 "performance of non-iterative methods like FWSVD and TFWSVD' attributed to the short budget")
+    p = pareto_points(points, compressed_only=True)
+    if p.empty:
+        return [Verdict("(h)", statement, paper_txt, "no runs", "no compressed points in runs/fig3")]
+    out = []
+    dsets = _datasets(p)
+    for ds in dsets:
+        d = p[p["dataset"] == ds]
+        lab = _label("(h)", ds, len(dsets))
+        one, it = d[d["method"].isin(ONE_SHOT)], d[d["method"].isin(ITERATIVE)]
+        if one.empty or it.empty:
+            out.append(Verdict(lab, statement, paper_txt, "no runs",
+                               f"{ds}: no {'one-shot' if one.empty else 'iterative'} runs in runs/fig3"))
+            continue
+        cmp = compare_fronts(one, it)
+        per = ", ".join(f"{m} best {g['accuracy'].max():.4f} at {100 * g.loc[g['accuracy'].idxmax(), 'compression_ratio_target']:.1f}%"
+                        for m, g in sorted(d.groupby("method"), key=lambda kv: _label_key(kv[0])))
+        ev = (f"{ds}: {_front_comparison_text(cmp, 'one-shot', 'iterative')}; per method: {per}; the tolerance "
+              f"{noise.tolerance:.4f} comes from the repeats sweep")
+        verdict = "inconclusive (fronts do not share a budget)" if not np.isfinite(cmp["mean_gap"]) else \
+            decide(cmp["mean_gap"], noise.tolerance)
+        out.append(Verdict(lab, statement, paper_txt, verdict, ev))
+    return out
+
+
 def verdict_theory(claims: pd.DataFrame) -> list[Verdict]:
     """Claim (f): one verdict per row of the theory notebook's claim table (``reports/theory/claims.csv``):
     ``holds`` → reproduced; ``fails (counterexample)`` → not reproduced (as printed), with the
@@ -1195,6 +1227,7 @@ def claim_verdicts(runs_dir: str | Path = "runs", reports_dir: str | Path = "rep
     verdicts += verdict_energy_vs_sigma_max(fig2, noise, first)
     verdicts += verdict_depth_schedules(load_points(runs_dir, "fig4"), noise)
     verdicts += verdict_local_vs_global(load_points(runs_dir, "fig5"), noise)
+    verdicts += verdict_language_model(load_points(runs_dir, "fig3"), noise)
     claims_path = Path(reports_dir) / "theory" / "claims.csv"
     verdicts += verdict_theory(pd.read_csv(claims_path) if claims_path.is_file() else pd.DataFrame())
     from .report_tenbcd import load_tenbcd, verdict_tenbcd   # it imports this module: import here, not at the top
@@ -1296,7 +1329,7 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         "",
         _include(reports_dir, "fig2_repeats", "02_fig2_pareto"),
         _figure(reports_dir, "fig2_repeats", "repeats"),
-        "## Figure 3: the language model (MiniLM on the offline text task; BERT on GLUE in the paper)",
+        "## (h) Figure 3: the language model (MiniLM on the offline text task; BERT on GLUE in the paper)",
         "",
         _include(reports_dir, "fig3_best_at_budget", "03_fig3_bert_glue"),
         _figure(reports_dir, "fig3_pareto", "Figure 3 (the paper)"),
@@ -1326,7 +1359,33 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
     ]
     path = reports_dir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines).rstrip() + "\n")
+    atomic_write_text(reports_dir / "metrics" / "summary.json",
+                      json.dumps(summary_metrics(verdicts, runs_dir), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def summary_metrics(verdicts: Sequence[Verdict], runs_dir: str | Path = "runs") -> dict[str, Any]:
+    """The numbers ``dvc metrics show`` tabulates (``reports/metrics/summary.json``): verdict counts,
+    each method's best accuracy at ≤ 10% of target parameters (Figure 2) and overall (Figure 3), and
+    the tenBCD / AdamW test accuracies per compression ratio."""
+    counts: dict[str, int] = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0, "no runs": 0}
+    for v in verdicts:
+        key = next((k for k in counts if v.verdict.startswith(k)), "inconclusive")
+        counts[key] += 1
+    out: dict[str, Any] = {"verdicts": counts}
+    for sweep, budget in (("fig2", 0.10), ("fig3", 1.0)):
+        p = pareto_points(load_points(runs_dir, sweep), compressed_only=True)
+        out[f"{sweep}_best_accuracy_le_{round(100 * budget)}pct"] = {
+            f"{ds}/{m}": round(v, 4) for (ds, m), g in p.groupby(["dataset", "method"])
+            if np.isfinite(v := best_at(g, budget))} if not p.empty else {}
+    from .report_tenbcd import load_tenbcd
+
+    df, _ = load_tenbcd(runs_dir)
+    out["tenbcd_test_accuracy"] = {
+        f"{r['dataset']}/cr_{r['target_cr']:g}": {"tenbcd_tt": round(float(r["tenbcd_tt_test_acc"]), 4),
+                                                  "adamw_tt": round(float(r["adamw_tt_test_acc"]), 4)}
+        for r in df.to_dict("records")}
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

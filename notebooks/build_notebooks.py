@@ -442,6 +442,10 @@ Paper profile: BERT-base on a GLUE task (`glue:sst2`; other tasks by `dvc exp ru
     ("params", params()),
     ("code", SETUP),
     *pareto_cells("fig3", "fig3", "Figure 3 (the paper): Pareto fronts of the language model"),
+    ("md", "## Claim (h): one-shot at least as good as iterative under a short budget (Section 5.2)"),
+    ("code", '''noise = report.noise_level(report.load_runs(runs, "repeats"))
+print(noise.source)
+''' + verdict_cell("report.verdict_language_model(fig3_points, noise)")),
 ]
 
 # ============================================================================================ 04

@@ -475,3 +475,23 @@ def test_write_report_end_to_end(synthetic: Path, tmp_path: Path) -> None:
     assert report.main(["--runs", str(synthetic), "--reports", str(reports)]) == 0
     empty = report.write_report(tmp_path / "nothing", tmp_path / "empty_reports").read_text()
     assert empty.count("| no runs ") >= 6 and "no repeats" in empty
+
+
+def test_language_model_verdict_follows_the_front_gap() -> None:
+    """(h): one-shot front minus iterative front over the shared budgets, decided against the tolerance."""
+    noise = report.Noise(0.01, 0.03, "test")
+
+    def points(one_acc: float, it_acc: float) -> pd.DataFrame:
+        rows = []
+        for m, acc in (("svd", one_acc), ("fwsvd", one_acc), ("ieht", it_acc), ("trp", it_acc)):
+            for frac in (0.3, 0.5, 0.7):
+                rows.append({"dataset": "text", "method": m, "kind": "epoch", "accuracy": acc + frac / 10,
+                             "compression_ratio_target": frac})
+        return pd.DataFrame(rows)
+
+    assert report.verdict_language_model(points(0.6, 0.5), noise)[0].verdict == "reproduced"
+    assert report.verdict_language_model(points(0.5, 0.6), noise)[0].verdict == "not reproduced"
+    assert report.verdict_language_model(points(0.5, 0.51), noise)[0].verdict.startswith("inconclusive")
+    only_one = points(0.6, 0.5).query("method in ['svd', 'fwsvd']")
+    assert report.verdict_language_model(only_one, noise)[0].verdict == "no runs"
+    assert report.verdict_language_model(only_one.iloc[0:0], noise)[0].verdict == "no runs"
