@@ -88,12 +88,13 @@ def _load_spec(ref: str, params_path: str) -> dict:
         node = dict(node)
         key = node.pop("inherit", None)
         overrides = {p: node.pop(p, None) for p in PROFILES}
+        if params is None and (key is not None or any(v is not None for v in overrides.values())):
+            # a spec file that inherits or has profile sections follows params.yaml's profile too
+            params = load_params(params_path)
+            profile = params.get("profile", "small")
         if key is not None:
             if key in seen:
                 raise ValueError(f"spec {ref!r}: inherit cycle through {key!r}")
-            if params is None:
-                params = load_params(params_path)
-                profile = params.get("profile", "small")
             parent = _lookup(params, key, params_path)
             if not isinstance(parent, dict):
                 raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")

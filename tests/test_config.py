@@ -74,3 +74,16 @@ def test_the_project_params_resolve_under_both_profiles(tmp_path):
                 spec = _load_spec(f"params:{sweep}.{name}", str(path))
                 assert set(spec) <= set(SPEC_DEFAULTS), (profile, sweep, name, set(spec) - set(SPEC_DEFAULTS))
                 validate_spec({**spec, "base": None})   # the base file exists only after its stage ran
+
+
+def test_a_spec_file_with_a_profile_section_follows_the_params_profile(tmp_path):
+    spec = tmp_path / "run.yaml"
+    spec.write_text(yaml.safe_dump({"inherit": "base", "method": "svd", "paper": {"method": "fwsvd"}}))
+    assert _load_spec(str(spec), _write(tmp_path, "paper"))["method"] == "fwsvd"
+    assert _load_spec(str(spec), _write(tmp_path, "small"))["method"] == "svd"
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump({"method": "svd", "paper": {"method": "fwsvd"}}))
+    assert _load_spec(str(alone), _write(tmp_path, "paper"))["method"] == "fwsvd"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"method": "svd"}))
+    assert _load_spec(str(plain), str(tmp_path / "no-params.yaml")) == {"method": "svd"}
