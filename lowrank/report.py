@@ -489,7 +489,7 @@ def pareto_figure(points: pd.DataFrame, *, title: str, hue: str = "method", swee
             f = pareto_front(g, x, y)
             xs = np.append(100 * f[x].to_numpy(), 100 * max(d[x].max(), f[x].max()))
             ys = np.append(f[y].to_numpy(), f[y].to_numpy()[-1])
-            ax.step(xs, ys, where="post", color=c, lw=1.8, label=f"{lab} ({g['run'].nunique()} runs)")
+            ax.step(xs, ys, where="post", color=c, lw=1.8, label=f"{lab} ({(k := g['run'].nunique())} run{'s' if k != 1 else ''})")
             ax.plot(100 * f[x], f[y], "o", color=c, ms=3.5)
         _percent_log_axis(ax)
         ax.set_xlabel("% of target parameters (log scale)")

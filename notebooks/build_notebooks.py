@@ -360,7 +360,8 @@ FIG2 = [
 
 Appendix C's construction: every run of every method and setting is evaluated after each epoch; each
 evaluation is a point (fraction of target parameters, test accuracy) and a method's front is the upper-left
-envelope of its points. One-shot methods (SVD, FWSVD, TFWSVD) project once and fine-tune; the iterative ones
+envelope of its points. One-shot methods (SVD, FWSVD, TFWSVD, and the tensor-train TTM / FWTTM) project once and
+fine-tune; the iterative ones
 (TRP, FWTRP: Algorithms 3–4; OIALR, IEHT: Algorithm 1; IFHT: Algorithm 2) reduce the rank during training.
 The paper's claims checked here: (b) iterative methods beat one-shot at 4–7% of the target parameters;
 (c) the energy cut (IEHT) beats OIALR's σ_max cut. Also: the epoch-budget sweep (trainability), the spread over
@@ -373,8 +374,8 @@ Reads `runs/fig2`, `runs/budget`, `runs/repeats`; methods and settings come from
     ("params", params()),
     ("code", SETUP),
     ("md", "## Pareto fronts"),
-    *pareto_cells("fig2", "fig2", "Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TRP, FWTRP, OIALR, "
-                                  "IEHT, IFHT"),
+    *pareto_cells("fig2", "fig2", "Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TTM, FWTTM, TRP, FWTRP, "
+                                  "OIALR, IEHT, IFHT"),
     ("md", "## Claims (b) and (c)"),
     ("code", '''noise = report.noise_level(report.load_runs(runs, "repeats"))
 print(noise.source)
