@@ -19,7 +19,7 @@ import time
 
 from .summary import write_summary
 
-SCRIPTS = ("layer", "models", "compression", "fisher", "memory")
+SCRIPTS = ("layer", "models", "compression", "fisher", "memory", "tt")
 
 
 def main(argv=None) -> int:

@@ -140,6 +140,20 @@ def fisher_section(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def tt_section(rep: dict[str, Any]) -> list[str]:
+    lines = ["### TTLinear — core-by-core contraction vs forming W (`bench/tt.py`)", "",
+             "Which forward path of a tensor-train layer is faster, and which one `mode=\"auto\"` takes "
+             f"(the core path only below 1/{rep['config']['cores_advantage']} of the dense path's "
+             "multiply-adds).", "",
+             "| case | cores s | dense s | cores / dense | MACs dense / cores | auto picks |",
+             "|---|---:|---:|---:|---:|---|"]
+    for c in rep["cases"]:
+        m = c.get("macs") or c.get("first_layer_macs")
+        lines.append(f"| {c['what']} | {c['cores_s']:.4f} | {c['dense_s']:.4f} | {c['cores_over_dense']:.2f} | "
+                     f"{m['dense'] / m['cores']:.1f} | {c['auto_picks']} |")
+    return lines
+
+
 def memory_section(rep: dict[str, Any]) -> list[str]:
     gpu = rep["machine"].get("gpu_measured")
     key = "cuda_max_memory_allocated_mib" if gpu else "peak_rss_mib"
@@ -242,7 +256,7 @@ def misses_section(parts: dict[str, Any]) -> list[str]:
 
 
 def write_summary(out: Path = REPORT_DIR, command: str = "python -m bench") -> Path:
-    parts = {n: _load(out, n) for n in ("layer", "models", "compression", "fisher", "memory")}
+    parts = {n: _load(out, n) for n in ("layer", "models", "compression", "fisher", "memory", "tt")}
     first = next((p for p in parts.values() if p), None)
     lines = ["# Benchmarks (issue #6: performance)", "",
              f"Reproduce: `{command}` (each script also runs alone: `python -m bench.layer`, …).", ""]
@@ -255,10 +269,12 @@ def write_summary(out: Path = REPORT_DIR, command: str = "python -m bench") -> P
     for key, fn in sections:
         if parts[key]:
             lines += fn(parts[key]) + [""]
-    lines += ["### Target 5 — pipeline", "", "Not measured here: the DVC pipeline is still being assembled; "
-              "`dvc repro` wall time and the no-op re-run are left to the pipeline's owner.", ""]
+    lines += ["### Target 5 — pipeline", "", "Measured by running it, not here: `make repro` on a fresh clone and the "
+              "no-op `dvc repro` (README.md, the timing paragraph of the results).", ""]
     if parts["memory"]:
         lines += memory_section(parts["memory"]) + [""]
+    if parts["tt"]:
+        lines += tt_section(parts["tt"]) + [""]
     lines += misses_section(parts)
     path = out / "SUMMARY.md"
     atomic_write_text(path, "\n".join(lines))

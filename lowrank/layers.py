@@ -236,11 +236,13 @@ class TTLinear(nn.Module):
     ``Σ r_{k-1} m_k n_k r_k`` numbers). The forward pass contracts the input with one core at a time,
     never forming the ``(out, in)`` matrix, when that is cheaper: for ``T`` input rows it costs
     ``T Σ_k (Π m_≤k)(Π n_>k) n_k r_{k-1} r_k`` multiply-adds against ``T·out·in`` (plus forming W once)
-    for the dense product. Each contraction also permutes and copies its operand, so on small layers
-    (and at the ranks where a TT saves little arithmetic) forming W is several times faster — 4.4× per
-    training step on the digits ViT at bond rank 4 on one CPU thread. ``mode`` picks the path:
-    ``"auto"`` (default) takes the cores only when they need under half the multiply-adds of the dense
-    product, ``"cores"`` / ``"dense"`` force one. Both compute the same function.
+    for the dense product. Each contraction also permutes and copies its operand, which costs more
+    than the arithmetic it saves at the sizes we measured (``bench/tt.py``, one CPU thread): the cores
+    path was 3.8× slower per training step of the digits ViT at bond rank 4 (where it also needs more
+    multiply-adds) and still 1.7× slower on a 768→3072 layer at bond rank 4, where it needs 5.8× fewer.
+    ``mode`` picks the path: ``"auto"`` (default) takes the cores only when they need under
+    1/:attr:`CORES_ADVANTAGE` of the dense path's multiply-adds, ``"cores"`` / ``"dense"`` force one.
+    Both compute the same function.
 
     ``ranks`` are the d − 1 inner bond ranks; ``rank`` is their maximum (what per-layer rank logs show).
     """
@@ -339,6 +341,9 @@ class TTLinear(nn.Module):
     # -------------------------------------------------------------------- forward
     #: "auto" | "cores" | "dense" (see the class docstring)
     mode = "auto"
+    #: how many times fewer multiply-adds the core path must need before "auto" takes it (above the
+    #: 5.8× at which it still lost 1.7× on a CPU, see the class docstring)
+    CORES_ADVANTAGE = 16
 
     def contraction_costs(self, rows: int) -> tuple[int, int]:
         """Multiply-adds of the core-by-core path and of the dense path (form W, then ``x Wᵀ``) for ``rows`` inputs."""
@@ -356,7 +361,7 @@ class TTLinear(nn.Module):
         if mode == "auto":
             rows = x.numel() // self.in_features
             cores, dense = self.contraction_costs(rows)
-            mode = "cores" if 2 * cores < dense else "dense"
+            mode = "cores" if self.CORES_ADVANTAGE * cores < dense else "dense"
         if mode == "dense":
             return F.linear(x, tt_to_matrix(list(self.cores), self.shape), self.bias)
         if mode != "cores":

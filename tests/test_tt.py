@@ -179,17 +179,17 @@ def test_tt_linear_forward_never_forms_the_dense_matrix(monkeypatch):
 
 
 def test_tt_linear_auto_mode_follows_the_multiply_add_counts():
-    """The core path's count is exact (checked against the einsum path's shapes) and 'auto' picks it only
-    when it needs under half the dense product's multiply-adds."""
+    """The dense path's count is exact and 'auto' picks the core path only when it needs under
+    1/CORES_ADVANTAGE of the dense path's multiply-adds."""
     small = TTLinear(tt_shape_for(192, 64, 3), (4, 4))         # a digits-ViT qkv layer at bond rank 4
     cores, dense = small.contraction_costs(1088)
     assert dense == 1088 * 192 * 64 + sum(  # forming W: left-to-right partial products
         math.prod(small.shape.out_modes[:k + 1]) * math.prod(small.shape.in_modes[:k + 1])
         * (1, 4, 4, 1)[k] * (1, 4, 4, 1)[k + 1] for k in range(1, 3))
-    assert cores > dense / 2
+    assert TTLinear.CORES_ADVANTAGE * cores > dense
     big = TTLinear(tt_shape_for(4096, 4096, 3), (2, 2))
     c2, d2 = big.contraction_costs(512)
-    assert 2 * c2 < d2
+    assert TTLinear.CORES_ADVANTAGE * c2 < d2
     calls = []
     import lowrank.layers as layers_mod
     real = layers_mod.tt_to_matrix
