@@ -1,8 +1,10 @@
 # Two commands set everything up on a fresh machine:
 #   make test    create/update .venv with the pinned stack, then run the test suite
 #   make repro   create/update .venv, then every stage of dvc.yaml but the benchmarks (the `small`
-#                profile of params.yaml), two stages at a time (lowrank/pipeline.py wraps `dvc repro`)
+#                profile of params.yaml), two stages at a time (study/pipeline.py wraps `dvc repro`)
 #   make bench   the performance benchmarks (`dvc repro bench`: machine-specific ratios, ~5 min)
+#   make test-kernels  the numeric tests again under other MKL / ATen kernels and one thread, with a
+#                fingerprint of how far results move (tests/kernel_variation.py; run before a release)
 # Installing is skipped when the requirements did not change (a stamp keyed on their hash).
 
 PYTHON ?= python3.11
@@ -15,7 +17,7 @@ PYTEST_ARGS ?=
 
 JOBS   ?= 2
 
-.PHONY: venv test repro bench lab clean-venv
+.PHONY: venv test test-kernels repro bench lab clean-venv
 
 venv: $(STAMP)
 
@@ -33,13 +35,20 @@ test: venv
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+test-kernels: venv
+	$(PY) -m tests.kernel_variation --out reports/kernels
+
 repro: venv
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m lowrank.pipeline --jobs $(JOBS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline --jobs $(JOBS)
 
 bench: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro bench
 
+# The notebooks are jupytext percent scripts (notebooks/NN_name.py): make the notebook editor the default
+# viewer of .py files, in this venv's JupyterLab settings only (jupytext's own helper writes them).
 lab: venv
+	$(VENV)/bin/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
+		set-default-viewer python
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean-venv:

@@ -3,7 +3,9 @@ iterative compression loops of "On Information Geometry and Iterative Optimizati
 Operator Factorization" (arXiv 2507.09428).
 
 Heavy optional parts (datasets, models, the training loop) are imported lazily by their modules;
-the names below are the pure-maths core.
+the names below are the pure-maths core. The paper's tables, figures and claim verdicts are not part of the
+library: they live in the repository's ``study`` package (one module per paper artifact), which imports
+this one, never the other way round.
 """
 from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
 from .linalg import (LowRankFactors, activation_aware_projection, element_weighted_projection, orthonormalize,

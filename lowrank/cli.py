@@ -7,8 +7,9 @@
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
     python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d  # tenBCD vs AdamW over CRs
 
-Each command reads its section of ``params.yaml`` (``--params``), validates it before any work and
-writes its outputs atomically.
+Each command reads its section of ``params.yaml`` (``--params``; ``inherit:`` and the profile's
+section resolved by :func:`lowrank.config.resolve_spec`), validates it before any work and writes its
+outputs atomically.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import PROFILES, load_params, stage_params
+from .config import load_params, load_spec, stage_params
 from .utils import atomic_write_json, atomic_write_text
 
 
@@ -49,72 +50,6 @@ def _projection_table(args) -> None:
     print(f"projection table: {len(res['rows'])} rows → {Path(args.out) / 'tables' / 'projection_minilm.md'}")
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``; nested mappings (``train``, ``method_args``) merge key by key."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _load_spec(ref: str, params_path: str) -> dict:
-    """A spec from a YAML/JSON file, or ``params:<dotted.key>`` inside params.yaml.
-
-    A spec may name ``inherit: <dotted.key>`` (a mapping in params.yaml, e.g. a shared budget): the
-    spec's own keys are merged on top of it, so sweeps state only what they change. A mapping may
-    hold ``paper:`` / ``small:`` sub-mappings that apply under that profile only. Precedence, lowest
-    first: the parent (with its own profile section applied), the spec's keys, the spec's profile
-    section — so a run's own setting (say ``train.epochs``) is never undone by its base's section.
-    """
-    import yaml
-
-    params = None
-    if ref.startswith("params:"):
-        params = load_params(params_path)
-        spec = _lookup(params, ref[len("params:"):], params_path)
-        profile = params.get("profile", "small")
-    else:
-        path = Path(ref)
-        if not path.is_file():
-            raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
-        with open(path, encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
-        profile = "small"
-    if not isinstance(spec, dict):
-        raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
-
-    def resolve(node: dict, seen: tuple[str, ...]) -> dict:
-        nonlocal params, profile
-        node = dict(node)
-        key = node.pop("inherit", None)
-        overrides = {p: node.pop(p, None) for p in PROFILES}
-        if params is None and (key is not None or any(v is not None for v in overrides.values())):
-            # a spec file that inherits or has profile sections follows params.yaml's profile too
-            params = load_params(params_path)
-            profile = params.get("profile", "small")
-        if key is not None:
-            if key in seen:
-                raise ValueError(f"spec {ref!r}: inherit cycle through {key!r}")
-            parent = _lookup(params, key, params_path)
-            if not isinstance(parent, dict):
-                raise ValueError(f"spec {ref!r}: inherit={key!r} is not a mapping in {params_path}")
-            node = _merge(resolve(parent, seen + (key,)), node)
-        if overrides.get(profile):
-            node = _merge(node, overrides[profile])
-        return node
-
-    return resolve(spec, ())
-
-
-def _lookup(params: dict, dotted: str, params_path: str):
-    node = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ValueError(f"no key {dotted!r} in {params_path} (missing {part!r})")
-        node = node[part]
-    return node
-
-
 def _run(args) -> None:
     import os
 
@@ -122,7 +57,7 @@ def _run(args) -> None:
 
     from .experiment import run_experiment
 
-    spec = _load_spec(args.spec, args.params)
+    spec = load_spec(args.spec, args.params)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed:
         import torch
@@ -142,7 +77,7 @@ def _run(args) -> None:
 def _tenbcd(args) -> None:
     from .tenbcd import run_tenbcd_experiment
 
-    spec = _load_spec(args.spec, args.params)
+    spec = load_spec(args.spec, args.params)
     metrics = run_tenbcd_experiment(spec, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
     for row in metrics["per_cr"]:
         print(f"CR {row['cr']:.3f} (rank {row['tt_rank']}): tenBCD TT {row['tenbcd_tt_test_acc']:.4f}, "

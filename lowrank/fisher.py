@@ -72,12 +72,14 @@ __all__ = [
     "column_weights",
     "LIKELIHOODS",
     "LABELS",
-    "METHODS",
+    "ESTIMATORS",
 ]
 
 LIKELIHOODS = ("categorical", "gaussian")
 LABELS = ("empirical", "true")
-METHODS = ("hooks", "func", "loop")
+#: the exact per-sample-gradient estimators of :func:`diagonal_fisher` (its ``method=``), all computing
+#: the same quantity (see the module docstring); not compression methods (those are :mod:`lowrank.methods`)
+ESTIMATORS = ("hooks", "func", "loop")
 
 # Upper bound on the number of elements of one chunk of per-sample gradients (B_chunk, out, in):
 # 2**24 float64 elements are 128 MiB, small next to a model's activations.
@@ -672,7 +674,7 @@ def diagonal_fisher(
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
     _choice("likelihood", likelihood, LIKELIHOODS)
     _choice("labels", labels, LABELS)
-    _choice("method", method, METHODS)
+    _choice("method", method, ESTIMATORS)
     if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
                                     or max_samples <= 0):
         raise ValueError(f"max_samples must be None or a positive int, got {max_samples!r}")

@@ -1,9 +1,10 @@
 """Factorised replacements for ``nn.Linear``.
 
-* :class:`LowRankLinear` — the *training form* of the paper's iterative loops (Algorithms 1–2, after
-  OIALR): ``W = U S Vᵀ`` with ``U (out×k)`` and ``V (in×k)`` frozen and the square ``S (k×k)`` trained.
+* :class:`LowRankLinear` — the *training form* of the iterative loops of the paper (arXiv 2507.09428;
+  Algorithms 1–2, after OIALR): ``W = U S Vᵀ`` with ``U (out×k)`` and ``V (in×k)`` frozen and the square
+  ``S (k×k)`` trained.
 * :class:`FactorizedLinear` — the *inference form* produced by the "compile" step at the end of
-  Algorithms 1–4: ``W = A B`` with ``A = U U' √S'`` and ``B = √S' V'ᵀ Vᵀ`` where ``S = U' S' V'ᵀ``.
+  the paper's Algorithms 1–4: ``W = A B`` with ``A = U U' √S'`` and ``B = √S' V'ᵀ Vᵀ`` where ``S = U' S' V'ᵀ``.
 * :class:`TTLinear` — a tensor-train matrix (TTM / FWTTM rows of Table 2, Oseledets 2011): a train
   of 4-D cores, applied to the input core by core; training and inference form at once.
 
@@ -36,7 +37,7 @@ def factorization_pays(out_features: int, in_features: int, rank: int, *, core: 
 
 
 class LowRankLinear(nn.Module):
-    """``y = x V Sᵀ Uᵀ + b`` — training form of OIALR / IEHT / IFHT (Algorithm 1 of the paper).
+    """``y = x V Sᵀ Uᵀ + b`` — training form of OIALR / IEHT / IFHT (Algorithm 1 of the paper, arXiv 2507.09428).
 
     ``U`` (out×k) and ``V`` (in×k) are semi-orthogonal and frozen; ``S`` (k×k) is the only trained
     weight. The forward pass applies the three factors right to left, costing ``T·k(m + n + k)`` for
@@ -121,7 +122,8 @@ class LowRankLinear(nn.Module):
         return lin
 
     def to_factorized(self) -> "FactorizedLinear":
-        """Compile (end of Algorithm 1): ``S = U' S' V'ᵀ``; ``A = U U' √S'``, ``B = √S' V'ᵀ Vᵀ``."""
+        """Compile (end of Algorithm 1 of the paper, arXiv 2507.09428): ``S = U' S' V'ᵀ``; ``A = U U' √S'``,
+        ``B = √S' V'ᵀ Vᵀ``."""
         with torch.no_grad():
             Us, Ss, Vsh = robust_svd(self.S.detach(), "LowRankLinear.S")
             root = Ss.clamp_min(0).sqrt()

@@ -173,8 +173,8 @@ def select_rank(S: torch.Tensor, rule: str, *, beta: float | None = None, rank: 
     """Number of singular values to keep, given a descending spectrum ``S``.
 
     * ``fixed``: ``rank``.
-    * ``energy``: the smallest k with Σ_{i≤k} σᵢ² ≥ β · Σ σᵢ² (IEHT, TRP; Algorithms 1 and 3).
-    * ``relative``: the number of σᵢ ≥ β · σ_max (OIALR, Algorithm 1).
+    * ``energy``: the smallest k with Σ_{i≤k} σᵢ² ≥ β · Σ σᵢ² (IEHT, TRP; the paper's Algorithms 1, 3).
+    * ``relative``: the number of σᵢ ≥ β · σ_max (OIALR, the paper's Algorithm 1).
 
     The result is clamped to ``[min_rank, len(S)]``; it is never 0.
     """

@@ -311,7 +311,8 @@ def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[s
 
 
 def to_low_rank(model: nn.Module, targets: str | Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, LowRankLinear]:
-    """Full-rank conversion of the target layers to ``U S Vᵀ`` (the ``t = d`` step of Algorithms 1–2)."""
+    """Full-rank conversion of the target layers to ``U S Vᵀ`` (the ``t = d`` step of the paper's
+    Algorithms 1–2)."""
     out = {}
     for name, layer in find_linear_layers(model, targets).items():
         new = LowRankLinear.from_linear(layer, name=name)
@@ -321,7 +322,7 @@ def to_low_rank(model: nn.Module, targets: str | Sequence[str] | Mapping[str, Se
 
 
 def compile_model(model: nn.Module) -> dict[str, FactorizedLinear]:
-    """Replace every :class:`LowRankLinear` by its :class:`FactorizedLinear` (end of Algorithms 1–2)."""
+    """Replace every :class:`LowRankLinear` by its :class:`FactorizedLinear` (end of the paper's Algorithms 1–2)."""
     names = [n for n, m in model.named_modules() if isinstance(m, LowRankLinear)]
     out = {}
     for name in names:

@@ -314,13 +314,22 @@ def _right_interface(cores: Sequence[torch.Tensor]) -> torch.Tensor:
 def _psd_solve(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Solve the batch of normal equations ``A X = B`` (A symmetric positive semi-definite).
 
-    Cholesky where it succeeds; a singular A (only possible when some weights are exactly zero and
-    ``eps = 0``) gets the pseudo-inverse solution, which is still an exact minimiser because normal
-    equations are always consistent. No ridge is added, so every update is the exact block optimum.
+    Cholesky where A is numerically positive definite; a singular A (only possible when some weights
+    are exactly zero and ``eps = 0``) gets the pseudo-inverse solution, which is still an exact
+    minimiser because normal equations are always consistent. No ridge is added, so every update is
+    the exact block optimum.
+
+    Singular is decided by the pivots, not only by Cholesky's failure flag: on a numerically singular
+    A (eigenvalues of order ``-eps``) Cholesky may still "succeed" with a pivot of rounding size, and
+    the solve then returns entries of order ``1/eps`` that break the monotone ALS. A pivot
+    ``L_ii² <= n · eps · max_i A_ii`` is below the backward error of the factorisation itself.
     """
     L, info = torch.linalg.cholesky_ex(A)
+    n = A.shape[-1]
+    scale = A.diagonal(dim1=-2, dim2=-1).amax(-1).clamp_min(torch.finfo(A.dtype).tiny)
+    pivots = L.diagonal(dim1=-2, dim2=-1).square().amin(-1)
+    bad = (info != 0) | (pivots <= n * torch.finfo(A.dtype).eps * scale)
     X = torch.cholesky_solve(B, L)
-    bad = info != 0
     if bad.any():
         X[bad] = torch.linalg.pinv(A[bad], hermitian=True) @ B[bad]
     return X

@@ -15,4 +15,7 @@ settings.register_profile(
 settings.load_profile("ci")
 
 # Two cores: with pytest-xdist each worker gets one thread (more only adds contention), otherwise two.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
+# OPFACT_TORCH_THREADS overrides it (tests/kernel_variation.py runs the numeric tests on one thread).
+_threads = os.environ.get("OPFACT_TORCH_THREADS")
+torch.set_num_threads(int(_threads) if _threads else
+                      1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))

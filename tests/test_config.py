@@ -1,11 +1,12 @@
-"""params.yaml access: profiles, stage sections, and run specs with `inherit:` (lowrank/config.py, cli.py)."""
+"""params.yaml access: profiles, stage sections, and run specs with `inherit:` (lowrank/config.py)."""
 from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lowrank.cli import _load_spec
-from lowrank.config import load_params, stage_params
+from lowrank.config import PROFILES, load_params, load_spec, merge, resolve_spec, stage_params
 
 PARAMS = {
     "profile": "small",
@@ -29,61 +30,161 @@ def _write(tmp_path, profile):
 
 
 def test_small_profile_inherits_and_child_wins(tmp_path):
-    spec = _load_spec("params:sweep.a", _write(tmp_path, "small"))
+    spec = load_spec("params:sweep.a", _write(tmp_path, "small"))
     assert spec == {"dataset": "digits", "train": {"epochs": 10, "lr": 0.001}, "method": "svd",
                     "method_args": {"rank": 4}}
 
 
 def test_paper_profile_applies_each_level_in_order(tmp_path):
     path = _write(tmp_path, "paper")
-    spec = _load_spec("params:sweep.a", path)
+    spec = load_spec("params:sweep.a", path)
     # the base's paper section switches dataset and lr; the run's own epochs (10) are not undone by it;
     # the run's paper section wins over everything
     assert spec == {"dataset": "cifar10", "train": {"epochs": 10, "lr": 0.0001}, "method": "svd",
                     "method_args": {"rank": 32}}
-    assert _load_spec("params:sweep.b", path)["train"] == {"epochs": 250, "lr": 0.0001}
+    assert load_spec("params:sweep.b", path)["train"] == {"epochs": 250, "lr": 0.0001}
     assert stage_params(load_params(path), "stage") == {"n": 2}
 
 
 def test_bad_specs_are_refused(tmp_path):
     path = _write(tmp_path, "small")
     with pytest.raises(ValueError, match="cycle"):
-        _load_spec("params:sweep.loop", path)
+        load_spec("params:sweep.loop", path)
     with pytest.raises(ValueError, match="no key 'sweep.zzz'"):
-        _load_spec("params:sweep.zzz", path)
+        load_spec("params:sweep.zzz", path)
     with pytest.raises(ValueError, match="neither an existing"):
-        _load_spec(str(tmp_path / "missing.yaml"), path)
+        load_spec(str(tmp_path / "missing.yaml"), path)
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**PARAMS, "profile": "huge"}))
     with pytest.raises(ValueError, match="profile='huge'"):
         load_params(bad)
 
 
-def test_the_project_params_resolve_under_both_profiles(tmp_path):
+RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats"]
+
+
+@pytest.fixture(scope="module")
+def real_params():
+    return load_params("params.yaml")
+
+
+def test_the_project_params_resolve_under_both_profiles(real_params, tmp_path):
     """Every run spec of the real params.yaml resolves and validates under both profiles."""
     from lowrank.experiment import SPEC_DEFAULTS, validate_spec
 
-    with open("params.yaml", encoding="utf-8") as fh:
-        real = yaml.safe_load(fh)
-    sweeps = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats"]
-    for profile in ("small", "paper"):
+    for profile in PROFILES:
         path = tmp_path / f"params_{profile}.yaml"
-        path.write_text(yaml.safe_dump({**real, "profile": profile}))
-        for sweep in sweeps:
-            for name in real[sweep]:
-                spec = _load_spec(f"params:{sweep}.{name}", str(path))
+        path.write_text(yaml.safe_dump({**real_params, "profile": profile}))
+        for sweep in RUN_SWEEPS:
+            for name in real_params[sweep]:
+                spec = resolve_spec(real_params, f"{sweep}.{name}", profile)
+                assert spec == load_spec(f"params:{sweep}.{name}", str(path))   # what the CLI runs
                 assert set(spec) <= set(SPEC_DEFAULTS), (profile, sweep, name, set(spec) - set(SPEC_DEFAULTS))
                 validate_spec({**spec, "base": None})   # the base file exists only after its stage ran
+
+
+@pytest.mark.parametrize("profile, name", [("small", "mnist1d"), ("small", "digits"), ("paper", "mnist1d"),
+                                           ("paper", "digits")])
+def test_the_project_tenbcd_specs_validate(real_params, profile, name):
+    from lowrank.tenbcd import validate_tenbcd_experiment
+
+    validate_tenbcd_experiment(resolve_spec(real_params, f"tenbcd.{name}", profile))
+
+
+def _leaves(node, prefix=()):
+    """(path, value) of every non-mapping value; an empty mapping has no leaves (it merges as nothing)."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, prefix + (k,))
+        else:
+            yield prefix + (k,), v
+
+
+def _at(node, path):
+    for k in path:
+        node = node[k]
+    return node
+
+
+def _sets(node, path) -> bool:
+    """Whether ``node`` sets ``path``: it has the path, or a non-mapping value at a prefix of it."""
+    for k in path:
+        if k not in node:
+            return False
+        node = node[k]
+        if not isinstance(node, dict):
+            return True
+    return True
+
+
+def test_the_project_runs_keep_their_own_settings(real_params):
+    """Precedence on the real params.yaml: a run's profile section wins, then the run's own keys,
+    whatever its base (and its base's profile section) say; what the run does not set comes from its base."""
+    for profile in PROFILES:
+        for sweep in RUN_SWEEPS + ["tenbcd"]:
+            for name, node in real_params[sweep].items():
+                where = (profile, sweep, name)
+                spec = resolve_spec(real_params, f"{sweep}.{name}", profile)
+                own = {k: v for k, v in node.items() if k not in ("inherit", *PROFILES)}
+                section = node.get(profile) or {}
+                for path, value in _leaves(section):
+                    assert _at(spec, path) == value, (where, path)
+                for path, value in _leaves(own):
+                    if not _sets(section, path):
+                        assert _at(spec, path) == value, (where, path)
+                if "inherit" in node:
+                    parent, mine = resolve_spec(real_params, node["inherit"], profile), merge(own, section)
+                    for path, value in _leaves(parent):
+                        if not _sets(mine, path):
+                            assert _at(spec, path) == value, (where, path)
+                assert "inherit" not in spec and not set(PROFILES) & set(spec)
+
+
+_keys = st.sampled_from("abcd")
+_trees = st.recursive(st.integers(0, 3) | st.none() | st.lists(st.integers(0, 3), max_size=2),
+                      lambda children: st.dictionaries(_keys, children, max_size=3), max_leaves=8)
+_maps = st.dictionaries(_keys, _trees, max_size=4)
+
+
+@given(_maps, _maps)
+def test_merge_rule(base, over):
+    """over's leaves win; base's keys that over lacks are kept; mappings merge key by key, anything
+    else replaces whole; the inputs are not modified; an empty side is the identity."""
+    import copy
+
+    base0, over0 = copy.deepcopy(base), copy.deepcopy(over)
+    out = merge(base, over)
+    assert base == base0 and over == over0
+    assert merge(base, {}) == base and merge({}, over) == over
+    assert set(out) == set(base) | set(over)
+    for k in out:
+        if k not in over:
+            assert out[k] == base[k]
+        elif isinstance(over[k], dict) and isinstance(base.get(k), dict):
+            assert out[k] == merge(base[k], over[k])
+        else:
+            assert out[k] == over[k]
+
+
+def test_resolve_spec_takes_a_key_or_a_mapping_and_any_profile():
+    params = {**PARAMS, "profile": "small"}
+    assert resolve_spec(params, "sweep.a", "paper") == resolve_spec({**PARAMS, "profile": "paper"}, "sweep.a")
+    assert resolve_spec(params, PARAMS["sweep"]["a"]) == resolve_spec(params, "sweep.a")
+    assert resolve_spec({}, {"method": "svd", "paper": {"method": "fwsvd"}}) == {"method": "svd"}
+    with pytest.raises(ValueError, match="profile='huge'"):
+        resolve_spec(params, "sweep.a", "huge")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        resolve_spec(params, "stage.n")
 
 
 def test_a_spec_file_with_a_profile_section_follows_the_params_profile(tmp_path):
     spec = tmp_path / "run.yaml"
     spec.write_text(yaml.safe_dump({"inherit": "base", "method": "svd", "paper": {"method": "fwsvd"}}))
-    assert _load_spec(str(spec), _write(tmp_path, "paper"))["method"] == "fwsvd"
-    assert _load_spec(str(spec), _write(tmp_path, "small"))["method"] == "svd"
+    assert load_spec(str(spec), _write(tmp_path, "paper"))["method"] == "fwsvd"
+    assert load_spec(str(spec), _write(tmp_path, "small"))["method"] == "svd"
     alone = tmp_path / "alone.yaml"
     alone.write_text(yaml.safe_dump({"method": "svd", "paper": {"method": "fwsvd"}}))
-    assert _load_spec(str(alone), _write(tmp_path, "paper"))["method"] == "fwsvd"
+    assert load_spec(str(alone), _write(tmp_path, "paper"))["method"] == "fwsvd"
     plain = tmp_path / "plain.yaml"
     plain.write_text(yaml.safe_dump({"method": "svd"}))
-    assert _load_spec(str(plain), str(tmp_path / "no-params.yaml")) == {"method": "svd"}
+    assert load_spec(str(plain), str(tmp_path / "no-params.yaml")) == {"method": "svd"}

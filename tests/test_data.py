@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lowrank import data
+from lowrank.data import corpus as corpus_module
 from lowrank.utils import atomic_write_bytes, atomic_write_text, make_generator
 
 
@@ -75,6 +76,17 @@ def test_num_classes():
     assert data.num_classes("imagenet") == 1000
     assert data.num_classes("glue:mnli") == 3
     assert data.num_classes("glue:stsb") == 1
+
+
+def test_one_registry_holds_loader_splits_and_classes():
+    assert list(data.REGISTRY) == ["digits", "mnist1d", "text", "cifar10", "mnist", "imagenet", "glue"]
+    assert dict(data.DATASETS) == {name: info.loader for name, info in data.REGISTRY.items()}
+    assert dict(data.SPLITS) == {name: info.splits for name, info in data.REGISTRY.items()}
+    assert data.SPLITS["text"] == data.TEXT_SPLITS == ("train", "validation", "test")
+    assert data.REGISTRY["glue"].tasks == {t: spec.num_labels for t, spec in data.GLUE_TASKS.items()}
+    assert data.REGISTRY["digits"].tasks is None
+    with pytest.raises(ValueError, match="registered twice"):
+        data.register("digits", splits=("train",), num_classes=10)(data.digits_dataset)
 
 
 # ----------------------------------------------------------------------------------------------- digits
@@ -173,7 +185,7 @@ _NUMPY_STYLE = '''Summary line that is short.
 
 
 def test_prose_filter_keeps_prose_and_drops_tables_and_code():
-    kept = list(data._prose_paragraphs(_NUMPY_STYLE))
+    kept = list(corpus_module._prose_paragraphs(_NUMPY_STYLE))
     assert kept == [
         "This function computes the weighted average of the elements along the given axis, and it returns "
         "a new array holding the result, leaving the input untouched.",
@@ -197,7 +209,7 @@ if True:
             def g():
                 """Inner doc."""
 '''
-    docs = list(data._docstrings(ast.parse(src)))
+    docs = list(corpus_module._docstrings(ast.parse(src)))
     assert docs == ["Module doc.", "Attached doc\nof numpy.", "Class doc.", "Method doc.", "Inner doc."]
 
 
@@ -221,9 +233,9 @@ def test_corpus_cache_is_reused_and_keyed_by_versions(cache, corpus, monkeypatch
     t0 = time.perf_counter()
     assert data.build_text_corpus(cache) == corpus
     assert time.perf_counter() - t0 < 2.0 and files[0].stat().st_mtime_ns == mtime
-    old = data._corpus_path(cache, 900)
-    monkeypatch.setattr(data, "_library_versions", lambda: {lib: "0.0" for lib in data.TEXT_LIBRARIES})
-    assert data._corpus_path(cache, 900) != old
+    old = corpus_module._corpus_path(cache, 900)
+    monkeypatch.setattr(corpus_module, "_library_versions", lambda: {lib: "0.0" for lib in data.TEXT_LIBRARIES})
+    assert corpus_module._corpus_path(cache, 900) != old
 
 
 def test_corpus_build_is_deterministic(tmp_path):
@@ -231,7 +243,8 @@ def test_corpus_build_is_deterministic(tmp_path):
     a = data.build_text_corpus(tmp_path / "a", per_label=40)
     b = data.build_text_corpus(tmp_path / "b", per_label=40, rebuild=True)
     assert a == b and len(a) == 240
-    assert data._corpus_path(tmp_path / "a", 40).read_bytes() == data._corpus_path(tmp_path / "b", 40).read_bytes()
+    path_a, path_b = (corpus_module._corpus_path(tmp_path / d, 40) for d in ("a", "b"))
+    assert path_a.read_bytes() == path_b.read_bytes()
 
 
 def test_text_splits_partition_stratified_and_fixed(corpus):

@@ -1,4 +1,4 @@
-"""The parallel `dvc repro` wrapper (lowrank/pipeline.py) on a throw-away DVC project."""
+"""The parallel `dvc repro` wrapper (study/pipeline.py) on a throw-away DVC project."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lowrank import pipeline
+from study import pipeline
 
 DVC_YAML = """
 stages:

@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
 from lowrank import tenbcd as tb
+from study.tenbcd import SLACK_TOLERANCE
 from lowrank.tt import TTShape, tt_to_matrix
 from lowrank.utils import make_generator, set_random_state
+
+from .tolerances import EPS64, factorization_rounding, sum_rounding
 
 F64 = torch.float64
 
@@ -40,6 +43,39 @@ def _phi(W, U, V, G, X, Y, cfg, shapes):
         if G is not None:
             val = val + 0.5 * cfg.tau * ((W[i] - tt_to_matrix(G[i], shapes[i])) ** 2).sum()
     return val
+
+
+def _phi_magnitude(W, U, V, G, X, Y, cfg, shapes):
+    """Φ with every residual a − b replaced by |a| + |b| and every product by the product of absolute values
+    (|W|·|v|, the train of |cores|): the size the rounding of Φ's residuals is relative to. Its gradient, taken
+    at |blocks|, bounds entrywise the absolute terms that cancel in ∇Φ."""
+    n, N = X.shape[1], len(W)
+    val = 0.5 * ((V[-1].abs() + Y.abs()) ** 2).sum() / n
+    for i in range(N):
+        v_in = X.abs() if i == 0 else V[i - 1].abs()
+        val = val + 0.5 * cfg.gamma * ((V[i].abs() + U[i].abs()) ** 2).sum() / n
+        val = val + 0.5 * cfg.rho_ * ((U[i].abs() + W[i].abs() @ v_in) ** 2).sum() / n
+        if G is not None:
+            val = val + 0.5 * cfg.tau * ((W[i].abs() + tt_to_matrix([c.abs() for c in G[i]], shapes[i])) ** 2).sum()
+    return val
+
+
+def _state_magnitude(s, cfg) -> float:
+    return float(_phi_magnitude(s.W, s.U, s.V, s.G, s.X, s.Y, cfg, s.shapes))
+
+
+def _sizes(s, cfg) -> tuple[int, int]:
+    """(entries summed in Φ: V_N − Y, every V_i, U_i and W_i; longest dot product inside one residual: W v
+    over ≤ max width, or a TT rebuild over d bonds of rank ≤ max width)."""
+    entries = sum(t.numel() for t in (*s.W, *s.U, *s.V)) + s.Y.numel()
+    return entries, cfg.tt_cores * max(cfg.widths)
+
+
+def _phi_rounding(phi: float, mag: float, entries: int, inner: int, margin: float = 4.0) -> float:
+    """Rounding of a computed Φ (or Φ + proximal term): a sum of ``entries`` non-negative squares (relative
+    entries·eps) whose residuals r each carry δ ≤ inner·eps·(|a| + |b|); Σ c(2|r|δ) ≤ 4·inner·eps·√(Φ·mag) by
+    Cauchy–Schwarz (mag = _phi_magnitude). Margin 4."""
+    return margin * EPS64 * (entries * phi + 4 * inner * math.sqrt(phi * mag))
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -88,8 +124,13 @@ def test_relu_prox_is_the_global_minimiser(gamma, rho, alpha, key):
         # scipy on each smooth piece: the global minimum is the smaller of the two
         best_scipy = min(minimize_scalar(lambda x: f(x, i), bounds=b, method="bounded",
                                          options={"xatol": 1e-12}).fun for b in ((lo, 0.0), (0.0, hi)))
-        assert f(u[i].item(), i) <= best_grid + 1e-12
-        assert f(u[i].item(), i) <= best_scipy + 1e-10
+        # the grid and scipy only ever over-estimate the minimum, so the allowance is our rounding: f and the
+        # prox's branch test (f_pos ≤ f_neg) are ≤ 16 rounded operations on terms ≲ f(0) + f(u) (the closed form's
+        # own rounding of u is second order at an interior minimum; u = 0 is exact); margin 4
+        fu = f(u[i].item(), i)
+        tol = sum_rounding(16, f(0.0, i) + fu)
+        assert fu <= best_grid + tol
+        assert fu <= best_scipy + tol
 
 
 def test_relu_prox_picks_the_right_branch_on_a_hand_case():
@@ -120,7 +161,7 @@ def _core_least_squares(W, cores, shape, k, tau, alpha):
     A = torch.stack(cols, 1)
     lhs = torch.cat([math.sqrt(tau) * A, math.sqrt(alpha) * torch.eye(c.numel(), dtype=F64)])
     rhs = torch.cat([math.sqrt(tau) * W.reshape(-1), math.sqrt(alpha) * c.reshape(-1)])
-    return torch.linalg.lstsq(lhs, rhs[:, None]).solution.reshape(c.shape)
+    return torch.linalg.lstsq(lhs, rhs[:, None]).solution.reshape(c.shape), float(torch.linalg.cond(lhs))
 
 
 @pytest.mark.parametrize("shape, ranks", [
@@ -138,13 +179,20 @@ def test_tt_core_sweep_matches_brute_force_least_squares(shape, ranks, tau, alph
     new = tb.update_tt_cores(W, cores, shape, tau=tau, alpha=alpha)
     current = list(cores)
     for k in range(shape.d):   # left to right, each core given the newer ones on its left
-        expected = _core_least_squares(W, current, shape, k, tau, alpha)
-        torch.testing.assert_close(new[k], expected, rtol=1e-8, atol=1e-10)
+        expected, cond = _core_least_squares(W, current, shape, k, tau, alpha)
+        # update_tt_cores solves the normal equations (eigh of the Gram factors): forward error ≲
+        # size·eps·κ(lhs)²·‖G‖ (κ² = the normal matrix's condition, up to 3e4·λμ here); margin 16
+        tol = factorization_rounding(W.numel() + expected.numel(), cond ** 2 * float(expected.abs().max()))
+        torch.testing.assert_close(new[k], expected, rtol=0, atol=tol)
         current[k] = new[k]
     before = 0.5 * tau * ((W - tt_to_matrix(cores, shape)) ** 2).sum()
     after = 0.5 * tau * ((W - tt_to_matrix(new, shape)) ** 2).sum() \
         + 0.5 * alpha * sum(((a - b) ** 2).sum() for a, b in zip(new, cores))
-    assert after <= before + 1e-12
+    # the random cores' train is far from W (before ~ 10²–10⁴): relative rounding of the W.numel()-term sums,
+    # with the residuals' rebuild rounding relative to |W| + train of |cores| (as in _phi_rounding)
+    mag = max(float(((W.abs() + tt_to_matrix([c.abs() for c in cs], shape)) ** 2).sum()) for cs in (cores, new))
+    tol = 4 * EPS64 * (W.numel() * float(before + after) + 4 * shape.d * max(W.shape) * math.sqrt(float(before) * mag))
+    assert after <= before + tol
 
 
 # ----------------------------------------------------------------------------------------------- W, V
@@ -159,11 +207,18 @@ def test_w_and_v_closed_forms_have_zero_gradient():
     W = tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha).requires_grad_()
     f = 0.5 * rho * ((U - W @ V) ** 2).sum() / n + 0.5 * tau * ((W - T) ** 2).sum() + 0.5 * alpha * ((W - W0) ** 2).sum()
     (g,) = torch.autograd.grad(f, W)
-    assert g.abs().max() < 1e-12
+    # At the exact minimiser the gradient's terms cancel; what is left is the solve's backward error and the
+    # gradient's own rounding, entrywise ≲ (n + d_in)·eps·(sum of the terms' absolute values), margin 4
+    Wd = W.detach()
+    terms = (rho / n) * (U.abs() + Wd.abs() @ V.abs()) @ V.abs().mT + tau * (Wd.abs() + T.abs()) \
+        + alpha * (Wd.abs() + W0.abs())
+    assert bool((g.abs() <= sum_rounding(n + d_in, terms)).all()), g.abs().max()
     # without a train the τ term is absent
     W = tb.update_w(U, V, W0, None, rho=rho, tau=tau, alpha=alpha).requires_grad_()
     f = 0.5 * rho * ((U - W @ V) ** 2).sum() / n + 0.5 * alpha * ((W - W0) ** 2).sum()
-    assert torch.autograd.grad(f, W)[0].abs().max() < 1e-12
+    Wd = W.detach()
+    terms = (rho / n) * (U.abs() + Wd.abs() @ V.abs()) @ V.abs().mT + alpha * (Wd.abs() + W0.abs())
+    assert bool((torch.autograd.grad(f, W)[0].abs() <= sum_rounding(n + d_in, terms)).all())
 
     S, U_next, W_next, V0 = (torch.randn(d_in, n, generator=gen, dtype=F64), U,
                              torch.randn(d_out, d_in, generator=gen, dtype=F64), torch.randn(d_in, n, generator=gen, dtype=F64))
@@ -171,7 +226,10 @@ def test_w_and_v_closed_forms_have_zero_gradient():
     Vn = tb.update_v_hidden(S, U_next, W_next, V0, gamma=gamma, rho=rho, alpha=alpha).requires_grad_()
     f = (0.5 * gamma * ((Vn - S) ** 2).sum() + 0.5 * rho * ((U_next - W_next @ Vn) ** 2).sum()
          + 0.5 * alpha * ((Vn - V0) ** 2).sum()) / n
-    assert torch.autograd.grad(f, Vn)[0].abs().max() < 1e-14
+    Vd = Vn.detach()  # as above; dot products over d_out (Wᵀ r) and d_in (W V)
+    terms = (gamma * (Vd.abs() + S.abs()) + rho * W_next.abs().mT @ (U_next.abs() + W_next.abs() @ Vd.abs())
+             + alpha * (Vd.abs() + V0.abs())) / n
+    assert bool((torch.autograd.grad(f, Vn)[0].abs() <= sum_rounding(d_out + d_in, terms)).all())
 
 
 def _blocks(N, d, compressed):
@@ -196,6 +254,7 @@ def test_every_block_of_an_iteration_is_the_exact_proximal_minimiser(rank):
     old = tb.tenbcd_iteration(tb.init_state(X, Y, cfg), cfg)   # start away from the forward-pass init
     new = tb.tenbcd_iteration(old, cfg)
     n, N = old.n, old.num_layers
+    entries, inner = _sizes(old, cfg)
     cur = {"W": list(old.W), "U": list(old.U), "V": list(old.V),
            "G": None if old.G is None else [list(g) for g in old.G]}
     gen = make_generator(11)
@@ -208,25 +267,33 @@ def test_every_block_of_an_iteration_is_the_exact_proximal_minimiser(rank):
             prev, val = getattr(old, kind)[i], getattr(new, kind)[i]
         weight = cfg.alpha / n if kind in "UV" else cfg.alpha
 
-        def total(b):
+        def total(b, phi=_phi):
             blocks = {key: (None if v is None else [list(x) if isinstance(x, list) else x for x in v])
                       for key, v in cur.items()}
             if kind == "G":
                 blocks["G"][i][k] = b
             else:
                 blocks[kind][i] = b
-            return _phi(blocks["W"], blocks["U"], blocks["V"], blocks["G"], X, Y, cfg, old.shapes) \
-                + 0.5 * weight * ((b - prev) ** 2).sum()
+            prox = ((b - prev) ** 2).sum() if phi is _phi else ((b.abs() + prev.abs()) ** 2).sum()
+            return phi(blocks["W"], blocks["U"], blocks["V"], blocks["G"], X, Y, cfg, old.shapes) + 0.5 * weight * prox
 
         if kind == "U" and i < N - 1:
-            base = total(val)
+            base = float(total(val))
+            # both values carry Φ's rounding (_phi_rounding); the perturbation raises Φ by ~1e-6·(ρ + α)/n per entry
+            tol = 2 * _phi_rounding(base, float(total(val, _phi_magnitude)), entries, inner)
             for _ in range(20):
                 delta = 1e-3 * torch.randn(val.shape, generator=gen, dtype=F64)
-                assert total(val + delta) >= base - 1e-13, (kind, i)
+                assert total(val + delta) >= base - tol, (kind, i)
         else:
             b = val.clone().requires_grad_()
             (g,) = torch.autograd.grad(total(b), b)
-            assert g.abs().max() < 1e-11, (kind, i, k, g.abs().max().item())
+            # the gradient's terms cancel at the minimiser: entrywise rounding ≲ K·eps·(their absolute sum), which
+            # is the gradient of the magnitude function; K = the longest sum in a gradient entry (n samples, a
+            # W's entries for a core, a width), margin 4
+            m = val.abs().requires_grad_()
+            (g_abs,) = torch.autograd.grad(total(m, _phi_magnitude), m)
+            tol = sum_rounding(n + max(w.numel() for w in old.W) + inner, g_abs.abs())
+            assert bool((g.abs() <= tol).all()), (kind, i, k, g.abs().max().item(), float((g.abs() / tol).max()))
 
 
 def test_iteration_leaves_the_previous_state_intact():
@@ -255,10 +322,16 @@ def test_sufficient_decrease_holds_at_every_iteration(gamma, rho, tau, alpha, in
                           init_scale=init_scale, random_state=key)
     state = tb.init_state(X, Y, cfg)
     phi = tb.objective(state, cfg)
+    entries, inner = _sizes(state, cfg)
     for _ in range(6):
         new = tb.tenbcd_iteration(state, cfg)
         new_phi, dP2 = tb.objective(new, cfg), tb.proximal_distance(new, state)
-        assert phi - new_phi >= 0.5 * alpha * dP2 - 1e-10 * (1 + phi)
+        # exact in exact arithmetic (each block is an exact proximal minimiser; the computed ones are off at
+        # second order); rounding: the two Φ values (_phi_rounding) and the entries-term sum ‖ΔP‖²
+        tol = (_phi_rounding(phi, _state_magnitude(state, cfg), entries, inner)
+               + _phi_rounding(new_phi, _state_magnitude(new, cfg), entries, inner)
+               + sum_rounding(entries, 0.5 * alpha * dP2))
+        assert phi - new_phi >= 0.5 * alpha * dP2 - tol
         state, phi = new, new_phi
 
 
@@ -270,17 +343,25 @@ def test_objective_decreases_and_the_o_1_over_k_bound_holds():
     res = tb.run_tenbcd(X, Y, X, y, cfg, progress=False)
     h = res["history"]
     obj, dP2 = np.array(h["objective"]), np.array(h["dP2"][1:], dtype=float)
-    assert np.all(np.diff(obj) <= 1e-12 * (1 + obj[0]))
-    assert min(h["slack"][1:]) >= -1e-10
+    # one iteration's rounding allowance (as in the test above), with Φ ≤ Φ₀ and the larger magnitude of the
+    # start and the end (the iterates' sizes move little over 40 damped steps)
+    start = tb.init_state(X, Y, cfg)
+    entries, inner = _sizes(start, cfg)
+    mag = max(_state_magnitude(start, cfg), _state_magnitude(res["state"], cfg))
+    step_tol = 2 * _phi_rounding(obj[0], mag, entries, inner) + sum_rounding(entries, 0.5 * cfg.alpha * dP2.max())
+    assert np.all(np.diff(obj) <= step_tol)
+    assert min(h["slack"][1:]) >= -step_tol
     lam = cfg.alpha / 2
-    # Φ ≥ 0, so Φ(P_0) bounds the total decrease: min_{j≤k} ‖ΔP_j‖² ≤ Φ(P_0)/(λ k), and the sum is finite
+    # Φ ≥ 0, so Φ(P_0) bounds the total decrease: min_{j≤k} ‖ΔP_j‖² ≤ Φ(P_0)/(λ k), and the sum is finite;
+    # summing k sufficient decreases sums k rounding allowances
     k = np.arange(1, len(dP2) + 1)
-    assert np.all(np.minimum.accumulate(dP2) <= (obj[0] - obj[-1]) / (lam * k) + 1e-12)
-    assert dP2.sum() <= (obj[0] - obj[-1]) / lam + 1e-12
+    assert np.all(np.minimum.accumulate(dP2) <= (obj[0] - obj[-1] + k * step_tol) / (lam * k))
+    assert dP2.sum() <= (obj[0] - obj[-1] + len(dP2) * step_tol) / lam
     assert dP2[-1] < 0.1 * dP2[0]
-    # the terms add up, and evaluations happen on the documented schedule
+    # the terms add up, and evaluations happen on the documented schedule: the objective is the sum of the
+    # same four non-negative floats, in the same order; any order is within 3·eps/2 relative (margin ~3)
     terms = sum(np.array(h[t]) for t in ("loss", "act", "lin", "tt"))
-    np.testing.assert_allclose(terms, obj, rtol=1e-12)
+    np.testing.assert_allclose(terms, obj, rtol=4 * EPS64)
     assert [i for i, a in zip(h["iteration"], h["test_acc_tt"]) if a is not None] == [0, 10, 20, 30, 40]
 
 
@@ -328,13 +409,29 @@ def test_rank_for_compression_is_the_closest_candidate():
         tb.rank_for_compression(widths, d, 0.0)
 
 
+def _forward_rounding(W, X, w_err, margin: float = 4.0) -> torch.Tensor:
+    """Entrywise bound on |net_T(X) − net_W(X)| for the ReLU networks of weights W and T with |T_i − W_i| ≤
+    w_err[i] entrywise (ReLU is 1-Lipschitz and |relu(x)| ≤ |x|): propagate e ← |W|e + w_err·Σ|v| +
+    2·k·eps·|W||v| (two matmuls with k-term dot products) and v ← |W||v| + e, from e = 0, v = |X|; margin 4."""
+    e, v = torch.zeros_like(X), X.abs()
+    for w, err in zip(W, w_err):
+        e = w.abs() @ e + err * v.sum(0, keepdim=True) + 2 * w.shape[1] * EPS64 * (w.abs() @ v)
+        v = w.abs() @ v + e
+    return margin * e
+
+
 def test_full_rank_train_tracks_w_when_tau_is_large():
     widths, d = (8, 12, 8, 4), 2
     X, Y, _ = _problem(widths)
     full = max(max(tb.tt_bond_ranks(s, 10**6)) for s in tb.layer_tt_shapes(widths, d))
     cfg = tb.TenBCDConfig(widths=widths, tt_cores=d, tt_rank=full, tau=1e6, alpha=0.1, tt_init="svd")
     s = tb.init_state(X, Y, cfg)
-    torch.testing.assert_close(tb.forward_tt(s, X), tb.forward_dense(s, X), rtol=1e-10, atol=1e-10)
+    # at full rank TTD(G_i) = W_i up to the TT-SVD/rebuild rounding, entrywise ≤ d·max(dims)·eps·‖W_i‖ (margin
+    # 16, a priori: a wrong train is not absorbed); the outputs differ by its propagation plus both networks'
+    # matmul rounding (_forward_rounding)
+    w_err = [factorization_rounding(d * max(w.shape), float(w.norm())) for w in s.W]
+    tol = _forward_rounding(s.W, X, w_err)
+    assert bool(((tb.forward_tt(s, X) - tb.forward_dense(s, X)).abs() <= tol).all())
     for _ in range(5):
         s = tb.tenbcd_iteration(s, cfg)
     torch.testing.assert_close(tb.forward_tt(s, X), tb.forward_dense(s, X), rtol=1e-5, atol=1e-5)
@@ -350,7 +447,10 @@ def test_rescaled_init_is_a_consistent_tt_network():
     cfg = tb.TenBCDConfig(widths=widths, tt_cores=d, tt_rank=1, tt_init="rescaled")
     s = tb.init_state(X, Y, cfg)
     raw = tb.init_state(X, Y, tb.TenBCDConfig(widths=widths, tt_cores=d, tt_rank=1, tt_init="svd"))
-    assert tb.objective_terms(s, cfg)["tt"] < 1e-20
+    # W_i = TTD(G_i) by construction (the same rebuild), so the τ term is 0 up to two rebuilds' rounding,
+    # ≲ d·max(dims)·eps·‖W_i‖ each (margin 16), squared
+    tt_tol = 0.5 * cfg.tau * sum((2 * factorization_rounding(d * max(w.shape), float(w.norm()))) ** 2 for w in s.W)
+    assert tb.objective_terms(s, cfg)["tt"] <= tt_tol
     for i in range(len(widths) - 1):
         torch.testing.assert_close(s.W[i].norm(), raw.W[i].norm())
     torch.testing.assert_close(tb.forward_tt(s, X), tb.forward_dense(s, X))
@@ -379,12 +479,17 @@ def test_experiment_writes_metrics_and_history(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())
     assert [r["target_cr"] for r in metrics["per_cr"]] == [1.0, 0.3]
+    assert set(history) == {"1.0", "0.3"}
     keys = {"target_cr", "cr", "tt_rank", "tenbcd_tt_test_acc", "tenbcd_tt_train_acc", "tenbcd_w_test_acc",
             "adamw_tt_test_acc", "adamw_dense_test_acc", "final_objective", "min_slack", "tenbcd_seconds",
             "adamw_tt_seconds"}
+    obj0 = {cr: h["tenbcd"]["objective"][0] for cr, h in history.items()}
     for row in metrics["per_cr"]:
         assert set(row) == keys
-        assert 0 <= row["tenbcd_tt_test_acc"] <= 1 and row["min_slack"] >= -1e-10
+        # sufficient decrease as the report judges it (verdict (g1)): slack ≥ −SLACK_TOLERANCE·max(|Φ|, 1), with
+        # Φ ≤ Φ₀ (a per-iteration rounding allowance; the state needed for _phi_rounding is not written out)
+        allowance = SLACK_TOLERANCE * max(abs(obj0[str(row["target_cr"])]), 1.0)
+        assert 0 <= row["tenbcd_tt_test_acc"] <= 1 and row["min_slack"] >= -allowance
     dense, tt = metrics["per_cr"]
     assert dense["tt_rank"] is None and dense["cr"] == 1.0
     assert tt["tt_rank"] >= 1 and tt["cr"] < 1

@@ -40,6 +40,8 @@ import numpy as np
 from theory.deep_linear import Backtracking, GlobalLipschitz
 
 __all__ = [
+    "TIE_RTOL",
+    "DESCENT_GAP_RTOL",
     "TieBreak",
     "hard_threshold",
     "ThresholdResult",
@@ -63,6 +65,12 @@ __all__ = [
 TieBreak = Literal["keep", "drop", "adversarial"]
 _TIE_BREAKS = ("keep", "drop", "adversarial")
 Params = tuple[np.ndarray, ...]
+
+# Default tie band of :func:`hard_threshold`: ``|s^2/2 - alpha_lam| <= TIE_RTOL * alpha_lam`` is a tie.
+TIE_RTOL = 1e-12
+# Slack of the backtracking certificate in :func:`proximal_gradient`: a trial step is accepted when its
+# descent-lemma gap is ``<= DESCENT_GAP_RTOL * max(1, |L(W_n)|)`` (rounding in the loss evaluation).
+DESCENT_GAP_RTOL = 1e-12
 
 
 def _check_tie_break(tie_break: str) -> str:
@@ -92,7 +100,7 @@ def hard_threshold(
     alpha_lam: float,
     tie_break: TieBreak = "keep",
     reference: np.ndarray | None = None,
-    tie_rtol: float = 1e-12,
+    tie_rtol: float = TIE_RTOL,
 ) -> ThresholdResult:
     """Select an element of ``prox_{alpha_lam * rank}(Y)``: keep singular values with ``s^2/2 > alpha_lam``.
 
@@ -483,7 +491,7 @@ def proximal_gradient(
             d_sq = _norm_sq(delta)
             gap = new_loss - (loss + _inner(grads, delta) + 0.5 * lip * d_sq)
             # Rounding in the loss evaluation is the only slack granted to the certificate.
-            slack = 1e-12 * max(1.0, abs(loss))
+            slack = DESCENT_GAP_RTOL * max(1.0, abs(loss))
             if isinstance(smoothness, GlobalLipschitz) or gap <= slack:
                 break
             doublings += 1

@@ -1,7 +1,7 @@
-"""Iterative hard thresholding in the ``U S Vᵀ`` training form: OIALR, IEHT (Algorithm 1 of the paper),
-IFHT (Algorithm 2), and their global variants (Appendix D).
+"""Iterative hard thresholding in the ``U S Vᵀ`` training form: OIALR, IEHT (Algorithm 1 of the paper,
+arXiv 2507.09428), IFHT (its Algorithm 2), and their global variants (Appendix D).
 
-All share Algorithm 1's loop, over steps or epochs (``oialr_type``), with delay ``d`` and frequency ν:
+All share the loop of the paper's Algorithm 1, over steps or epochs (``oialr_type``), with delay ``d`` and frequency ν:
 
 * ``t < d``: train full rank;
 * ``t = d``: convert every target layer to ``U S Vᵀ`` at full rank (exact), freeze ``U``, ``V``;

@@ -1,20 +1,10 @@
-"""tenBCD: tensor block coordinate descent for a tensor-train-compressed MLP.
+"""The tenBCD algorithm: tensor block coordinate descent for a tensor-train-compressed MLP.
 
 The companion paper "On Model Compression for Neural Networks: Framework, Algorithm, and Convergence
 Guarantee" (arXiv 2303.06815) trains a network whose weights are tied to tensor trains by variable
 splitting (in the style of Zeng et al. 2019, "Global convergence of block coordinate descent in deep
 learning") and minimises the split objective by exact proximal block updates, without gradients.
-
-Usage::
-
-    from lowrank.tenbcd import TenBCDConfig, run_tenbcd, rank_for_compression
-    rank, cr = rank_for_compression((40, 256, 256, 10), tt_cores=3, target=0.09)
-    cfg = TenBCDConfig(widths=(40, 256, 256, 10), tt_cores=3, tt_rank=rank, gamma=3.0, tau=0.1,
-                       alpha=0.003, init_scale=0.3, iterations=100)
-    result = run_tenbcd(X, Y, X_test, y_test, cfg)          # columns are samples: X (40, n), Y (10, n)
-    result["history"]["objective"], result["test_acc_tt"]
-
-    python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d   # the full sweep
+This module holds its configuration, state, objective, exact block updates and the run loop.
 
 Formulation (a bias-free MLP with N layers; columns of X ∈ R^{d₀×n} are samples, Y ∈ R^{d_N×n}
 one-hot; V₀ = X is fixed; σ_i = ReLU for i < N and σ_N = id; TTD(G_i) is the TT-matrix of the
@@ -24,7 +14,7 @@ cores G_i = (G_{i,1}, …, G_{i,d}), each of shape (r_{k−1}, m_k, n_k, r_k) wi
          + γ/(2n) Σ_i ‖V_i − σ_i(U_i)‖²  +  ρ/(2n) Σ_i ‖U_i − W_i V_{i−1}‖²
          + τ/2    Σ_i ‖W_i − TTD(G_i)‖²
 
-One iteration (Algorithm 1 of the companion paper) visits the blocks in reverse layer order,
+One iteration (Algorithm 1 of the companion paper, arXiv 2303.06815) visits the blocks in reverse layer order,
 V_N, U_N, W_N, G_N (cores k = 1 … d), then V_i, U_i, W_i, G_i for i = N−1 … 1, and replaces each block
 B by the exact minimiser of Φ + (α/2)‖B − B^{k−1}‖² over that block. Because every block update is an
 exact proximal minimisation, Φ(P_k) + (α/2)‖P_k − P_{k−1}‖² ≤ Φ(P_{k−1}) holds at every iteration
@@ -59,18 +49,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .layers import TTLinear
-from .tt import TTShape, matrix_to_tt_tensor, tt_num_params, tt_shape_for, tt_svd, tt_to_matrix
-from .utils import atomic_write_json, make_generator, resolve_device
+from ..tt import TTShape, matrix_to_tt_tensor, tt_num_params, tt_shape_for, tt_svd, tt_to_matrix
+from ..utils import make_generator
 
 __all__ = [
+    "DTYPE",
+    "TT_INITS",
     "TenBCDConfig",
     "TenBCDState",
     "tt_bond_ranks",
@@ -92,10 +81,6 @@ __all__ = [
     "forward_tt",
     "accuracy",
     "run_tenbcd",
-    "train_adamw",
-    "TENBCD_EXPERIMENT_DEFAULTS",
-    "validate_tenbcd_experiment",
-    "run_tenbcd_experiment",
 ]
 
 DTYPE = torch.float64
@@ -321,7 +306,7 @@ def initial_tt(W: torch.Tensor, shape: TTShape, rank: int, tt_init: str) -> tupl
 
 def init_state(X: torch.Tensor, Y: torch.Tensor, cfg: TenBCDConfig,
                weights: Sequence[torch.Tensor] | None = None) -> TenBCDState:
-    """Initial iterate (companion paper, Algorithm 1, initialisation): W from He-normal ×
+    """Initial iterate (Algorithm 1 of the companion paper, arXiv 2303.06815: initialisation): W from He-normal ×
     ``init_scale`` (or the given dense ``weights``, e.g. a pre-trained bias-free MLP), G_i = TT-SVD
     of W_i at the bond ranks (see :func:`initial_tt` for ``tt_init``), then a forward pass:
     U_i = W_i V_{i−1}, V_i = σ(U_i)."""
@@ -492,7 +477,7 @@ def update_tt_cores(W: torch.Tensor, cores: Sequence[torch.Tensor], shape: TTSha
 
 
 def tenbcd_iteration(state: TenBCDState, cfg: TenBCDConfig) -> TenBCDState:
-    """One tenBCD sweep (companion paper, Algorithm 1): V_N, U_N, W_N, G_N, then V_i, U_i, W_i, G_i
+    """One tenBCD sweep (Algorithm 1 of the companion paper, arXiv 2303.06815): V_N, U_N, W_N, G_N, then V_i, U_i, W_i, G_i
     for i = N−1 … 1, each the exact proximal minimiser given the latest values of the other blocks.
     Returns a new state; ``state`` is left untouched."""
     s = state.copy()
@@ -604,239 +589,3 @@ def run_tenbcd(X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor, y_test: t
         "test_acc_w": hist["test_acc_w"][-1],
         "seconds": time.perf_counter() - t0,
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# baselines: the same bias-free MLP trained by AdamW on cross-entropy, dense or TT-parameterised
-# --------------------------------------------------------------------------------------------------
-
-
-class _MLP(torch.nn.Module):
-    def __init__(self, layers: Sequence[torch.nn.Module]):
-        super().__init__()
-        self.layers = torch.nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
-
-
-def _baseline_mlp(widths: Sequence[int], tt_cores: int, tt_rank: int | None, init_scale: float,
-                  tt_init: str, random_state: int, device: torch.device) -> _MLP:
-    # the same initial W as tenBCD (and, compressed, the same initial cores)
-    W = _init_weights(widths, init_scale, random_state)
-    layers: list[torch.nn.Module] = []
-    for w, shape in zip(W, layer_tt_shapes(widths, tt_cores)):
-        if tt_rank is None:
-            lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=DTYPE)
-            with torch.no_grad():
-                lin.weight.copy_(w)
-            layers.append(lin)
-        else:
-            cores = initial_tt(w, shape, tt_rank, tt_init)[1]
-            layer = TTLinear(shape, tuple(int(c.shape[3]) for c in cores[:-1]), bias=False, dtype=DTYPE)
-            with torch.no_grad():
-                for p, c in zip(layer.cores, cores):
-                    p.copy_(c)
-            layers.append(layer)
-    return _MLP(layers).to(device)
-
-
-def train_adamw(X: torch.Tensor, y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor,
-                widths: Sequence[int], *, tt_cores: int = 3, tt_rank: int | None = None, epochs: int = 30,
-                lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 128, init_scale: float = 1.0,
-                tt_init: str = "rescaled", random_state: int = 0, progress: bool = True) -> dict[str, Any]:
-    """The baseline: the same bias-free ReLU MLP trained by AdamW on cross-entropy for ``epochs``.
-
-    Rows of X are samples here (the usual torch layout): X (n, d₀), y (n,) labels. ``tt_rank=None``
-    trains dense weights; otherwise each weight is TTD(cores) with the cores as parameters. Returns
-    ``{"test_acc", "train_acc", "history": {"epoch", "train_loss", "test_acc"}, "seconds", "model"}``.
-    """
-    from tqdm.auto import tqdm
-
-    device = X.device
-    X, X_test = X.to(DTYPE), X_test.to(device=device, dtype=DTYPE)
-    y, y_test = y.to(device), y_test.to(device)
-    if tt_init not in TT_INITS:
-        raise ValueError(f"train_adamw: tt_init={tt_init!r}; allowed values: {list(TT_INITS)}")
-    model = _baseline_mlp(widths, tt_cores, tt_rank, init_scale, tt_init, random_state, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = make_generator(random_state)
-    hist: dict[str, list] = {"epoch": [], "train_loss": [], "test_acc": []}
-    t0 = time.perf_counter()
-
-    def test_acc() -> float:
-        with torch.no_grad():
-            return float((model(X_test).argmax(1) == y_test).double().mean())
-
-    for epoch in tqdm(range(1, epochs + 1), desc=f"AdamW rank={tt_rank}", disable=not progress, leave=False):
-        model.train()
-        perm = torch.randperm(X.shape[0], generator=gen).to(device)
-        total = 0.0
-        for start in range(0, X.shape[0], batch_size):
-            idx = perm[start:start + batch_size]
-            loss = F.cross_entropy(model(X[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * idx.numel()
-        hist["epoch"].append(epoch)
-        hist["train_loss"].append(total / X.shape[0])
-        hist["test_acc"].append(test_acc())
-    with torch.no_grad():
-        train_acc = float((model(X).argmax(1) == y).double().mean())
-    return {"test_acc": hist["test_acc"][-1] if epochs else test_acc(), "train_acc": train_acc,
-            "history": hist, "seconds": time.perf_counter() - t0, "model": model}
-
-
-# --------------------------------------------------------------------------------------------------
-# the experiment: tenBCD vs AdamW (TT and dense) over a list of compression ratios
-# --------------------------------------------------------------------------------------------------
-
-TENBCD_EXPERIMENT_DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist1d",
-    "dataset_args": {},
-    "hidden": [256, 256],
-    "tt_cores": 3,
-    "compression_ratios": [1.0, 0.77, 0.34, 0.09, 0.02],
-    "random_state": 0,
-    "device": "auto",
-    # CPU threads (null: torch's default). One thread lets a tenBCD run share a 2-core machine with
-    # another pipeline stage without oversubscription.
-    "threads": None,
-    # the tenBCD hyperparameters and their defaults are TenBCDConfig's (rank and random state come
-    # from the compression ratio and the top-level key)
-    "tenbcd": {f.name: f.default for f in fields(TenBCDConfig)
-               if f.name not in ("widths", "tt_cores", "tt_rank", "random_state")},
-    "adamw": {"epochs": 20, "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 128},
-}
-
-_DATASET_ARGS = {"mnist1d": ("num_samples", "test_fraction"), "digits": ("test_fraction",),
-                 "mnist": ("root", "download")}   # mnist: the paper profile (downloads)
-
-
-def validate_tenbcd_experiment(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Check every key and value of an experiment dict (see :data:`TENBCD_EXPERIMENT_DEFAULTS`);
-    returns the dict with defaults filled in. Raises ``ValueError`` naming the key, value and what
-    is allowed."""
-    if not isinstance(cfg, Mapping):
-        raise ValueError(f"tenbcd experiment: config must be a mapping, got {type(cfg).__name__}")
-    unknown = set(cfg) - set(TENBCD_EXPERIMENT_DEFAULTS)
-    if unknown:
-        raise ValueError(f"tenbcd experiment: unknown keys {sorted(unknown)}; allowed: "
-                         f"{sorted(TENBCD_EXPERIMENT_DEFAULTS)}")
-    s = {**TENBCD_EXPERIMENT_DEFAULTS, **cfg}
-    for sub in ("tenbcd", "adamw"):
-        if not isinstance(s[sub], Mapping):
-            raise ValueError(f"tenbcd experiment: {sub}={s[sub]!r} must be a mapping")
-        bad = set(s[sub]) - set(TENBCD_EXPERIMENT_DEFAULTS[sub])
-        if bad:
-            raise ValueError(f"tenbcd experiment: unknown keys {sorted(bad)} in {sub!r}; allowed: "
-                             f"{sorted(TENBCD_EXPERIMENT_DEFAULTS[sub])}")
-        s[sub] = {**TENBCD_EXPERIMENT_DEFAULTS[sub], **s[sub]}
-    if s["dataset"] not in _DATASET_ARGS:
-        raise ValueError(f"tenbcd experiment: dataset={s['dataset']!r}; allowed: {sorted(_DATASET_ARGS)}")
-    if not isinstance(s["dataset_args"], Mapping) or set(s["dataset_args"]) - set(_DATASET_ARGS[s["dataset"]]):
-        raise ValueError(f"tenbcd experiment: dataset_args={s['dataset_args']!r}; allowed keys for "
-                         f"{s['dataset']!r}: {list(_DATASET_ARGS[s['dataset']])}")
-    hidden = s["hidden"]
-    if not isinstance(hidden, (list, tuple)) or not all(_is_int(h) and h >= 1 for h in hidden):
-        raise ValueError(f"tenbcd experiment: hidden={hidden!r} must be a list of positive ints")
-    crs = s["compression_ratios"]
-    if not isinstance(crs, (list, tuple)) or not crs or not all(_is_number(c) and 0 < c <= 1 for c in crs):
-        raise ValueError(f"tenbcd experiment: compression_ratios={crs!r} must be a non-empty list of numbers in (0, 1]")
-    if len(set(crs)) != len(crs):
-        raise ValueError(f"tenbcd experiment: compression_ratios={crs!r} has duplicates")
-    if not _is_int(s["random_state"]) or s["random_state"] < 0:
-        raise ValueError(f"tenbcd experiment: random_state={s['random_state']!r} must be an int >= 0")
-    if s["threads"] is not None and (not _is_int(s["threads"]) or s["threads"] < 1):
-        raise ValueError(f"tenbcd experiment: threads={s['threads']!r} must be a positive int or null")
-    if s["device"] != "auto":
-        try:
-            torch.device(s["device"])
-        except (RuntimeError, TypeError) as err:
-            raise ValueError(f"tenbcd experiment: device={s['device']!r} is not a torch device or 'auto'") from err
-    # the tenBCD keys go through the config's own checks (widths use a placeholder input/output size)
-    TenBCDConfig(widths=(1, *hidden, 1), tt_cores=s["tt_cores"], **s["tenbcd"])
-    a = s["adamw"]
-    for key in ("epochs", "batch_size"):
-        if not _is_int(a[key]) or a[key] < (0 if key == "epochs" else 1):
-            raise ValueError(f"tenbcd experiment: adamw.{key}={a[key]!r} must be an int >= {0 if key == 'epochs' else 1}")
-    if not _is_number(a["lr"]) or a["lr"] <= 0:
-        raise ValueError(f"tenbcd experiment: adamw.lr={a['lr']!r} must be a number > 0")
-    if not _is_number(a["weight_decay"]) or a["weight_decay"] < 0:
-        raise ValueError(f"tenbcd experiment: adamw.weight_decay={a['weight_decay']!r} must be a number >= 0")
-    return s
-
-
-def _load_arrays(s: Mapping[str, Any], cache_dir, device: torch.device):
-    from .data import digits_dataset, mnist1d_dataset, mnist_dataset
-
-    build = {"mnist1d": mnist1d_dataset, "digits": digits_dataset, "mnist": mnist_dataset}[s["dataset"]]
-    kw = dict(s["dataset_args"])
-    train = build("train", cache_dir=cache_dir, random_state=s["random_state"], **kw)
-    test = build("test", cache_dir=cache_dir, random_state=s["random_state"], **kw)
-    Xtr = train.x.reshape(len(train), -1).to(DTYPE)
-    Xte = test.x.reshape(len(test), -1).to(DTYPE)
-    # standardise with train statistics; constant features (digits' border pixels) keep scale 1
-    mean, std = Xtr.mean(0), Xtr.std(0)
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    Xtr, Xte = (Xtr - mean) / std, (Xte - mean) / std
-    return Xtr.to(device), train.y.to(device), Xte.to(device), test.y.to(device)
-
-
-def run_tenbcd_experiment(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_dir: str | Path | None = None,
-                          progress: bool = True) -> dict[str, Any]:
-    """tenBCD vs AdamW over the compression ratios of ``cfg`` (the companion paper's MNIST study).
-
-    For each target CR: the closest uniform bond rank (:func:`rank_for_compression`), a tenBCD run,
-    and AdamW on the TT-parameterised MLP at that rank; AdamW on the dense MLP runs once. Writes
-    ``metrics.json`` (``per_cr``: one record per target) and ``history.json`` (per target, the
-    tenBCD history and both AdamW histories) atomically into ``out_dir``; returns the metrics.
-    """
-    s = validate_tenbcd_experiment(cfg)
-    device = resolve_device(s["device"])
-    if s["threads"] is not None:
-        torch.set_num_threads(int(s["threads"]))
-    Xtr, ytr, Xte, yte = _load_arrays(s, cache_dir, device)
-    n_classes = int(max(int(ytr.max()), int(yte.max())) + 1)
-    widths = (Xtr.shape[1], *s["hidden"], n_classes)
-    Y = F.one_hot(ytr, n_classes).to(DTYPE).mT
-    a, tb = s["adamw"], s["tenbcd"]
-    adamw_kw = dict(epochs=a["epochs"], lr=a["lr"], weight_decay=a["weight_decay"], batch_size=a["batch_size"],
-                    init_scale=tb["init_scale"], tt_init=tb["tt_init"], random_state=s["random_state"],
-                    progress=progress)
-    dense = train_adamw(Xtr, ytr, Xte, yte, widths, tt_cores=s["tt_cores"], tt_rank=None, **adamw_kw)
-    per_cr, history = [], {}
-    for target in s["compression_ratios"]:
-        rank, cr = rank_for_compression(widths, s["tt_cores"], target)
-        tcfg = TenBCDConfig(widths=widths, tt_cores=s["tt_cores"], tt_rank=rank,
-                            random_state=s["random_state"], **tb)
-        res = run_tenbcd(Xtr.mT, Y, Xte.mT, yte, tcfg, progress=progress)
-        base = dense if rank is None else train_adamw(Xtr, ytr, Xte, yte, widths, tt_cores=s["tt_cores"],
-                                                      tt_rank=rank, **adamw_kw)
-        slacks = [x for x in res["history"]["slack"] if x is not None]
-        per_cr.append({
-            "target_cr": float(target),
-            "cr": cr,
-            "tt_rank": rank,
-            "tenbcd_tt_test_acc": res["test_acc_tt"],
-            "tenbcd_tt_train_acc": res["train_acc_tt"],
-            "tenbcd_w_test_acc": res["test_acc_w"],
-            "adamw_tt_test_acc": base["test_acc"],
-            "adamw_dense_test_acc": dense["test_acc"],
-            "final_objective": res["history"]["objective"][-1],
-            "min_slack": min(slacks) if slacks else None,
-            "tenbcd_seconds": res["seconds"],
-            "adamw_tt_seconds": base["seconds"],
-        })
-        history[str(target)] = {"tenbcd": res["history"], "adamw_tt": base["history"], "adamw_dense": dense["history"]}
-    metrics = {"dataset": s["dataset"], "widths": list(widths), "tt_cores": s["tt_cores"],
-               "n_train": int(Xtr.shape[0]), "n_test": int(Xte.shape[0]), "config": s, "per_cr": per_cr}
-    out = Path(out_dir)
-    atomic_write_json(out / "history.json", history)
-    atomic_write_json(out / "metrics.json", metrics)
-    return metrics

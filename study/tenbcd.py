@@ -1,4 +1,5 @@
-"""Tables, figures and verdicts of the tenBCD study (``runs/tenbcd/<dataset>/``, notebook 07).
+"""The tenBCD study of the companion paper: tables, figures and verdicts of ``runs/tenbcd/<dataset>/``
+(notebook ``notebooks/07_tenbcd.py``), the claims (g1)–(g3) of REPORT.md.
 
 The companion paper ("On Model Compression for Neural Networks: Framework, Algorithm, and
 Convergence Guarantee", arXiv 2303.06815) claims, for tenBCD on TT-compressed MLPs:
@@ -23,10 +24,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .report import Verdict, decide, new_figure
+from .registry import Artifact, Inputs, register
+from .verdicts import Verdict, decide
+from .writers import include_figure, include_table, new_figure
 
-__all__ = ["load_tenbcd", "tenbcd_table", "tenbcd_accuracy_figure", "tenbcd_convergence_figure",
-           "rate_check", "verdict_tenbcd"]
+__all__ = ["NOTEBOOK", "SWEEP", "CR_ACCURACY", "CONVERGENCE", "SLACK_TOLERANCE", "load_tenbcd", "tenbcd_table",
+           "tenbcd_accuracy_figure", "tenbcd_convergence_figure", "rate_check", "verdict_tenbcd", "ARTIFACT"]
+
+NOTEBOOK = "07_tenbcd"
+#: the study's folder of runs/: one `python -m lowrank tenbcd` run per dataset (not compression runs)
+SWEEP = "tenbcd"
+CR_ACCURACY = "tenbcd_cr_accuracy"    # a figure and a table
+CONVERGENCE = "tenbcd_convergence"    # figure
 
 #: rounding allowance of the float64 sufficient-decrease check, relative to |Φ|
 SLACK_TOLERANCE = 1e-9
@@ -35,7 +44,7 @@ SLACK_TOLERANCE = 1e-9
 def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, dict]]:
     """One row per (dataset, target CR) of ``runs_dir/tenbcd/*/metrics.json``, and the histories by
     dataset (``{dataset: {target_cr: {"tenbcd": …, "adamw_tt": …, "adamw_dense": …}}}``)."""
-    root = Path(runs_dir) / "tenbcd"
+    root = Path(runs_dir) / SWEEP
     rows, histories = [], {}
     for mpath in sorted(root.glob("*/metrics.json")) if root.is_dir() else []:
         metrics = json.loads(mpath.read_text())
@@ -60,7 +69,7 @@ def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, dict]]:
 def tenbcd_table(df: pd.DataFrame) -> pd.DataFrame:
     """The CR-vs-accuracy table: per dataset and CR, the test accuracy of every contender."""
     if df.empty:
-        return pd.DataFrame({"status": ["no runs in runs/tenbcd"]})
+        return pd.DataFrame({"status": [f"no runs in runs/{SWEEP}"]})
     out = df.rename(columns={"cr": "CR", "tt_rank": "bond rank", "tenbcd_tt_test_acc": "tenBCD (TT net)",
                              "tenbcd_w_test_acc": "tenBCD (W net)", "adamw_tt_test_acc": "AdamW (TT net)",
                              "adamw_dense_test_acc": "AdamW (dense)", "min_slack": "min decrease slack",
@@ -204,3 +213,38 @@ def verdict_tenbcd(df: pd.DataFrame, histories: dict[str, dict]) -> list[Verdict
                            f"{tol:.4f} (two standard errors of a difference of accuracies on {n} test examples); "
                            f"dense AdamW {d['adamw_dense_test_acc'].iloc[0]:.4f}"))
     return out
+
+
+def _loaded(inputs: Inputs) -> tuple[pd.DataFrame, dict[str, dict]]:
+    return inputs.memo(SWEEP, lambda: load_tenbcd(inputs.runs_dir))
+
+
+def verdicts(inputs: Inputs) -> list[Verdict]:
+    return verdict_tenbcd(*_loaded(inputs))
+
+
+def metrics(inputs: Inputs) -> dict[str, Any]:
+    df, _ = _loaded(inputs)
+    return {"tenbcd_test_accuracy": {
+        f"{r['dataset']}/cr_{r['target_cr']:g}": {"tenbcd_tt": round(float(r["tenbcd_tt_test_acc"]), 4),
+                                                  "adamw_tt": round(float(r["adamw_tt_test_acc"]), 4)}
+        for r in df.to_dict("records")}}
+
+
+def section(reports_dir: Path) -> list[str]:
+    return [
+        "## (g) tenBCD: the companion paper (arXiv 2303.06815), tensor-train MLPs by block coordinate descent",
+        "",
+        "Test accuracy per compression ratio: tenBCD (its TT network, and the split weights W for reference) "
+        "against AdamW on the same bias-free MLP, dense and with TT-parameterised weights at the same bond ranks:",
+        "",
+        include_table(reports_dir, CR_ACCURACY, NOTEBOOK),
+        include_figure(reports_dir, CR_ACCURACY, "tenBCD vs AdamW over compression ratios"),
+        include_figure(reports_dir, CONVERGENCE, "tenBCD objective and the O(1/k) check"),
+    ]
+
+
+ARTIFACT = register(Artifact(
+    "tenbcd", "the tenBCD study of the companion paper", "companion", notebook=NOTEBOOK, inputs=(f"runs/{SWEEP}",),
+    figures=(CR_ACCURACY, CONVERGENCE), tables=(CR_ACCURACY,), claims=("(g1)", "(g2)", "(g3)"),
+    verdicts=verdicts, metrics=metrics, section=section))

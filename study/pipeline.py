@@ -1,8 +1,8 @@
 """``dvc repro`` with parallel workers: the stages of dvc.yaml, level by level, N at a time.
 
-    python -m lowrank.pipeline --jobs 2                 # what `make repro` runs (skips `bench`)
-    python -m lowrank.pipeline --jobs 2 --skip ''       # every stage, the benchmarks included
-    python -m lowrank.pipeline --dry                    # print what is stale
+    python -m study.pipeline --jobs 2                 # what `make repro` runs (skips `bench`)
+    python -m study.pipeline --jobs 2 --skip ''       # every stage, the benchmarks included
+    python -m study.pipeline --dry                    # print what is stale
 
 Why: the sweeps are dozens of independent single-threaded runs (``train.threads: 1``), and plain
 ``dvc repro`` executes one stage at a time, so on a 2-core machine half of it idles. DVC (3.x) lets
@@ -164,7 +164,7 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lowrank.pipeline", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m study.pipeline", description=__doc__.split("\n")[0])
     ap.add_argument("--jobs", type=int, default=2, help="parallel stages (default 2)")
     ap.add_argument("--skip", default="bench",
                     help="comma-separated stages (or foreach groups) to leave out, with everything that needs "

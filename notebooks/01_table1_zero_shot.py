@@ -1,0 +1,116 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Table 1 (the paper): zero-shot vs fine-tuned, SVD vs FWSVD on the MLP layers
+#
+# The paper's Table 1 (Section 5.1) compresses only the MLP layers of a pre-trained ViT-B/16 with a fixed rank,
+# by the Euclidean projection (SVD, Eq. 4) and by the Fisher-weighted one (FWSVD, Eq. 5), and reports accuracy
+# right after the projection (*zero-shot*) and after fine-tuning. The claim: information projections matter for
+# zero-shot accuracy; after fine-tuning the gap nearly closes.
+#
+# Ours: `runs/table1` (one-shot `svd` / `fwsvd` runs at several ranks, MLP layers only), on two bases: the
+# real pretrained MiniLM-L6 fine-tuned on the offline text task (`runs/table1/text/*`: the closest offline analogue
+# of a pretrained ViT-B/16 — real pretrained weights; fine-tuned = one pass over a fixed 512-paragraph subset) and
+# the digits ViT we pre-train ourselves (10 epochs of fine-tuning). Zero-shot is the run's `start` record
+# (evaluated on the full test split right after the projection), fine-tuned its `final` record. The full model is a
+# `dense` run in the sweep if there is one, else the pre-training run. The paper's numbers are read from
+# `reports/paper/table1.csv` (copied by hand, see `reports/paper/README.md`).
+#
+# Run it: `dvc repro nb_table1` (its stage), or from the repository root
+#
+# ```bash
+# mkdir -p notebooks/build
+# jupytext --to ipynb notebooks/01_table1_zero_shot.py -o notebooks/build/01_table1_zero_shot.ipynb
+# papermill notebooks/build/01_table1_zero_shot.ipynb out.ipynb -k python3 -p runs_dir runs -p out_dir reports -p paper_dir reports
+# ```
+#
+# or open this file as a notebook in JupyterLab (`make lab`).
+
+# %% tags=["parameters"]
+# Parameters (papermill)
+runs_dir = "runs"
+out_dir = "reports"
+paper_dir = "reports"        # the folder holding paper/table1.csv
+
+# %%
+import sys
+from pathlib import Path
+
+# The repository root: importable, and the base of relative paths (papermill at the root or Jupyter in notebooks/).
+_root = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "study" / "__init__.py").exists()), Path.cwd())
+if str(_root) not in sys.path:
+    sys.path.insert(0, str(_root))
+
+from IPython.display import Markdown, display
+
+from study import table1
+from study.runs import BASES, load_runs
+from study.verdicts import NOISE_SWEEP, noise_level, verdict_frame
+from study.writers import markdown_table, publish_figure, publish_table
+
+runs = Path(runs_dir) if Path(runs_dir).is_absolute() else _root / runs_dir
+out = Path(out_dir) if Path(out_dir).is_absolute() else _root / out_dir
+figures, tables = out / "figures", out / "tables"
+print(f"runs: {runs_dir} | outputs: {out_dir}")
+
+# %%
+table1_runs = load_runs(runs, table1.SWEEP)
+pretrain = load_runs(runs, BASES)
+ours = table1.table1_table(table1_runs, pretrain)
+paper_dir_path = Path(paper_dir) if Path(paper_dir).is_absolute() else _root / paper_dir
+paper = table1.paper_table1_long(table1.paper_table1(paper_dir_path))
+print(f"{len(table1_runs)} runs in runs/table1")
+publish_table(ours, tables / table1.OURS)
+
+# %% [markdown]
+# Ours in the paper's layout (columns: % of MLP parameters kept):
+
+# %%
+publish_table(table1.table1_wide(ours), tables / table1.WIDE)
+
+# %% [markdown]
+# The paper's Table 1, same layout:
+
+# %%
+publish_table(table1.table1_wide(paper), tables / table1.PAPER)
+
+# %%
+datasets = ", ".join(sorted(map(str, table1_runs["dataset"].dropna().unique()))) or "no runs"
+fig = table1.table1_figure(ours, paper, "Table 1 (the paper): zero-shot and fine-tuned accuracy vs % of MLP "
+                           f"parameters, SVD vs FWSVD (ours: {datasets})")
+publish_figure(fig, figures / table1.FIGURE)
+
+# %% [markdown]
+# ## Claim (a), with the noise level of the repeats sweep
+
+# %%
+repeats_runs = load_runs(runs, NOISE_SWEEP)
+noise = noise_level(repeats_runs)
+print(noise.source)
+verdicts = table1.verdict_table1(table1_runs, noise, table1.paper_table1(paper_dir_path),
+                                 set(repeats_runs['dataset'].dropna().astype(str)))
+display(Markdown(markdown_table(verdict_frame(verdicts))))
+
+# %% [markdown]
+# ## The projection table (zero-shot, MiniLM)
+#
+# The `projection_table` stage scores every projection of the pretrained MiniLM's MLP layers by Frobenius error,
+# Fisher-weighted error and the divergence of the final hidden states (`tables/projection_minilm.md`):
+
+# %%
+projection_md = tables / f"{table1.PROJECTION_TABLE}.md"
+display(Markdown(projection_md.read_text() if projection_md.is_file()
+                 else "_`tables/projection_minilm.md` is not there yet: run the `projection_table` stage._"))

@@ -1,0 +1,116 @@
+"""How every claim of the paper (Table 1, Figures 2–5, Proposition 4.3) and its companion (tenBCD) is
+decided: a :class:`Verdict` per claim, against the noise level of the repeats sweep.
+
+Claim verdicts are one of ``reproduced``, ``not reproduced``, ``inconclusive (...)`` or ``no runs``. A
+difference counts as real only when it exceeds the noise tolerance: twice the standard deviation of a
+difference of two runs, ``2·√2·σ``, where σ is the pooled standard deviation of the final accuracy over
+the repeats sweep (``runs/repeats``: the same spec at several ``train.random_state`` values); without
+repeats a fixed tolerance of one accuracy point is used, and the report says so.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .fronts import pareto_points
+
+__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "verdict_frame", "noise_level", "decide",
+           "per_dataset", "per_dataset_verdicts", "front_comparison_text"]
+
+#: tolerance when no repeats exist: one accuracy point
+DEFAULT_TOLERANCE = 0.01
+#: the sweep whose spread over random states is the noise level of every verdict (run by Figure 2's notebook)
+NOISE_SWEEP = "repeats"
+
+
+@dataclass
+class Noise:
+    """Pooled standard deviation ``sigma`` of final accuracy over repeats and the decision ``tolerance``."""
+
+    sigma: float
+    tolerance: float
+    source: str
+
+
+@dataclass
+class Verdict:
+    claim: str
+    statement: str
+    paper: str
+    verdict: str
+    evidence: str
+
+    def as_row(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def verdict_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """Claim, verdict and our numbers of each verdict, as a table."""
+    return pd.DataFrame([{"claim": v.claim, "verdict": v.verdict, "our numbers": v.evidence} for v in verdicts],
+                        columns=["claim", "verdict", "our numbers"])
+
+
+def noise_level(repeats: pd.DataFrame) -> Noise:
+    """From the repeats sweep: σ² pooled over the groups of identical specs (same dataset, method,
+    setting, epochs) with ≥ 2 random_states; tolerance ``2·√2·σ`` (two standard deviations of the
+    difference of two runs). Without repeats: :data:`DEFAULT_TOLERANCE`."""
+    if not repeats.empty:
+        var, dof = 0.0, 0
+        for _, g in repeats.groupby(["dataset", "method", "setting", "epochs"], dropna=False):
+            a = g["accuracy"].dropna().to_numpy(dtype=float)
+            if a.size >= 2:
+                var += float(np.var(a, ddof=1)) * (a.size - 1)
+                dof += a.size - 1
+        if dof:
+            sigma = math.sqrt(var / dof)
+            return Noise(sigma, 2 * math.sqrt(2) * sigma,
+                         f"pooled std of final accuracy over runs/repeats σ = {sigma:.4f} ({dof} degrees of "
+                         f"freedom); tolerance 2·√2·σ = {2 * math.sqrt(2) * sigma:.4f}")
+    return Noise(float("nan"), DEFAULT_TOLERANCE,
+                 f"no repeats (runs/repeats): fixed tolerance of {DEFAULT_TOLERANCE:.2f} accuracy; the true noise "
+                 f"level is unknown")
+
+
+def decide(diff: float, tol: float) -> str:
+    """``reproduced`` when ``diff > tol``, ``not reproduced`` when ``diff < −tol``, else inconclusive."""
+    if not np.isfinite(diff):
+        return "no runs"
+    if diff > tol:
+        return "reproduced"
+    if diff < -tol:
+        return "not reproduced"
+    return f"inconclusive (within noise: |{diff:+.4f}| ≤ {tol:.4f})"
+
+
+def per_dataset(df: pd.DataFrame, claim: str) -> Iterator[tuple[Any, str, pd.DataFrame]]:
+    """``(dataset, label, rows of that dataset)`` for each dataset of ``df``, sorted; the label is the claim,
+    followed by the dataset when there are several (``(b) digits``): one verdict per dataset."""
+    dsets = sorted(df["dataset"].dropna().unique(), key=str) if not df.empty else []
+    for ds in dsets:
+        yield ds, (f"{claim} {ds}" if len(dsets) > 1 else claim), df[df["dataset"] == ds]
+
+
+def per_dataset_verdicts(points: pd.DataFrame, claim: str, statement: str, paper: str, sweep: str,
+                         verdict: Callable[[Any, str, pd.DataFrame], Verdict], *,
+                         compressed_only: bool = True) -> list[Verdict]:
+    """One verdict per dataset on the Pareto points of ``points`` (``compressed_only``: the compressed ones):
+    ``verdict(dataset, label, its points)``; a single ``no runs`` verdict when there is no such point."""
+    p = pareto_points(points, compressed_only=compressed_only)
+    if p.empty:
+        return [Verdict(claim, statement, paper, "no runs",
+                        f"no {'compressed points' if compressed_only else 'runs'} in runs/{sweep}")]
+    return [verdict(ds, lab, d) for ds, lab, d in per_dataset(p, claim)]
+
+
+def front_comparison_text(cmp: Mapping[str, Any], name_a: str, name_b: str) -> str:
+    """The evidence of a :func:`study.fronts.compare_fronts` result: the mean gap of ``a − b`` and where."""
+    if not np.isfinite(cmp["mean_gap"]):
+        return f"{name_a} vs {name_b}: no comparable budget"
+    g = cmp["gaps"]
+    return (f"{name_a} − {name_b}: mean front gap {cmp['mean_gap']:+.4f} over {g.size} budgets in "
+            f"[{100 * cmp['lo']:.2f}%, {100 * cmp['hi']:.2f}%] of target parameters (at {100 * cmp['lo']:.2f}%: "
+            f"{cmp['gap_at_lo']:+.4f}; min {g.min():+.4f}, max {g.max():+.4f})")
