@@ -56,21 +56,11 @@ sigma_thresholds = [0.15, 0.2, 0.25]           # OIALR (the paper's Table 3)
 core_train_steps = 20
 
 # %%
-import sys
-from pathlib import Path
-
-# The repository root: importable, and the base of relative paths (papermill at the root or Jupyter in notebooks/).
-_root = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "study" / "__init__.py").exists()), Path.cwd())
-if str(_root) not in sys.path:
-    sys.path.insert(0, str(_root))
-
 from study import walkthrough
+from study.notebook import folders
 from study.writers import publish_figure, publish_table
 
-runs = Path(runs_dir) if Path(runs_dir).is_absolute() else _root / runs_dir
-out = Path(out_dir) if Path(out_dir).is_absolute() else _root / out_dir
-figures, tables = out / "figures", out / "tables"
-print(f"runs: {runs_dir} | outputs: {out_dir}")
+runs, out, figures, tables = folders(runs_dir, out_dir)
 
 import copy
 import json

@@ -46,31 +46,23 @@ out_dir = "reports"
 paper_dir = "reports"        # the folder holding paper/table1.csv
 
 # %%
-import sys
 from pathlib import Path
-
-# The repository root: importable, and the base of relative paths (papermill at the root or Jupyter in notebooks/).
-_root = next((p for p in [Path.cwd(), *Path.cwd().parents] if (p / "study" / "__init__.py").exists()), Path.cwd())
-if str(_root) not in sys.path:
-    sys.path.insert(0, str(_root))
 
 from IPython.display import Markdown, display
 
 from study import table1
+from study.notebook import ROOT, folders
 from study.runs import BASES, load_runs
 from study.verdicts import NOISE_SWEEP, noise_level, verdict_frame
 from study.writers import markdown_table, publish_figure, publish_table
 
-runs = Path(runs_dir) if Path(runs_dir).is_absolute() else _root / runs_dir
-out = Path(out_dir) if Path(out_dir).is_absolute() else _root / out_dir
-figures, tables = out / "figures", out / "tables"
-print(f"runs: {runs_dir} | outputs: {out_dir}")
+runs, out, figures, tables = folders(runs_dir, out_dir)
 
 # %%
 table1_runs = load_runs(runs, table1.SWEEP)
 pretrain = load_runs(runs, BASES)
 ours = table1.table1_table(table1_runs, pretrain)
-paper_dir_path = Path(paper_dir) if Path(paper_dir).is_absolute() else _root / paper_dir
+paper_dir_path = Path(paper_dir) if Path(paper_dir).is_absolute() else ROOT / paper_dir
 paper = table1.paper_table1_long(table1.paper_table1(paper_dir_path))
 print(f"{len(table1_runs)} runs in runs/table1")
 publish_table(ours, tables / table1.OURS)
