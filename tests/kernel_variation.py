@@ -89,7 +89,7 @@ def fingerprint() -> dict[str, list[float]]:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     out["adamw_40_steps_loss"] = losses
     out["adamw_40_steps_weights"] = torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
     out["numpy_lstsq_f64"] = np.linalg.lstsq(np.asarray(W64[:, :32]), np.asarray(W64[:, 32]), rcond=None)[0].tolist()
