@@ -1,27 +1,18 @@
-"""Rounding bounds for the theory tests: every tolerance is an expression of float64 eps and the problem.
+"""Rounding bounds for the theory tests (numpy, float64), on top of :mod:`tests.tolerances`.
 
-A bound here covers the rounding by which two correct computations of the same quantity may differ
-on different CPUs and BLAS/LAPACK builds (other kernels, summation orders, FMA, thread counts). It
-follows the standard a-priori bounds (Higham, *Accuracy and Stability of Numerical Algorithms*,
-2nd ed., ch. 3, 4, 10, 19):
-
-* a sum or dot product of ``n`` terms, in any order, is off by at most about ``n eps sum|terms|``;
-* combining already-rounded quantities (a difference of losses, an objective made of terms that
-  cancel) adds ``eps`` times the *sizes of the quantities*, not of the result: cancellation never
-  makes an error relative to ``|a - b|``;
-* a backward-stable SVD / eigh / QR / solve of a matrix with largest dimension ``size`` is exact for a
-  matrix within about ``size eps ||A||``: singular values and eigenvalues move by that much
-  *absolutely* (Weyl), and a product of the factors reproduces ``A`` to that.
-
-``MARGIN`` absorbs the unknown small constants of those bounds and the few rounded operations around
-a kernel. The bounds are worst cases: measured errors sit one to three orders below them, and the
-errors a bug causes (a wrong threshold, rank or sign) many orders above.
+The a-priori bounds and what ``margin`` absorbs are stated there; the theory tests use a margin of 16
+throughout (:data:`MARGIN`). What this module adds is cancellation: combining already-rounded
+quantities (a difference of losses, an objective made of terms that cancel) adds ``eps`` times the
+*sizes of the quantities*, not of the result, and the least-squares losses and descent-lemma gaps of
+:mod:`theory.deep_linear` built from it. Measured errors sit one to three orders below these bounds;
+the errors a bug causes (a wrong threshold, rank or sign) many orders above.
 """
 from __future__ import annotations
 
 import numpy as np
 
-EPS = float(np.finfo(float).eps)  # 2.2e-16, twice the unit roundoff of float64
+from tests.tolerances import EPS64 as EPS, factorization_rounding, sum_rounding
+
 MARGIN = 16.0
 
 
@@ -31,14 +22,13 @@ def cancellation_slack(*terms: float, margin: float = MARGIN) -> float:
 
 
 def sum_slack(n: int, abs_sum: float, margin: float = MARGIN) -> float:
-    """Rounding of a sum or dot product of ``n`` terms whose absolute values add up to ``abs_sum``."""
-    return margin * int(n) * EPS * float(abs_sum)
+    """:func:`tests.tolerances.sum_rounding` at the theory tests' margin, as a float."""
+    return float(sum_rounding(int(n), float(abs_sum), margin))
 
 
 def factorization_slack(size: int, norm: float, margin: float = MARGIN) -> float:
-    """Backward error of a stable SVD / eigh / QR / solve of a matrix with largest dimension ``size`` and
-    norm ``norm``: the absolute error of its singular values or eigenvalues, and of a product of its factors."""
-    return margin * int(size) * EPS * float(norm)
+    """:func:`tests.tolerances.factorization_rounding` at the theory tests' margin (SVD / eigh / QR / solve)."""
+    return factorization_rounding(int(size), norm, margin)
 
 
 def least_squares_loss_slack(problem, W: np.ndarray, margin: float = MARGIN) -> float:
