@@ -321,12 +321,17 @@ def to_low_rank(model: nn.Module, targets: str | Sequence[str] | Mapping[str, Se
     return out
 
 
-def compile_model(model: nn.Module) -> dict[str, FactorizedLinear]:
-    """Replace every :class:`LowRankLinear` by its :class:`FactorizedLinear` (end of the paper's Algorithms 1–2)."""
+def compile_model(model: nn.Module) -> dict[str, nn.Module]:
+    """Replace every :class:`LowRankLinear` by its inference form (end of the paper's Algorithms 1–2): the
+    :class:`FactorizedLinear` ``A·B``, or the dense ``nn.Linear`` of the same weight when ``k(m + n) ≥ mn``
+    (a factorisation that does not pay is never what one would deploy, and the logged compiled size,
+    :meth:`lowrank.train.Trainer.compiled_target_params`, counts such a layer as dense)."""
     names = [n for n, m in model.named_modules() if isinstance(m, LowRankLinear)]
     out = {}
     for name in names:
-        new = model.get_submodule(name).to_factorized()
+        layer = model.get_submodule(name)
+        pays = factorization_pays(layer.out_features, layer.in_features, layer.rank)
+        new = layer.to_factorized() if pays else layer.to_linear()
         replace_module(model, name, new)
         out[name] = new
     return out

@@ -8,23 +8,38 @@ matter for fair comparisons live here, once:
 
 * AdamW; weight decay only on trainable tensors with ≥ 2 dimensions (not on biases, norms, the
   ``S`` cores' — see below — are 2-D so they are decayed like the dense weights they replace);
-* learning rate: linear warm-up then cosine decay to 0 over the whole run (or constant), set per
-  step from the step count, so it survives optimizer rebuilds and resumes;
+* learning rate: constant after an optional linear warm-up (the default, as the paper trains every
+  compression run: AdamW at a fixed rate, its Table 3 "Base Training" and Appendix C), or linear
+  warm-up then cosine decay to 0 over the whole run (``lr_schedule: cosine``; our pre-training uses
+  it). Cosine is not the default of compression runs because it starves late cuts: an iterative
+  method's last cuts would happen at a few percent of the base rate and never recover, while one-shot
+  methods fine-tune through the whole budget. Set per step from the step count, so it survives
+  optimizer rebuilds and resumes;
 * data order: epoch ``e`` shuffles with a private generator fixed by ``(random_state, e)``, so a
   resumed run sees exactly the batches an uninterrupted one would;
 * evaluation at the end of every epoch, logged as one JSON line (step, epoch, loss, accuracy,
-  parameter counts, compression ratio, per-layer ranks);
+  parameter counts, compression ratio, per-layer ranks). The accuracy and the parameter counts of a
+  record come from one model: the training model, or — for a method that trains dense weights between
+  truncations (TRP, FWTRP) — the truncated, compiled copy its :meth:`~lowrank.methods.base.Method.
+  scoring_model` builds (the dense accuracy is logged beside it as ``accuracy_training_form``);
 * checkpoints every ``checkpoint_every_steps`` and at every epoch end, written atomically, holding
   the module structure (current factor shapes), model, optimizer, method state and RNG states;
   loaded with ``weights_only=True``.
 
 Optimizer state after a method reshapes parameters (:meth:`Trainer.rebuild_optimizer`): parameters
-that keep their identity keep their Adam moments; replaced ones (the rotated/cut ``S``) start from
-an empty state, i.e. their first and second moments *and* step count are reset. Why reset and not
-rotate: after ``S ← U'ᵀ S V'`` the first moment could be rotated exactly, but Adam's second moment
-is an elementwise statistic with no exact rotated form, and a rotated first moment paired with a
-stale second moment mis-scales the step; resetting both (bias correction restarts with the step)
-gives a consistent, if briefly noisier, optimizer.
+that keep their identity keep their Adam moments; a replaced one (the rotated/cut ``S``) follows
+``optimizer_state_after_cut``:
+
+* ``reset``: it starts from an empty state (first and second moments *and* step count reset): a
+  consistent optimizer, but with cuts every few steps Adam never warms up and every first step after
+  a cut is a sign-like step of size lr;
+* ``carry``: the state is transported into the new basis by :mod:`lowrank.optim_state` — the first
+  moment rotated exactly (``Uaᵀ m Va``), the second by the stated approximation of
+  ``second_moment_after_cut``, the step count kept (bias correction continues);
+* ``slice``: what the OIALR reference code does — the leading k'×k' block of the old, unrotated
+  moments, step kept.
+
+Which is the default was chosen by measurement (the study's report compares them at the same β).
 
 Under ``torchrun`` (``torch.distributed``: gloo on CPU, nccl on GPU) each process takes its slice
 of every global batch and gradients are averaged by one all-reduce per step; methods compute SVDs
@@ -51,6 +66,7 @@ from tqdm.auto import tqdm
 from .data import batch_targets, collate_of, make_loader, move_batch
 from .layers import FactorizedLinear, LowRankLinear, TTLinear
 from .models import classifier_logits
+from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, transport_adam_state
 from .surgery import count_parameters, find_linear_layers, replace_module
 from .tt import TTShape
 from .utils import atomic_save, atomic_write_json, atomic_write_text, make_generator, resolve_device, set_random_state
@@ -64,13 +80,15 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_batch_size": 512,
     "lr": 1e-3,
     "weight_decay": 0.05,
-    "lr_schedule": "cosine",
+    "lr_schedule": "constant",
     "warmup_steps": 0,
     "grad_clip": 1.0,
     "checkpoint_every_steps": 0,
     "random_state": 0,
     "device": "auto",
     "threads": None,
+    "optimizer_state_after_cut": "carry",
+    "second_moment_after_cut": "rotate_squares",
 }
 
 
@@ -97,6 +115,12 @@ def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"train.threads={c['threads']!r} must be a positive int or null (torch's default)")
     if c["lr_schedule"] not in ("cosine", "constant"):
         raise ValueError(f"train.lr_schedule={c['lr_schedule']!r}; allowed: 'cosine', 'constant'")
+    if c["optimizer_state_after_cut"] not in ADAM_STATE_POLICIES:
+        raise ValueError(f"train.optimizer_state_after_cut={c['optimizer_state_after_cut']!r}; allowed: "
+                         f"{', '.join(map(repr, ADAM_STATE_POLICIES))}")
+    if c["second_moment_after_cut"] not in SECOND_MOMENT_RULES:
+        raise ValueError(f"train.second_moment_after_cut={c['second_moment_after_cut']!r}; allowed: "
+                         f"{', '.join(map(repr, SECOND_MOMENT_RULES))}")
     if c["grad_clip"] is not None and not (isinstance(c["grad_clip"], (int, float)) and c["grad_clip"] > 0):
         raise ValueError(f"train.grad_clip={c['grad_clip']!r} must be > 0 or null")
     return c
@@ -173,6 +197,9 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.progress = progress and (not _is_dist() or dist.get_rank() == 0)
         self.forward = forward
+        #: called as ``eval_hook(model, record)`` after every evaluation with the model that produced the
+        #: record (tests use it to check that a record's size is that model's size)
+        self.eval_hook: Callable[[nn.Module, dict], None] | None = None
         self.step = 0
         self.epoch = 0
         self.step_in_epoch = 0
@@ -186,7 +213,11 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
         if hasattr(method, "check_budget"):
             method.check_budget(self)  # e.g. a delay beyond the run: refused before any training
+        floor = method.rank_floor(self)
+        #: the smallest fraction of target parameters the method can reach (its rank floor compiled), or None
+        self.floor_ratio = (self.compiled_target_params(floor) / self.original.target) if floor else None
         self.optimizer: torch.optim.Optimizer | None = None
+        self._rotations: dict[int, tuple] = {}
         self.log: list[dict] = []
 
     # ---------------------------------------------------------------- distributed
@@ -215,13 +246,43 @@ class Trainer:
 
     def rebuild_optimizer(self) -> None:
         """New AdamW over the current trainable parameters; surviving parameters keep their state,
-        replaced ones start fresh (moments and step reset — module docstring says why)."""
+        replaced ones follow ``optimizer_state_after_cut`` (module docstring): a method that replaced a
+        core ``S`` by ``S' = Uaᵀ S Va`` announces it with :meth:`note_rotation`; under ``reset`` (or
+        without an announcement) the new parameter starts from an empty state."""
         old = self.optimizer.state if self.optimizer is not None else {}
         self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
+        rotations, self._rotations = self._rotations, {}
+        policy = self.cfg["optimizer_state_after_cut"]
+        carry = policy != "reset"
+        params = dict(self.model.named_parameters())
+        carried: dict[str, dict] = {}
+        if carry and self.is_main:
+            for name, p in params.items():
+                if p not in old and id(p) in rotations:
+                    prev, Ua, Va = rotations[id(p)]
+                    if old.get(prev):
+                        carried[name] = transport_adam_state(old[prev], Ua, Va, policy=policy, like=p,
+                                                             second_moment=self.cfg["second_moment_after_cut"])
+        if carry and _is_dist():
+            # cuts are computed on rank 0 (only it knows Ua, Va): every rank installs rank 0's transported
+            # state, so that all ranks keep applying identical updates. One broadcast per rebuild, on
+            # every rank, whether or not anything was carried.
+            carried = self.broadcast_object({n: {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in st.items()}
+                                             for n, st in carried.items()} if self.is_main else None)
         for group in self.optimizer.param_groups:
             for p in group["params"]:
                 if p in old:
                     self.optimizer.state[p] = old[p]
+        for name, st in carried.items():
+            p = params[name]
+            if p not in old:
+                self.optimizer.state[p] = {k: (v.to(p.device) if torch.is_tensor(v) and v.ndim else v)
+                                           for k, v in st.items()}
+
+    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
+        """Announce that ``new = Uaᵀ old Va`` replaced ``old`` (called on rank 0 by a cut, before the
+        optimizer is rebuilt): the ``carry`` policy transports ``old``'s Adam state to ``new``."""
+        self._rotations[id(new)] = (old, Ua, Va)
 
     def allreduce_gradients(self) -> None:
         """Average the gradients of all trainable parameters over the processes (one flat buffer).
@@ -289,14 +350,16 @@ class Trainer:
             out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear, TTLinear)) else min(m.weight.shape)
         return out
 
-    def compiled_target_params(self, ranks: dict[str, int] | None = None) -> int:
-        """Target-layer parameters once compiled to ``A·B`` at the given (default: current) ranks;
-        a layer stays dense when a factorisation would not pay. A tensor train is its own compiled
-        form: it counts its cores (and bias) as they are."""
+    def compiled_target_params(self, ranks: dict[str, int] | None = None, model: nn.Module | None = None) -> int:
+        """Target-layer parameters of ``model`` (default: the training model) once compiled to ``A·B`` at
+        the given (default: current) ranks — the size :func:`lowrank.surgery.compile_model` produces: a
+        layer stays dense when a factorisation would not pay. A tensor train is its own compiled form: it
+        counts its cores (and bias) as they are."""
         ranks = ranks or self.method.ranks(self)
+        model = self.model if model is None else model
         total = 0
         for n in self.target_names:
-            m = self.model.get_submodule(n)
+            m = model.get_submodule(n)
             mo, mi = m.out_features, m.in_features
             if isinstance(m, TTLinear):
                 total += m.num_core_params + (mo if m.bias is not None else 0)
@@ -331,24 +394,28 @@ class Trainer:
         return make_loader(self.calib_set, batch_size)
 
     @torch.no_grad()
-    def evaluate(self) -> EvalResult:
-        self.model.eval()
+    def evaluate(self, model: nn.Module | None = None) -> EvalResult:
+        """Loss and accuracy of ``model`` (default: the training model) on the evaluation set."""
+        model = self.model if model is None else model
+        was_training = model.training
+        model.eval()
         loss, correct, n = 0.0, 0, 0
         for batch in make_loader(self.eval_set, self.cfg["eval_batch_size"]):
             batch = move_batch(batch, self.device)
             y = batch_targets(batch)
-            logits = self.forward(self.model, batch)
+            logits = self.forward(model, batch)
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
             n += int(y.numel())
-        self.model.train()
+        model.train(was_training)
         return EvalResult(loss / n, correct / n, n)
 
     def _log_eval(self, kind: str, train_loss: float | None = None) -> dict:
-        res = self.evaluate()
-        ranks = self.method.ranks(self)
-        pc = count_parameters(self.model, self.target_names, original=self.original)
-        compiled = self.compiled_target_params(ranks)
+        scored = self.method.scoring_model(self)
+        model, ranks = scored if scored is not None else (self.model, self.method.ranks(self))
+        res = self.evaluate(model)
+        pc = count_parameters(model, self.target_names, original=self.original)
+        compiled = self.compiled_target_params(ranks, model)
         rec = {"kind": kind, "step": self.step, "epoch": self.epoch, "train_loss": train_loss,
                "eval_loss": res.loss, "accuracy": res.accuracy, "params_total": pc.total,
                "params_target": pc.target, "params_target_compiled": compiled,
@@ -356,7 +423,14 @@ class Trainer:
                "params_total_compiled": pc.total - pc.target + compiled,
                "compression_ratio_total": (pc.total - pc.target + compiled) / self.original.total,
                "lr": self.lr_at(self.step), "ranks": ranks}
+        if scored is not None:
+            # the training form (dense, re-grown weights) beside the scored compiled copy: informative only,
+            # never a point of a front (its size is not the logged one)
+            dense = self.evaluate()
+            rec.update(accuracy_training_form=dense.accuracy, eval_loss_training_form=dense.loss)
         self.log.append(rec)
+        if self.eval_hook is not None:
+            self.eval_hook(model, rec)
         if self.progress:
             tqdm.write(f"[{self.method.name}] epoch {self.epoch} step {self.step}: acc {res.accuracy:.4f} "
                        f"loss {res.loss:.4f} target params {100 * rec['compression_ratio_target']:.1f}%")
@@ -430,6 +504,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.allreduce_gradients()
+                self.method.before_optimizer_step(self)  # e.g. TRP's nuclear-norm sub-gradient
                 if self.cfg["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                                    self.cfg["grad_clip"])
@@ -480,7 +555,7 @@ class Trainer:
                                           "compression_ratio_target", "compression_ratio_total", "step", "epoch")}
         metrics.update({"method": self.method.name, "wall_seconds": final.get("wall_seconds"),
                         "original_params_total": self.original.total, "original_params_target": self.original.target,
-                        **(extra or {})})
+                        "floor_compression_ratio_target": self.floor_ratio, **(extra or {})})
         atomic_write_json(self.out_dir / "metrics.json", metrics)
         atomic_write_text(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.log))
         atomic_write_json(self.out_dir / "ranks.json", {"trajectory": self.method.trajectory,

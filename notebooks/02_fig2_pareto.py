@@ -25,7 +25,7 @@
 # (c) the energy cut (IEHT) beats OIALR's σ_max cut. Also: the epoch-budget sweep (trainability), the spread over
 # repeats (our noise level), and the per-layer rank trajectories the paper describes in words only.
 #
-# Reads `runs/fig2`, `runs/budget`, `runs/repeats`; methods and settings come from each run's spec.
+# Reads `runs/fig2`, `runs/budget`, `runs/repeats`, `runs/protocol`; methods and settings come from each run's spec.
 #
 # Run it: `dvc repro nb_fig2` (its stage), or from the repository root
 #
@@ -138,3 +138,14 @@ publish_table(repeats, tables / fig2.REPEATS)
 fig = fig2.repeats_figure(repeats, "Figure 2 (the paper), spread over repeats (not in the paper): mean ± std over "
                           "random_states")
 publish_figure(fig, figures / fig2.REPEATS)
+
+# %% [markdown]
+# ## The training protocol (ours)
+#
+# `runs/protocol`: IEHT at β = 0.9 (epoch cuts every 3 epochs) and at β = 0.97 (step cuts every 4 steps, as
+# Figure 3 spaces them), under a constant learning rate (the paper's) or cosine decay to zero, crossed with the
+# Adam state of the new core after each cut: `reset`, `carry` (rotated into the new basis), `slice` (OIALR's).
+
+# %%
+protocol = fig2.protocol_table(load_runs(runs, fig2.PROTOCOL_SWEEP))
+publish_table(protocol, tables / fig2.PROTOCOL)

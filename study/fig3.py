@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .families import ITERATIVE, ONE_SHOT, label_key
 from .fronts import compare_fronts
 from .pareto import pareto_artifact
 from .registry import register
-from .verdicts import Noise, Verdict, decide, front_comparison_text, per_dataset_verdicts
+from .verdicts import Noise, Verdict, decide_fronts, front_comparison_text, per_dataset_verdicts
 
 __all__ = ["NOTEBOOK", "SWEEP", "PARETO", "BEST_AT_BUDGET", "FRONTS", "verdict_language_model", "ARTIFACT"]
 
@@ -31,8 +30,9 @@ METRIC_BUDGET = 1.0
 def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
     """Claim (h), per dataset of ``runs/fig3``: under a short fine-tuning budget one-shot projections
     are at least as good as the iterative methods (front of the one-shot family minus that of the
-    iterative family, over the budgets both reach). Reproduced when one-shot is ahead beyond the
-    noise, not reproduced when iterative is ahead beyond it."""
+    iterative family, at matched sizes over the budgets both reach). Reproduced when one-shot is ahead
+    beyond the noise, not reproduced when iterative is ahead beyond it, inconclusive when the matched
+    sizes cover too little of the shared range (:func:`decide_fronts`)."""
     statement = "(h) on the language model, with short fine-tuning, one-shot projection does at least as well as iterative"
     paper_txt = ("Section 5.2, Figure 3 (BERT on GLUE): 'minimal difference' between the fronts, and 'the superior "
                  "performance of non-iterative methods like FWSVD and TFWSVD' attributed to the short budget")
@@ -47,9 +47,7 @@ def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
                         for m, g in sorted(d.groupby("method"), key=lambda kv: label_key(kv[0])))
         ev = (f"{ds}: {front_comparison_text(cmp, 'one-shot', 'iterative')}; per method: {per}; the tolerance "
               f"{noise.tolerance:.4f} comes from the repeats sweep")
-        verdict = "inconclusive (fronts do not share a budget)" if not np.isfinite(cmp["mean_gap"]) else \
-            decide(cmp["mean_gap"], noise.tolerance)
-        return Verdict(lab, statement, paper_txt, verdict, ev)
+        return Verdict(lab, statement, paper_txt, decide_fronts(cmp, noise.tolerance), ev)
 
     return per_dataset_verdicts(points, "(h)", statement, paper_txt, SWEEP, one_dataset)
 

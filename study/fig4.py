@@ -8,13 +8,12 @@ method · schedule).
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .fronts import compare_fronts, pareto_points
 from .pareto import pareto_artifact
 from .registry import register
-from .verdicts import Noise, Verdict, decide, front_comparison_text
+from .verdicts import Noise, Verdict, coverage_verdict, covered, decide, front_comparison_text
 
 __all__ = ["NOTEBOOK", "SWEEP", "FIGURE", "BEST_AT_BUDGET", "FRONTS", "verdict_depth_schedules", "ARTIFACT"]
 
@@ -28,8 +27,11 @@ SCHEDULES = ("increasing", "constant", "decreasing")
 
 def verdict_depth_schedules(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
     """Claim (d), per (dataset, method) of ``runs/fig4``: fronts of the increasing / constant /
-    decreasing threshold schedules. Reproduced when no pairwise order is reversed beyond the noise and
-    increasing beats decreasing beyond it; not reproduced when any pair is reversed beyond the noise."""
+    decreasing threshold schedules, compared at matched sizes. A pair whose comparison covers too little
+    of the sizes the two fronts share (:func:`covered`) decides nothing. Reproduced when no decided pair
+    is reversed beyond the noise and increasing beats decreasing beyond it; not reproduced when any
+    decided pair is reversed beyond the noise; inconclusive (coverage) when increasing vs decreasing is
+    not decided for lack of coverage."""
     statement = "(d) increasing-with-depth ≥ constant ≥ decreasing cutoff schedules"
     paper_txt = "Figure 4: 'increasing the amount of error with depth tends to perform best'; decreasing worst"
     p = pareto_points(points, compressed_only=True)
@@ -48,18 +50,18 @@ def verdict_depth_schedules(points: pd.DataFrame, noise: Noise) -> list[Verdict]
         pairs = [("increasing", "constant"), ("constant", "decreasing"), ("increasing", "decreasing")]
         cmps = {(x, y): compare_fronts(by[x], by[y]) for x, y in pairs if x in present and y in present}
         ev = f"{ds} {m}: " + "; ".join(front_comparison_text(c, x, y) for (x, y), c in cmps.items())
-        gaps = {k: c["mean_gap"] for k, c in cmps.items() if np.isfinite(c["mean_gap"])}
+        gaps = {k: c["mean_gap"] for k, c in cmps.items() if covered(c)}
         tol = noise.tolerance
-        if not gaps:
-            verdict = "inconclusive (fronts do not share a budget)"
-        elif any(g < -tol for g in gaps.values()):
+        extremes = ("increasing", "decreasing")
+        if any(g < -tol for g in gaps.values()):
             verdict = "not reproduced"
-        elif ("increasing", "decreasing") in gaps and gaps[("increasing", "decreasing")] > tol:
-            verdict = "reproduced"
-        elif ("increasing", "decreasing") not in gaps:
-            verdict = f"inconclusive (schedules missing: {', '.join(sorted(set(by) - set(present)))})"
+        elif extremes in gaps:
+            verdict = decide(gaps[extremes], tol)
+        elif extremes in cmps or not gaps:
+            # the pair that decides the claim, or every pair, was compared over too few matched sizes
+            verdict = coverage_verdict(cmps[extremes] if extremes in cmps else next(iter(cmps.values())))
         else:
-            verdict = decide(gaps[("increasing", "decreasing")], tol)
+            verdict = f"inconclusive (schedules missing: {', '.join(sorted(set(by) - set(present)))})"
         out.append(Verdict(lab, statement, paper_txt, verdict, ev))
     return out
 

@@ -24,7 +24,8 @@ from lowrank.utils import atomic_write_text
 
 from .families import sort_labels
 from .registry import Inputs, artifacts, claim_order, sweeps
-from .verdicts import Noise, Verdict
+from .fronts import MATCH_RTOL
+from .verdicts import MIN_COVERAGE, Noise, Verdict
 from .writers import markdown_table
 
 __all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_metrics", "main"]
@@ -84,7 +85,11 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         "",
         f"Noise level: {noise.source}. A difference counts only beyond the tolerance; otherwise the verdict is "
         "inconclusive. Fronts are compared by the best accuracy at or below a fraction of target parameters "
-        "(the paper's Appendix C construction: every epoch's evaluation is a point).",
+        "(the paper's Appendix C construction: every epoch's evaluation is a point), at matched sizes only: a "
+        f"front is read at a budget only where it has an evaluation within {100 * MATCH_RTOL:g}% below it, the "
+        "coverage (budgets compared / budgets in the shared range) is reported with every comparison, and a "
+        f"comparison covering less than {100 * MIN_COVERAGE:g}% of its range is \"inconclusive (coverage)\". "
+        "Every point of TRP / FWTRP is the truncated, compiled copy of its dense weights, at that copy's size.",
         "",
         "Summary: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ".",
         "",

@@ -6,6 +6,10 @@ difference counts as real only when it exceeds the noise tolerance: twice the st
 difference of two runs, ``2·√2·σ``, where σ is the pooled standard deviation of the final accuracy over
 the repeats sweep (``runs/repeats``: the same spec at several ``train.random_state`` values); without
 repeats a fixed tolerance of one accuracy point is used, and the report says so.
+
+A comparison of two Pareto fronts (:func:`study.fronts.compare_fronts`, at matched sizes only) decides
+a claim only when it covers enough of the sizes the two fronts share (:data:`MIN_COVERAGE`); otherwise
+the verdict is ``inconclusive (coverage …)``.
 """
 from __future__ import annotations
 
@@ -19,12 +23,17 @@ import pandas as pd
 from .fronts import pareto_points
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "verdict_frame", "noise_level", "decide",
-           "per_dataset", "per_dataset_verdicts", "front_comparison_text"]
+           "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
+           "front_comparison_text"]
 
 #: tolerance when no repeats exist: one accuracy point
 DEFAULT_TOLERANCE = 0.01
 #: the sweep whose spread over random states is the noise level of every verdict (run by Figure 2's notebook)
 NOISE_SWEEP = "repeats"
+#: the least coverage (budgets compared at matched sizes / budgets of the grid) a front comparison needs to
+#: decide a claim: below half, the mean gap describes a minority of the sizes the two fronts share, and
+#: cannot stand for the fronts over their shared range
+MIN_COVERAGE = 0.5
 
 
 @dataclass
@@ -106,11 +115,35 @@ def per_dataset_verdicts(points: pd.DataFrame, claim: str, statement: str, paper
     return [verdict(ds, lab, d) for ds, lab, d in per_dataset(p, claim)]
 
 
+def covered(cmp: Mapping[str, Any]) -> bool:
+    """Whether a :func:`study.fronts.compare_fronts` result covers enough of its grid to decide a claim
+    (coverage ≥ :data:`MIN_COVERAGE`, and at least one budget compared)."""
+    return cmp["n_compared"] > 0 and cmp["coverage"] >= MIN_COVERAGE
+
+
+def coverage_verdict(cmp: Mapping[str, Any]) -> str:
+    """The verdict of a comparison that covers too little: ``inconclusive (coverage n/N = c% < m%)``."""
+    return (f"inconclusive (coverage {cmp['n_compared']}/{cmp['n_grid']} = {100 * cmp['coverage']:.0f}% < "
+            f"{100 * MIN_COVERAGE:.0f}%)")
+
+
+def decide_fronts(cmp: Mapping[str, Any], tol: float) -> str:
+    """The verdict of a front comparison: :func:`coverage_verdict` when it covers too little
+    (:func:`covered`), else :func:`decide` on its mean gap."""
+    return decide(cmp["mean_gap"], tol) if covered(cmp) else coverage_verdict(cmp)
+
+
 def front_comparison_text(cmp: Mapping[str, Any], name_a: str, name_b: str) -> str:
-    """The evidence of a :func:`study.fronts.compare_fronts` result: the mean gap of ``a − b`` and where."""
+    """The evidence of a :func:`study.fronts.compare_fronts` result: the mean gap of ``a − b`` at matched
+    sizes, over how many budgets of the grid (the coverage) and where."""
+    grid, rtol = cmp["grid"], 100 * cmp["match_rtol"]
+    if not grid.size:
+        return f"{name_a} vs {name_b}: their size ranges are too far apart to compare (no shared budget)"
+    where = (f"{cmp['n_compared']}/{cmp['n_grid']} budgets (coverage {100 * cmp['coverage']:.0f}%) in "
+             f"[{100 * grid.min():.2f}%, {100 * grid.max():.2f}%] of target parameters")
     if not np.isfinite(cmp["mean_gap"]):
-        return f"{name_a} vs {name_b}: no comparable budget"
+        return f"{name_a} vs {name_b}: at none of {where} were both evaluated within {rtol:.0f}% below it"
     g = cmp["gaps"]
-    return (f"{name_a} − {name_b}: mean front gap {cmp['mean_gap']:+.4f} over {g.size} budgets in "
-            f"[{100 * cmp['lo']:.2f}%, {100 * cmp['hi']:.2f}%] of target parameters (at {100 * cmp['lo']:.2f}%: "
-            f"{cmp['gap_at_lo']:+.4f}; min {g.min():+.4f}, max {g.max():+.4f})")
+    return (f"{name_a} − {name_b}: mean front gap {cmp['mean_gap']:+.4f} over {where}, each front read within "
+            f"{rtol:.0f}% below the budget (compared from {100 * cmp['lo']:.2f}% to {100 * cmp['hi']:.2f}%; at "
+            f"{100 * cmp['lo']:.2f}%: {cmp['gap_at_lo']:+.4f}; min {g.min():+.4f}, max {g.max():+.4f})")

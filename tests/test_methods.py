@@ -166,7 +166,7 @@ def test_global_rule_keeps_beta_of_the_total_energy_across_layers():
     ("ieht", {"oialr_type": "batch"}, "oialr_type='batch'; allowed: step, epoch"),
     ("ieht", {"oialr_min_rank_percent": 0}, "oialr_min_rank_percent=0 is outside"),
     ("ieht", {"oialr_depth_schedule": "zigzag"}, "oialr_depth_schedule='zigzag'"),
-    ("global_ifht", {"oialr_depth_schedule": "increasing"}, "global methods use one threshold"),
+    ("global_ifht", {"oialr_depth_schedule": "increasing"}, r"does not use keys \['oialr_depth_schedule'\]"),
     ("trp", {"trp_frequency": -5}, "trp_frequency=-5 must be a positive int"),
     ("trp", {"trp_threshold": 2}, "trp_threshold=2 is outside"),
     ("svd", {"rank": 0}, "rank=0 must be a positive int"),

@@ -89,13 +89,16 @@ def test_pareto_front_ignores_missing_values_and_keeps_the_first_duplicate() -> 
     assert front["id"].tolist() == [4, 0]
 
 
-def test_compare_fronts_on_budgets_both_reach() -> None:
+def test_compare_fronts_at_matched_sizes_of_the_shared_range() -> None:
     a = pd.DataFrame({"compression_ratio_target": [0.02, 0.1], "accuracy": [0.8, 0.9]})
     b = pd.DataFrame({"compression_ratio_target": [0.05, 0.1], "accuracy": [0.6, 0.85]})
-    cmp = fronts.compare_fronts(a, b, n_grid=5)
-    assert cmp["lo"] == pytest.approx(0.05) and cmp["hi"] == pytest.approx(0.1)
-    assert np.all(cmp["gaps"] > 0)
-    assert np.isnan(fronts.compare_fronts(a, b.iloc[0:0])["mean_gap"])
+    cmp = fronts.compare_fronts(a, b)
+    # the grid is the sizes evaluated in the shared range; at 5% a was last evaluated at 2%: not compared
+    assert cmp["grid"].tolist() == pytest.approx([0.05, 0.1])
+    assert cmp["budgets"].tolist() == pytest.approx([0.1]) and cmp["gaps"].tolist() == pytest.approx([0.05])
+    assert (cmp["n_compared"], cmp["n_grid"], cmp["coverage"]) == (1, 2, 0.5)
+    none = fronts.compare_fronts(a, b.iloc[0:0])
+    assert np.isnan(none["mean_gap"]) and (none["n_grid"], none["coverage"]) == (0, 0.0)
 
 
 # ------------------------------------------------------------------------------------------ loaders

@@ -87,9 +87,20 @@ def test_compiled_model_reproduces_training_form_model():
                 m.S.add_(0.01 * torch.randn_like(m.S))
     x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
     ref = model(x)
+    # cut two layers to a rank where A·B pays; the others stay full rank, where it does not
+    from lowrank.methods.iht import cut_low_rank_layer
+    cut = {"blocks.0.mlp.fc1": 3, "blocks.1.attn.qkv": 2}
+    for n, k in cut.items():
+        cut_low_rank_layer(model.get_submodule(n), lambda s, k=k: k)
+    ref = model(x)
     compiled = compile_model(model)
-    assert compiled and all(isinstance(m, FactorizedLinear) for m in compiled.values())
-    assert not any(isinstance(m, LowRankLinear) for m in model.modules())
+    assert compiled and not any(isinstance(m, LowRankLinear) for m in model.modules())
+    for n, m in compiled.items():
+        o, i = m.out_features, m.in_features
+        k = cut.get(n, min(o, i))
+        # the compiled form is the smaller one: A·B when k(m + n) < mn, else the dense weight
+        assert isinstance(m, FactorizedLinear if k * (o + i) < o * i else torch.nn.Linear), n
+        assert sum(p.numel() for p in m.parameters()) == min(k * (o + i), o * i) + o
     torch.testing.assert_close(model(x), ref)
 
 

@@ -113,23 +113,42 @@ def test_compiled_model_reproduces_training_form(base, cache):
     torch.testing.assert_close(seen["after"], seen["before"], rtol=1e-4, atol=1e-5)
 
 
-def test_optimizer_policy_after_a_cut(base, cache):
-    """Replaced S cores start with empty Adam state (moments and step reset); surviving parameters keep theirs."""
-    t = _trainer("ieht", {"oialr_threshold": 0.8, "oialr_frequency": 1, "delay": 0}, base, cache, epochs=2)
+@pytest.mark.parametrize("policy", ["reset", "carry", "slice"])
+def test_optimizer_policy_after_a_cut(policy, base, cache):
+    """A replaced S core starts from an empty Adam state (``reset``) or from the old state transported into
+    the new basis (``carry``: m' = Uaᵀ m Va, step kept; ``slice``: OIALR's leading block); surviving
+    parameters keep theirs under every policy."""
+    t = _trainer("ieht", {"oialr_threshold": 0.8, "oialr_frequency": 1, "delay": 0}, base, cache, epochs=2,
+                 optimizer_state_after_cut=policy)
     t.method.setup(t)
     t.build_optimizer()
-    batch = next(iter(t.train_loader(0)))
-    loss = torch.nn.functional.cross_entropy(classifier_logits(t.model, batch), batch[1])
-    loss.backward()
-    t.optimizer.step()
+    for batch in list(t.train_loader(0))[:3]:
+        t.optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(classifier_logits(t.model, batch), batch[1]).backward()
+        t.optimizer.step()
     layer = t.model.get_submodule("blocks.0.mlp.fc1")
-    old_S, bias = layer.S, layer.bias
-    bias_state = t.optimizer.state[bias]
-    assert t.optimizer.state[old_S]["step"] == 1
+    old_S, bias, U0, V0 = layer.S, layer.bias, layer.U.detach().double(), layer.V.detach().double()
+    bias_state, old_state = t.optimizer.state[bias], dict(t.optimizer.state[old_S])
+    assert t.optimizer.state[old_S]["step"] == 3
     t.method.cut(t)
     t.rebuild_optimizer()
     assert layer.S is not old_S and layer.rank < old_S.shape[0]
-    assert layer.S not in t.optimizer.state          # fresh: moments and step reset
+    k = layer.rank
+    if policy == "reset":
+        assert layer.S not in t.optimizer.state          # fresh: moments and step reset
+    else:
+        new = t.optimizer.state[layer.S]
+        assert new["step"] == 3                          # bias correction continues
+        assert new["exp_avg"].shape == new["exp_avg_sq"].shape == (k, k)
+        if policy == "carry":
+            # the bases are U Ua, V Va: recover Ua, Va from the stored float32 bases (rounding ~ k·eps32)
+            Ua, Va = U0.T @ layer.U.detach().double(), V0.T @ layer.V.detach().double()
+            want = Ua.T @ old_state["exp_avg"].double() @ Va
+            tol = 64 * old_S.shape[0] * torch.finfo(torch.float32).eps * float(old_state["exp_avg"].abs().max())
+            torch.testing.assert_close(new["exp_avg"].double(), want, rtol=0, atol=tol)
+            assert (new["exp_avg_sq"] >= 0).all()
+        else:
+            torch.testing.assert_close(new["exp_avg"], old_state["exp_avg"][:k, :k], rtol=0, atol=0)
     assert t.optimizer.state[bias] is bias_state      # kept
     in_opt = {id(p) for g in t.optimizer.param_groups for p in g["params"]}
     assert in_opt == {id(p) for p in t.model.parameters() if p.requires_grad}
@@ -137,6 +156,12 @@ def test_optimizer_policy_after_a_cut(base, cache):
     # weight decay only on ≥2-D trainable tensors
     assert all(p.ndim >= 2 for p in t.optimizer.param_groups[0]["params"])
     assert all(p.ndim < 2 for p in t.optimizer.param_groups[1]["params"])
+    # and the optimizer steps with the installed state
+    t.optimizer.zero_grad()
+    batch = next(iter(t.train_loader(1)))
+    torch.nn.functional.cross_entropy(classifier_logits(t.model, batch), batch[1]).backward()
+    t.optimizer.step()
+    assert torch.isfinite(layer.S).all()
 
 
 def test_one_shot_trains_the_declared_factors(base, cache):

@@ -3,12 +3,17 @@
 The one training loop (:mod:`lowrank.train`) calls a method at fixed points:
 
 * ``setup(trainer)`` — once, before the first step (one-shot projections happen here);
+* ``before_optimizer_step(trainer)`` — after the backward pass, before the optimizer step (TRP adds
+  its nuclear-norm sub-gradient to the loss gradient here);
 * ``after_step(trainer)`` — after every optimizer step (``oialr_type: step`` cuts, TRP);
 * ``after_epoch(trainer)`` — after every epoch (``oialr_type: epoch`` cuts);
 * ``finalize(trainer)`` — once, after training: compile into the inference form.
 
 A hook returns ``True`` when it replaced or reshaped parameters, so the loop rebuilds the optimizer
-(see :meth:`lowrank.train.Trainer.rebuild_optimizer` for the Adam-state policy). ``state_dict`` /
+(see :meth:`lowrank.train.Trainer.rebuild_optimizer` for the Adam-state policy; a cut announces each
+rotation with :meth:`lowrank.train.Trainer.note_rotation`). ``scoring_model(trainer)`` says which
+model an evaluation scores when it is not the training model (TRP scores a truncated, compiled copy
+of its dense weights), so that every logged accuracy comes with the size of the model that produced it. ``state_dict`` /
 ``load_state_dict`` carry whatever a method must remember across a checkpoint (rank trajectories,
 whether the conversion happened); the model's module structure is saved by the trainer.
 """
@@ -36,12 +41,24 @@ class Method:
     """Base strategy: dense training, no compression (used for pre-training and the dense baseline)."""
 
     name = "dense"
-    #: config keys this method accepts (besides the shared ``targets``); validated before any work
+    #: config keys this method accepts (the layers it compresses are the spec's ``targets``); validated before any work
     keys: dict[str, Any] = {}
+    #: key → the registered names that use it, for keys only some of a class's names use (e.g. the Fisher
+    #: keys of the Fisher-weighted variants); the other names refuse the key rather than ignore it
+    only_for: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def keys_for(cls, name: str) -> dict[str, Any]:
+        """The keys (with defaults) that method ``name`` accepts: every key does something for it."""
+        return {k: v for k, v in cls.keys.items() if name in cls.only_for.get(k, (name,))}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:
         """Refuse unknown keys and bad values before any work (subclasses add their checks)."""
+        unused = sorted(k for k in set(cfg) & set(cls.keys) if k not in cls.keys_for(name))
+        if unused:
+            users = {k: list(cls.only_for[k]) for k in unused}
+            raise ValueError(f"method {name!r} does not use keys {unused} (they apply to {users} only)")
         _validate_common(name, cfg, cls.keys)
 
     def __init__(self, name: str, cfg: dict[str, Any]):
@@ -53,6 +70,9 @@ class Method:
     def setup(self, trainer: "Trainer") -> bool:
         return False
 
+    def before_optimizer_step(self, trainer: "Trainer") -> None:
+        return None
+
     def after_step(self, trainer: "Trainer") -> bool:
         return False
 
@@ -60,6 +80,16 @@ class Method:
         return False
 
     def finalize(self, trainer: "Trainer") -> None:
+        return None
+
+    def rank_floor(self, trainer: "Trainer") -> dict[str, int] | None:
+        """The smallest rank each target layer can reach under this method (``None``: no floor it enforces;
+        a one-shot method's rank is what its spec says)."""
+        return None
+
+    def scoring_model(self, trainer: "Trainer") -> tuple[Any, dict[str, int]] | None:
+        """``(model, ranks)`` an evaluation must score instead of the training model, or ``None`` when the
+        training model is already the scored form (its size is what its ranks compile to)."""
         return None
 
     # ---------------------------------------------------------------- state

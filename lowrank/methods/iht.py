@@ -54,16 +54,19 @@ from ..surgery import replace_module, to_low_rank
 from ..utils import make_generator
 from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
 
-__all__ = ["IterativeHardThresholding", "fisher_row_weights", "fisher_metric_root", "cut_low_rank_layer"]
+__all__ = ["IterativeHardThresholding", "fisher_row_weights", "check_fisher_samples", "fisher_metric_root", "cut_low_rank_layer"]
 
 
-def fisher_row_weights(trainer, names: list[str]) -> dict[str, torch.Tensor]:
-    """True-Fisher row weights of the current effective weights of ``names`` (calibration set).
+def fisher_row_weights(trainer, names: list[str], model: nn.Module | None = None,
+                       samples: int | None = None) -> dict[str, torch.Tensor]:
+    """True-Fisher row weights of the current effective weights of ``names`` of ``model`` (default: the
+    training model), from the first ``samples`` calibration examples (default: all of them; the
+    methods' ``fisher_samples`` key).
 
     The Fisher helper works on ``nn.Linear``; a dense copy of the model computes the same function,
     so its per-sample weight gradients are the gradients with respect to ``W = U S Vᵀ``.
     """
-    dense = copy.deepcopy(trainer.model)
+    dense = copy.deepcopy(trainer.model if model is None else model)
     for n in names:
         m = dense.get_submodule(n)
         if isinstance(m, LowRankLinear):
@@ -72,8 +75,18 @@ def fisher_row_weights(trainer, names: list[str]) -> dict[str, torch.Tensor]:
     key = trainer.cfg["random_state"] * 7919 + trainer.step
     forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
     F = diagonal_fisher(dense, trainer.calibration_loader(), names, forward, likelihood="categorical",
-                        labels=labels, generator=make_generator(key), dtype=torch.float64)
+                        labels=labels, generator=make_generator(key), dtype=torch.float64, max_samples=samples)
     return {n: row_weights(F[n]) for n in names}
+
+
+def check_fisher_samples(trainer, samples: int | None) -> None:
+    """Refuse, before any training, a ``fisher_samples`` larger than the calibration set."""
+    if samples is None:
+        return
+    have = len(trainer.calib_set) if trainer.calib_set is not None else 0
+    if samples > have:
+        raise ValueError(f"fisher_samples={samples} exceeds the calibration set ({have} samples); allowed: "
+                         f"1 ≤ fisher_samples ≤ {have}, or null for all of them")
 
 
 def fisher_metric_root(U: torch.Tensor, r: torch.Tensor, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +100,13 @@ def fisher_metric_root(U: torch.Tensor, r: torch.Tensor, eps: float = 1e-8) -> t
     return (Q * root) @ Q.mT, (Q / root) @ Q.mT
 
 
-def cut_low_rank_layer(layer: LowRankLinear, new_rank_fn, row_w: torch.Tensor | None = None) -> tuple[int, int]:
+def cut_low_rank_layer(layer: LowRankLinear, new_rank_fn, row_w: torch.Tensor | None = None, *,
+                       return_rotation: bool = False):
     """Rotate the bases of ``layer`` to the SVD of its (Fisher-scaled) core and keep ``new_rank_fn(σ)``
-    values. Replaces ``U``, ``S``, ``V`` with new ``nn.Parameter``s. Returns ``(old_rank, new_rank)``."""
+    values. Replaces ``U``, ``S``, ``V`` with new ``nn.Parameter``s. Returns ``(old_rank, new_rank)``,
+    and with ``return_rotation`` also ``(Ua, Va)`` (k × k', orthonormal columns, float64): the new bases
+    are ``U Ua`` and ``V Va``, so the new core's gradient is ``Uaᵀ (∂L/∂S) Va`` (what the ``carry``
+    optimizer policy rotates Adam's moments by)."""
     with torch.no_grad():
         U, S, V = layer.U.detach(), layer.S.detach(), layer.V.detach()
         work = torch.float64
@@ -108,6 +125,8 @@ def cut_low_rank_layer(layer: LowRankLinear, new_rank_fn, row_w: torch.Tensor | 
         layer.U = nn.Parameter((Ud @ Ua).to(dt), requires_grad=False)
         layer.V = nn.Parameter((Vd @ Vah.mT).to(dt), requires_grad=False)
         layer.S = nn.Parameter(torch.diag(Sa).to(dt))
+    if return_rotation:
+        return S.shape[0], k, Ua, Vah.mT
     return S.shape[0], k
 
 
@@ -124,7 +143,6 @@ class IterativeHardThresholding(Method):
     """OIALR / IEHT / IFHT and the global variants (module docstring)."""
 
     keys = {
-        "targets": None,
         "oialr_threshold": None,          # β
         "oialr_frequency": 1,             # ν
         "oialr_type": "epoch",            # step | epoch
@@ -132,9 +150,12 @@ class IterativeHardThresholding(Method):
         "oialr_min_rank_percent": 0.02,
         "delay": 1,                       # d (in steps or epochs, as oialr_type)
         "max_cut_fraction": None,
-        "fisher_labels": "true",
-        "fisher_samples": 256,
+        "cut_until": None,                # ours: no cut after t = cut_until (a recovery tail); null = as the paper
+        "fisher_labels": "true",          # IFHT variants only
+        "fisher_samples": None,           # IFHT variants only; null = the whole calibration set
     }
+    only_for = {"fisher_labels": ("ifht", "global_ifht"), "fisher_samples": ("ifht", "global_ifht"),
+                "oialr_depth_schedule": ("oialr", "ieht", "ifht")}          # global methods: one threshold
     DEFAULT_THRESHOLD = {"oialr": 0.1, "ieht": 0.95, "ifht": 0.95, "global_ieht": 0.95, "global_ifht": 0.95}
 
     @classmethod
@@ -146,20 +167,24 @@ class IterativeHardThresholding(Method):
         validate_positive_int("oialr_frequency", c["oialr_frequency"])
         validate_choice("oialr_type", c["oialr_type"], ("step", "epoch"))
         validate_choice("oialr_depth_schedule", c["oialr_depth_schedule"], DEPTH_SCHEDULES)
-        if name.startswith("global") and c["oialr_depth_schedule"] != "constant":
-            raise ValueError(f"oialr_depth_schedule={c['oialr_depth_schedule']!r}: global methods use one "
-                             f"threshold for all layers; allowed: 'constant'")
         validate_fraction("oialr_min_rank_percent", c["oialr_min_rank_percent"])
         if isinstance(c["delay"], bool) or not isinstance(c["delay"], int) or c["delay"] < 0:
             raise ValueError(f"delay={c['delay']!r} must be an int ≥ 0")
         if c["max_cut_fraction"] is not None:
             validate_fraction("max_cut_fraction", c["max_cut_fraction"])
+        if c["cut_until"] is not None:
+            if isinstance(c["cut_until"], bool) or not isinstance(c["cut_until"], int) or c["cut_until"] <= c["delay"]:
+                raise ValueError(f"cut_until={c['cut_until']!r} must be null or an int > delay={c['delay']} "
+                                 f"(in {c['oialr_type']}s): no cut could happen otherwise")
         validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        validate_positive_int("fisher_samples", c["fisher_samples"])
+        if c["fisher_samples"] is not None:
+            validate_positive_int("fisher_samples", c["fisher_samples"])
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
         c = {**self.keys, **cfg}
+        self.cut_until = c["cut_until"]
+        self.fisher_samples = c["fisher_samples"]
         self.beta = float(c["oialr_threshold"] if c["oialr_threshold"] is not None else self.DEFAULT_THRESHOLD[name])
         self.freq = int(c["oialr_frequency"])
         self.kind = c["oialr_type"]
@@ -176,6 +201,13 @@ class IterativeHardThresholding(Method):
         horizon = trainer.total_steps if self.kind == "step" else trainer.cfg["epochs"]
         if self.delay >= horizon:
             raise ValueError(f"delay={self.delay} is beyond the run ({horizon} {self.kind}s); allowed: 0 ≤ delay < {horizon}")
+        if self.weighted:
+            check_fisher_samples(trainer, self.fisher_samples)
+
+    def rank_floor(self, trainer) -> dict[str, int]:
+        """``oialr_min_rank_percent`` as ranks: ``max(1, ⌈percent · min(m, n)⌉)`` per target layer."""
+        return {n: min_rank_from_percent(tuple(trainer.model.get_submodule(n).weight.shape), self.min_rank_percent)
+                for n in trainer.target_names}
 
     # ------------------------------------------------------------------ hooks
     def setup(self, trainer) -> bool:
@@ -192,7 +224,7 @@ class IterativeHardThresholding(Method):
     def _tick(self, trainer, t: int) -> bool:
         if not self.converted:
             return self._convert(trainer) if t >= self.delay else False
-        if t > self.delay and t % self.freq == 0:
+        if t > self.delay and t % self.freq == 0 and (self.cut_until is None or t <= self.cut_until):
             self.cut(trainer)
             return True
         return False
@@ -219,7 +251,8 @@ class IterativeHardThresholding(Method):
         names = trainer.target_names
         layers = {n: trainer.model.get_submodule(n) for n in names}
         if trainer.is_main:
-            row_w = fisher_row_weights(trainer, names) if self.weighted else {n: None for n in names}
+            row_w = (fisher_row_weights(trainer, names, samples=self.fisher_samples) if self.weighted
+                     else {n: None for n in names})
             if self.is_global:
                 ranks = self._global_ranks(layers, row_w)
                 fns = {n: (lambda s, k=k: k) for n, k in ranks.items()}
@@ -228,7 +261,9 @@ class IterativeHardThresholding(Method):
                 fns = {n: (lambda s, n=n: self._cap(layers[n], select_rank(
                     s, self.rule, beta=betas[n], min_rank=self._min_rank(layers[n]), name=n))) for n in names}
             for n in names:
-                cut_low_rank_layer(layers[n], fns[n], row_w[n])
+                old = layers[n].S
+                _, _, Ua, Va = cut_low_rank_layer(layers[n], fns[n], row_w[n], return_rotation=True)
+                trainer.note_rotation(layers[n].S, old, Ua, Va)
         trainer.sync_structure(names)
         ranks = trainer.module_ranks()
         self.record(trainer, ranks, event="cut")

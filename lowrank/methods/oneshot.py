@@ -33,13 +33,13 @@ __all__ = ["OneShot"]
 @register("svd", "fwsvd", "tfwsvd", "asvd")
 class OneShot(Method):
     keys = {
-        "targets": None,
         "rank": None,
         "train": "factors",
         "fisher_labels": "true",
         "tfwsvd_max_iter": 100,
         "asvd_ridge": 1e-4,
     }
+    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "tfwsvd_max_iter": ("tfwsvd",), "asvd_ridge": ("asvd",)}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:

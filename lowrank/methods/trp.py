@@ -8,12 +8,29 @@ thresholded by the energy rule — the smallest head of singular values holding 
     FWTRP:  U S Vᵀ = svd(T W),      W ← T⁻¹ U_k S_k V_kᵀ,      G ← U_k V_kᵀ
 
 with ``T = diag(√r)`` from the Fisher row weights ``r`` of the current ``W`` (the FWSVD projection,
-:func:`lowrank.linalg.row_weighted_projection`; the box's ``svd(T̃ S_i)`` means the layer's weight).
-``G`` is the nuclear-norm sub-gradient (∂‖W‖_* ∋ U Vᵀ over the kept singular directions). Every
-``nuclear_norm_frequency`` steps (default ``trp_frequency // 2``, as in Tables 3–5) a gradient step
-``W ← W − lr · nuclear_norm_weight · G`` is taken with the last saved ``G`` (the description in
-Appendix B.3: "with nuclear norm gradients saved, and subsequently each nuclear_norm_frequency,
-gradient steps are performed").
+:func:`lowrank.linalg.row_weighted_projection`; the box's ``svd(T̃ S_i)`` means the layer's weight),
+estimated from ``fisher_samples`` calibration examples. ``G`` is the nuclear-norm sub-gradient
+(∂‖W‖_* ∋ U Vᵀ over the kept singular directions).
+
+The nuclear-norm term (``nuclear_norm_mode``). The TRP paper trains ``L(W) + λ Σ_l ‖W_l‖_*`` by
+stochastic sub-gradient descent: the sub-gradient ``λ G`` is part of the loss gradient, so it goes
+through the optimizer at every step. Appendix B.3 of the paper says "with nuclear norm gradients
+saved, and subsequently each nuclear_norm_frequency, gradient steps are performed". We implement:
+
+* ``gradient`` (default; the TRP paper's regulariser): before every optimizer step ``λ G`` is added
+  to each target weight's gradient (so AdamW scales it like the loss gradient); ``G`` is saved at
+  every truncation and refreshed every ``nuclear_norm_frequency`` steps from the current ``W`` (the
+  same rule and, for FWTRP, the row weights of the last truncation: no extra Fisher);
+* ``step`` (Algorithm 3 read literally): every ``nuclear_norm_frequency`` steps a plain step
+  ``W ← W − lr · λ · G`` with the last saved ``G``. With Table 3's λ = 3e-4 and lr 1e-4 this moves the
+  weights by ~1e-8 per application: in that reading the term is inert, and TRP is periodic truncation.
+
+``nuclear_norm_frequency`` defaults to ``trp_frequency // 2``, as in Tables 3–5.
+
+Scoring (:meth:`TrainedRankPruning.scoring_model`). Between truncations the weights re-grow to full
+rank, so the model being trained is dense; an evaluation scores a truncated, compiled copy (the same
+truncation and compile as the end of the run), so that every logged accuracy comes with the size of
+the model that produced it. Training continues on the dense weights.
 
 Compile (end of Algorithms 3–4): training after the last truncation makes ``W`` full rank again, so
 the compile step applies the same truncation once more and factorises ``W = (U√S)(√S Vᵀ)`` at that
@@ -22,6 +39,7 @@ model.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -31,7 +49,7 @@ from ..linalg import LowRankFactors, min_rank_from_percent, robust_svd, select_r
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import replace_module
 from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
-from .iht import fisher_row_weights
+from .iht import check_fisher_samples, fisher_row_weights
 
 __all__ = ["TrainedRankPruning", "truncate_dense"]
 
@@ -56,15 +74,18 @@ def truncate_dense(W: torch.Tensor, beta: float, min_rank: int, row_w: torch.Ten
 @register("trp", "fwtrp")
 class TrainedRankPruning(Method):
     keys = {
-        "targets": None,
         "trp_threshold": 0.95,
         "trp_frequency": 50,
         "nuclear_norm_weight": 3e-4,
         "nuclear_norm_frequency": None,   # default trp_frequency // 2
+        "nuclear_norm_mode": "gradient",  # gradient | step (module docstring)
         "oialr_depth_schedule": "constant",
         "oialr_min_rank_percent": 0.02,
-        "fisher_labels": "true",
+        "fisher_labels": "true",          # FWTRP only
+        "fisher_samples": None,           # FWTRP only; null = the whole calibration set
     }
+    NUCLEAR_NORM_MODES = ("gradient", "step")
+    only_for = {"fisher_labels": ("fwtrp",), "fisher_samples": ("fwtrp",)}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:
@@ -76,9 +97,12 @@ class TrainedRankPruning(Method):
             validate_positive_int("nuclear_norm_frequency", c["nuclear_norm_frequency"])
         if not (isinstance(c["nuclear_norm_weight"], (int, float)) and c["nuclear_norm_weight"] >= 0):
             raise ValueError(f"nuclear_norm_weight={c['nuclear_norm_weight']!r} must be ≥ 0")
+        validate_choice("nuclear_norm_mode", c["nuclear_norm_mode"], cls.NUCLEAR_NORM_MODES)
         validate_choice("oialr_depth_schedule", c["oialr_depth_schedule"], DEPTH_SCHEDULES)
         validate_fraction("oialr_min_rank_percent", c["oialr_min_rank_percent"])
         validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
+        if c["fisher_samples"] is not None:
+            validate_positive_int("fisher_samples", c["fisher_samples"])
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
@@ -87,37 +111,80 @@ class TrainedRankPruning(Method):
         self.freq = int(c["trp_frequency"])
         self.nn_weight = float(c["nuclear_norm_weight"])
         self.nn_freq = int(c["nuclear_norm_frequency"] or max(1, self.freq // 2))
+        self.nn_mode = c["nuclear_norm_mode"]
         self.schedule = c["oialr_depth_schedule"]
         self.min_rank_percent = float(c["oialr_min_rank_percent"])
+        self.fisher_samples = c["fisher_samples"]
         self.weighted = name == "fwtrp"
         self.current: dict[str, int] = {}
         self.G: dict[str, torch.Tensor] = {}
+        self.row_w: dict[str, torch.Tensor] = {}   # FWTRP: the row weights of the last truncation
+        self.compiled = False
+
+    def check_budget(self, trainer) -> None:
+        if self.weighted:
+            check_fisher_samples(trainer, self.fisher_samples)
+
+    def rank_floor(self, trainer) -> dict[str, int]:
+        """``oialr_min_rank_percent`` as ranks: ``max(1, ⌈percent · min(m, n)⌉)`` per target layer."""
+        return {n: min_rank_from_percent(tuple(trainer.model.get_submodule(n).weight.shape), self.min_rank_percent)
+                for n in trainer.target_names}
+
+    # ------------------------------------------------------------------ the truncation
+    def _truncation(self, trainer, model, row_w: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
+        """The energy truncation of every target weight of ``model``: ``(W_k, G, k)`` per layer."""
+        names = trainer.target_names
+        betas = layer_thresholds(names, self.beta, self.schedule, "energy")
+        Wk, G, ranks = {}, {}, {}
+        for n in names:
+            layer = model.get_submodule(n)
+            mr = min_rank_from_percent(tuple(layer.weight.shape), self.min_rank_percent)
+            Wk[n], G[n], ranks[n] = truncate_dense(layer.weight, betas[n], mr, row_w.get(n))
+        return Wk, G, ranks
+
+    def _row_weights(self, trainer, model=None) -> dict[str, torch.Tensor]:
+        if not self.weighted:
+            return {}
+        return fisher_row_weights(trainer, trainer.target_names, model, samples=self.fisher_samples)
 
     def _truncate_all(self, trainer) -> dict[str, int]:
         names = trainer.target_names
-        betas = layer_thresholds(names, self.beta, self.schedule, "energy")
-        row_w = fisher_row_weights(trainer, names) if (self.weighted and trainer.is_main) else {}
         ranks = {}
-        for n in names:
-            layer = trainer.model.get_submodule(n)
-            mr = min_rank_from_percent(tuple(layer.weight.shape), self.min_rank_percent)
-            if trainer.is_main:
-                W_k, G, k = truncate_dense(layer.weight, betas[n], mr, row_w.get(n))
-                with torch.no_grad():
-                    layer.weight.copy_(W_k)
-                self.G[n] = G
-                ranks[n] = k
+        if trainer.is_main:
+            self.row_w = self._row_weights(trainer)
+            Wk, self.G, ranks = self._truncation(trainer, trainer.model, self.row_w)
+            with torch.no_grad():
+                for n in names:
+                    trainer.model.get_submodule(n).weight.copy_(Wk[n])
         trainer.sync_structure(names)
         self.current = trainer.broadcast_object(ranks)
-        ranks = self.current
-        return ranks
+        if self.nn_mode == "gradient":
+            self.G = trainer.broadcast_object(self.G)  # every rank adds the same sub-gradient
+        return self.current
+
+    def _refresh_subgradient(self, trainer) -> None:
+        """``G`` of the current (re-grown) weights, by the truncation rule, without changing them."""
+        if trainer.is_main:
+            _, self.G, _ = self._truncation(trainer, trainer.model, self.row_w)
+        self.G = trainer.broadcast_object(self.G)
+
+    # ------------------------------------------------------------------ hooks
+    def before_optimizer_step(self, trainer) -> None:
+        if self.nn_mode != "gradient" or self.nn_weight == 0 or not self.G:
+            return
+        for n, G in self.G.items():
+            w = trainer.model.get_submodule(n).weight
+            if w.grad is not None:
+                w.grad.add_(G.to(device=w.device, dtype=w.dtype), alpha=self.nn_weight)
 
     def after_step(self, trainer) -> bool:
         t = trainer.step
         if t % self.freq == 0:
             ranks = self._truncate_all(trainer)
             self.record(trainer, ranks, event="truncate")
-        if t % self.nn_freq == 0 and self.current and self.nn_weight > 0:
+        elif t % self.nn_freq == 0 and self.current and self.nn_weight > 0 and self.nn_mode == "gradient":
+            self._refresh_subgradient(trainer)
+        if t % self.nn_freq == 0 and self.current and self.nn_weight > 0 and self.nn_mode == "step":
             lr = trainer.lr_at(t)
             with torch.no_grad():
                 for n, G in self.G.items():  # G lives on the main rank only; the others receive W below
@@ -131,23 +198,44 @@ class TrainedRankPruning(Method):
         mods = {n: trainer.model.get_submodule(n) for n in trainer.target_names}
         return {n: (m.rank if isinstance(m, FactorizedLinear) else self.current[n]) for n, m in mods.items()}
 
-    def finalize(self, trainer) -> None:
-        ranks = self._truncate_all(trainer)
-        self.record(trainer, ranks, event="compile")
+    def scoring_model(self, trainer):
+        """Before the first truncation the model is dense and is scored as it is; after it (and before the
+        compile) a copy truncated and compiled exactly as :meth:`finalize` would (module docstring)."""
+        if not self.current or self.compiled:
+            return None
+        model = copy.deepcopy(trainer.model)
+        row_w = self._row_weights(trainer, model) if trainer.is_main else {}
+        Wk, _, ranks = self._truncation(trainer, model, row_w)
+        self._compile(trainer, model, Wk, ranks)
+        return model, ranks
+
+    def _compile(self, trainer, model, Wk: dict[str, torch.Tensor], ranks: dict[str, int]) -> None:
         for n, k in ranks.items():
-            layer = trainer.model.get_submodule(n)
+            layer = model.get_submodule(n)
+            with torch.no_grad():
+                layer.weight.copy_(Wk[n])
             m, i = layer.weight.shape
             if not factorization_pays(m, i, k):
                 continue
             U, S, Vh = robust_svd(layer.weight.detach())
             f = LowRankFactors(U[:, :k], S[:k], Vh[:k])
             b = layer.bias.detach() if layer.bias is not None else None
-            replace_module(trainer.model, n, FactorizedLinear.from_factors(f, b))
+            replace_module(model, n, FactorizedLinear.from_factors(f, b))
+
+    def finalize(self, trainer) -> None:
+        ranks = self._truncate_all(trainer)
+        self.record(trainer, ranks, event="compile")
+        Wk = {n: trainer.model.get_submodule(n).weight.detach() for n in ranks}
+        self._compile(trainer, trainer.model, Wk, ranks)
+        self.compiled = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "current": self.current, "G": self.G}
+        return {**super().state_dict(), "current": self.current, "G": self.G, "row_w": self.row_w,
+                "compiled": self.compiled}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.current = dict(state.get("current", {}))
         self.G = dict(state.get("G", {}))
+        self.row_w = dict(state.get("row_w", {}))
+        self.compiled = bool(state.get("compiled", False))

@@ -35,12 +35,12 @@ __all__ = ["TensorTrain"]
 @register("ttm", "fwttm")
 class TensorTrain(Method):
     keys = {
-        "targets": None,
         "tt_rank": None,
         "tt_cores": 3,
         "fisher_labels": "true",
         "fwttm_sweeps": 10,
     }
+    only_for = {"fisher_labels": ("fwttm",), "fwttm_sweeps": ("fwttm",)}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:

@@ -1,0 +1,260 @@
+"""Carrying AdamW's state across a cut of the ``U S Vᵀ`` training form (OIALR / IEHT / IFHT).
+
+The iterative methods (:mod:`lowrank.methods.iht`) train a layer as ``W = U S Vᵀ`` with ``U`` (m×k),
+``V`` (n×k) frozen and semi-orthogonal, and only ``S`` (k×k) trained by AdamW (Loshchilov & Hutter,
+"Decoupled Weight Decay Regularization", ICLR 2019; the moments are Adam's, Kingma & Ba, ICLR 2015).
+A cut (the paper's Algorithm 1, arXiv 2507.09428: ``U' S' V'ᵀ = svd(S)``, ``U ← U U'``, ``V ← V V'``,
+drop the small values; IFHT does the same on ``T S`` and re-orthonormalises) is, for the purpose of the
+optimizer, a linear change of variables of the trained core,
+
+    S = Ua S' Vaᵀ,      U ← U Ua,  V ← V Va,      S' = Uaᵀ S Va   (k'×k'),
+
+with ``Ua`` (k×k'), ``Va`` (k×k') of orthonormal columns. The new ``S'`` is a new ``nn.Parameter``.
+
+Policies (:data:`ADAM_STATE_POLICIES`) for the state of the new ``S'``:
+
+``"reset"``
+    An empty state: moments and step start over (what :meth:`lowrank.train.Trainer.rebuild_optimizer`
+    does). The first step after it is ``m̂ = g``, ``v̂ = g²``, i.e. ``lr · sign(g)`` entrywise, and with
+    cuts every few steps the moments never warm up.
+``"carry"``
+    Transport the state into the new basis (below): the first moment exactly, the second moment by a
+    rule from :data:`SECOND_MOMENT_RULES`; ``step`` is kept.
+``"slice"``
+    What the OIALR reference implementation does (Coquelin et al., "Harnessing Orthogonality to Train
+    Low-Rank Neural Networks", repository ``Helmholtz-AI-Energy/OIALR``, function ``change_adam_shapes``
+    in ``src/madonna/models/utils.py``, called from ``OIALRModel.model_stability_tracking`` in
+    ``src/madonna/models/oialr/model.py``). There the core ``S`` is rotated *in place* (same tensor, so
+    the optimizer keeps its state keyed by it) and then shrunk to its leading k'×k' block; when the rank
+    changed, ``change_adam_shapes`` cuts ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` under
+    AMSGrad) to the leading k'×k' block of the *old, unrotated* moments, and leaves ``step`` alone; when
+    the rank did not change the moments are kept as they are, still in the old basis. (An earlier
+    version of the same function, in ``src/madonna/optimizers/utils.py``, could also zero the sliced
+    moments, keeping ``step``; a later one pads with zeros, and zeroes the buffer, where a dimension
+    grows.) Entry ``(i, j)`` of the old moments is thus paired with entry ``(i, j)`` of the rotated
+    core, which is right only when ``Ua``, ``Va`` are close to the leading coordinate selection (a
+    stable, already-diagonal ``S``) and is the exact transport in that case.
+
+The ``"carry"`` transport:
+
+* **First moment, exact.** The gradient with respect to ``S'`` of a loss through ``S = Ua S' Vaᵀ`` is
+  ``G' = Uaᵀ G Va`` (chain rule; for any ``Ua``, ``Va``), and ``exp_avg = Σ_s (1-β₁) β₁^{t-s} G_s`` is
+  linear in the past gradients, so ``exp_avg' = Uaᵀ exp_avg Va`` is exactly the first moment that AdamW
+  would hold had it seen the rotated gradients ``Uaᵀ G_s Va`` from the start.
+* **Second moment, no exact form.** ``exp_avg_sq`` is the elementwise EMA of ``G ⊙ G``; the rotated
+  squares ``(Uaᵀ G Va)⊙²`` depend on products ``G_ab G_cd`` that it does not record. Rules:
+
+  ``"rotate_squares"`` (default) ``v' = (Ua⊙Ua)ᵀ v (Va⊙Va)``. If the entries of ``G`` are uncorrelated
+  with zero mean, ``E[(Uaᵀ G Va)_ij²] = Σ_ab Ua_ai² E[G_ab²] Va_bj²``, so by linearity ``E[v'] =
+  E[v_rotated]`` (exact in expectation). It keeps ``v' ≥ 0`` (non-negative weights), reduces to plain
+  slicing when ``Ua``, ``Va`` are coordinate selections, keeps ``max_exp_avg_sq' ≥ exp_avg_sq'`` (a
+  monotone map), and for square orthogonal ``Ua``, ``Va`` (``Ua⊙Ua`` doubly stochastic) preserves
+  ``Σ_ij v_ij`` — exactly as the true rotated statistic does, since ``‖Uaᵀ G Va‖_F = ‖G‖_F``. Rotating
+  ``v`` like the first moment, ``Uaᵀ v Va``, is not offered: it can go negative (``√v`` undefined).
+
+  ``"slice"`` the OIALR treatment of ``v``: its leading k'×k' block, unrotated (paired with the exactly
+  rotated first moment).
+
+  Resetting ``v`` alone is not offered either: with ``step`` kept, a zero ``v`` is bias-corrected by
+  ``1 - β₂^t ≈ 1`` instead of ``1 - β₂``, so the next step would be ``(1-β₁)/√(1-β₂) ≈ 3×`` a sign step.
+* **``step`` is kept** (both carry policies). Bias correction divides the moments by ``1 - β^t``
+  because they are EMAs started from zero with ``t`` terms; the transported moments are linear images of
+  those same ``t``-term EMAs, with the same weights and the same zero start, so the same ``t`` corrects
+  them. Restarting ``step`` with carried moments would over-correct them (×10 for ``m`` at β₁ = 0.9).
+
+Dtype and device: the transport is computed in float64 (the factors are k×k), then stored in the dtype
+and on the device of the new parameter (torch's AdamW requires state tensors to match their parameter);
+``step`` keeps its type — a tensor stays a tensor of the same dtype (torch keeps a float32 scalar on the
+CPU, or on the parameter's device under ``capturable`` / ``fused``), a number stays a number (and
+:func:`carry_state` turns a number into torch's float32 tensor, as ``torch.optim.Adam`` does when it
+loads an old state).
+"""
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+import torch
+
+__all__ = [
+    "ADAM_STATE_POLICIES", "SECOND_MOMENT_RULES", "ADAM_STATE_KEYS",
+    "validate_adam_state_policy", "validate_second_moment_rule",
+    "rotate_first_moment", "rotate_squares", "slice_leading", "basis_change", "cut_rotations",
+    "transport_adam_state", "carry_state",
+]
+
+ADAM_STATE_POLICIES = ("reset", "carry", "slice")
+"""How the state of the new core ``S'`` is formed after a cut (module docstring)."""
+
+SECOND_MOMENT_RULES = ("rotate_squares", "slice")
+"""How ``exp_avg_sq`` (and ``max_exp_avg_sq``) is carried under the ``"carry"`` policy."""
+
+ADAM_STATE_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+"""The per-parameter entries of torch's Adam/AdamW state (the last one only with ``amsgrad``)."""
+
+_WORK = torch.float64
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
+
+
+def validate_adam_state_policy(policy: Any) -> None:
+    """Raise ``ValueError`` naming ``policy`` and :data:`ADAM_STATE_POLICIES` unless it is one of them."""
+    _check_choice("adam_state_policy", policy, ADAM_STATE_POLICIES)
+
+
+def validate_second_moment_rule(rule: Any) -> None:
+    """Raise ``ValueError`` naming ``rule`` and :data:`SECOND_MOMENT_RULES` unless it is one of them."""
+    _check_choice("second_moment", rule, SECOND_MOMENT_RULES)
+
+
+# --------------------------------------------------------------------------- the elementary maps
+def rotate_first_moment(m: torch.Tensor, Ua: torch.Tensor, Va: torch.Tensor) -> torch.Tensor:
+    """``Uaᵀ m Va`` (leading dimensions of ``m`` broadcast): the exact image of a first moment, or of a
+    gradient, under the change of variables ``S = Ua S' Vaᵀ``. Computed in float64."""
+    Ua, Va = Ua.to(device=m.device, dtype=_WORK), Va.to(device=m.device, dtype=_WORK)
+    return Ua.mT @ m.to(_WORK) @ Va
+
+
+def rotate_squares(v: torch.Tensor, Ua: torch.Tensor, Va: torch.Tensor) -> torch.Tensor:
+    """``(Ua⊙Ua)ᵀ v (Va⊙Va)``: the second-moment rule ``"rotate_squares"`` (module docstring). Float64."""
+    Ua, Va = Ua.to(device=v.device, dtype=_WORK), Va.to(device=v.device, dtype=_WORK)
+    return (Ua * Ua).mT @ v.to(_WORK) @ (Va * Va)
+
+
+def slice_leading(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """The leading ``rows × cols`` block of the last two dimensions of ``x`` (OIALR's reshaping)."""
+    if rows > x.shape[-2] or cols > x.shape[-1]:
+        raise ValueError(f"cannot slice a {tuple(x.shape[-2:])} state to {(rows, cols)}: "
+                         "a cut only removes directions")
+    return x[..., :rows, :cols]
+
+
+def basis_change(Q_old: torch.Tensor, Q_new: torch.Tensor) -> torch.Tensor:
+    """The coefficients ``R = Q_oldᵀ Q_new`` of ``Q_new = Q_old R``.
+
+    Exact when ``Q_old`` has orthonormal columns and ``Q_new`` lies in its range, which is the case for
+    a cut (``U ← U Ua`` gives ``Ua = Uᵀ U_new``). Lets a caller recover ``Ua``, ``Va`` from the bases
+    before and after :func:`lowrank.methods.iht.cut_low_rank_layer`. Computed in float64.
+    """
+    if Q_old.ndim != 2 or Q_new.ndim != 2 or Q_old.shape[0] != Q_new.shape[0]:
+        raise ValueError(f"bases of shapes {tuple(Q_old.shape)} and {tuple(Q_new.shape)} do not match")
+    return Q_old.to(_WORK).mT @ Q_new.to(device=Q_old.device, dtype=_WORK)
+
+
+def cut_rotations(U_old: torch.Tensor, V_old: torch.Tensor, U_new: torch.Tensor,
+                  V_new: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(Ua, Va) = (U_oldᵀ U_new, V_oldᵀ V_new)``: the rotations of a cut, from the frozen bases."""
+    return basis_change(U_old, U_new), basis_change(V_old, V_new)
+
+
+# --------------------------------------------------------------------------- transport
+def _check_shapes(x: torch.Tensor, Ua: torch.Tensor, Va: torch.Tensor, like: torch.Tensor | None) -> None:
+    if Ua.ndim != 2 or Va.ndim != 2:
+        raise ValueError(f"Ua, Va must be matrices, got shapes {tuple(Ua.shape)}, {tuple(Va.shape)}")
+    if x.ndim < 2 or x.shape[-2] != Ua.shape[0] or x.shape[-1] != Va.shape[0]:
+        raise ValueError(f"a state of shape {tuple(x.shape)} does not match Ua {tuple(Ua.shape)}, "
+                         f"Va {tuple(Va.shape)} (need state[..., Ua.shape[0], Va.shape[0]])")
+    if Ua.shape[1] > Ua.shape[0] or Va.shape[1] > Va.shape[0]:
+        raise ValueError(f"Ua {tuple(Ua.shape)}, Va {tuple(Va.shape)}: a cut keeps at most as many "
+                         "directions as it had (orthonormal columns)")
+    new_shape = (*x.shape[:-2], Ua.shape[1], Va.shape[1])
+    if like is not None and tuple(like.shape) != new_shape:
+        raise ValueError(f"the new parameter has shape {tuple(like.shape)}, the transported state "
+                         f"would have {new_shape}")
+
+
+def _copy_step(step: Any, device: torch.device) -> Any:
+    """``step`` unchanged in value and type; a tensor off the CPU follows the parameter's device."""
+    if not torch.is_tensor(step):
+        return step
+    step = step.detach().clone()
+    return step if step.device.type == "cpu" else step.to(device)
+
+
+def transport_adam_state(state: dict, Ua: torch.Tensor, Va: torch.Tensor, *, policy: str = "carry",
+                         second_moment: str = "rotate_squares", like: torch.Tensor | None = None) -> dict:
+    """AdamW's per-parameter state for the new core ``S'`` of a cut ``S = Ua S' Vaᵀ`` (module docstring).
+
+    ``state`` is torch's AdamW state of the old ``S`` (``step``, ``exp_avg``, ``exp_avg_sq``, and
+    ``max_exp_avg_sq`` under AMSGrad; leading batch dimensions broadcast); it is not modified.
+    ``Ua`` (k×k'), ``Va`` (k×k') have orthonormal columns. ``policy`` is one of
+    :data:`ADAM_STATE_POLICIES`, ``second_moment`` one of :data:`SECOND_MOMENT_RULES` (used by
+    ``"carry"``; checked always). ``like`` (the new parameter) sets the dtype and device of the
+    result; without it they are those of the old state. An empty state, or ``policy="reset"``, gives
+    ``{}`` (AdamW initialises it on its next step).
+
+    Returns a new dict: ``exp_avg' = Uaᵀ exp_avg Va`` under ``"carry"`` (exact), the second moment(s)
+    by ``second_moment``; under ``"slice"`` every moment's leading k'×k' block, unrotated (OIALR's
+    ``change_adam_shapes``). ``step`` is kept under both.
+    """
+    validate_adam_state_policy(policy)
+    validate_second_moment_rule(second_moment)
+    if policy == "reset" or not state:
+        return {}
+    unknown = sorted(set(state) - set(ADAM_STATE_KEYS))
+    missing = [k for k in ADAM_STATE_KEYS[:3] if k not in state]
+    if unknown or missing:
+        raise ValueError(f"not an Adam/AdamW parameter state: unknown keys {unknown}, missing {missing}; "
+                         f"expected {', '.join(ADAM_STATE_KEYS)}")
+    m = state["exp_avg"]
+    _check_shapes(m, Ua, Va, like)
+    dtype = like.dtype if like is not None else m.dtype
+    device = like.device if like is not None else m.device
+    rows, cols = Ua.shape[1], Va.shape[1]
+
+    def out(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device=device, dtype=dtype).contiguous()
+
+    moments = [k for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if k in state]
+    new: dict = {"step": _copy_step(state["step"], device)}
+    for key in moments:
+        x = state[key]
+        if x.shape != m.shape:
+            raise ValueError(f"state[{key!r}] has shape {tuple(x.shape)}, exp_avg {tuple(m.shape)}")
+        if policy == "slice" or (key != "exp_avg" and second_moment == "slice"):
+            y = slice_leading(x, rows, cols).clone()
+        elif key == "exp_avg":
+            y = rotate_first_moment(x, Ua, Va)
+        else:
+            y = rotate_squares(x, Ua, Va)
+        new[key] = out(y)
+    return new
+
+
+def carry_state(old_states, new_states, old_param: torch.Tensor, new_param: torch.Tensor,
+                Ua: torch.Tensor, Va: torch.Tensor, *, policy: str = "carry",
+                second_moment: str = "rotate_squares") -> dict:
+    """After a cut, write the state of ``new_param`` (the new ``S'``) into the new optimizer.
+
+    ``old_states`` / ``new_states`` are the optimizers' ``state`` mappings (parameter → state) or the
+    optimizers themselves (then ``new_param`` must be one of the new optimizer's parameters, or its
+    state would be ignored). The state of ``old_param`` (the old ``S``) is transported by
+    :func:`transport_adam_state` (``policy``, ``second_moment``), in the dtype and on the device of
+    ``new_param``; a numeric ``step`` becomes torch's float32 scalar tensor, so that
+    ``torch.optim.AdamW.step`` accepts it. Under ``"reset"``, or when the old parameter had no state,
+    any state of ``new_param`` is removed (AdamW starts it afresh). Returns the installed state
+    (``{}`` when none).
+    """
+    validate_adam_state_policy(policy)
+    validate_second_moment_rule(second_moment)
+    if isinstance(new_states, torch.optim.Optimizer):
+        params = [p for g in new_states.param_groups for p in g["params"]]
+        if not any(p is new_param for p in params):
+            raise ValueError("new_param is not a parameter of the new optimizer")
+        new_states = new_states.state
+    if isinstance(old_states, torch.optim.Optimizer):
+        old_states = old_states.state
+    if not isinstance(new_states, MutableMapping):
+        raise TypeError(f"new_states must be an optimizer or its state mapping, got {type(new_states)}")
+    old = old_states.get(old_param) or {}
+    new = transport_adam_state(old, Ua, Va, policy=policy, second_moment=second_moment, like=new_param)
+    if new and not torch.is_tensor(new["step"]):
+        new["step"] = torch.tensor(float(new["step"]), dtype=torch.float32)
+    if new:
+        new_states[new_param] = new
+    else:
+        new_states.pop(new_param, None)
+    return new
