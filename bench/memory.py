@@ -34,7 +34,7 @@ RUN_BASE = {"dataset": "digits", "model": "vit_digits", "targets": "vit_all", "c
             "train": {"epochs": 3, "batch_size": 64, "eval_batch_size": 512, "random_state": 0}}
 METHOD_ARGS = {
     "dense": {},
-    "svd": {"rank": 8}, "fwsvd": {"rank": 8}, "tfwsvd": {"rank": 8, "tfwsvd_max_iter": 20}, "asvd": {"rank": 8},
+    "svd": {"rank": 8}, "fwsvd": {"rank": 8}, "tfwsvd": {"rank": 8}, "asvd": {"rank": 8},
     "oialr": {"oialr_frequency": 1, "delay": 1},
     "ieht": {"oialr_frequency": 1, "delay": 1},
     "ifht": {"oialr_frequency": 1, "delay": 1, "fisher_samples": 64},

@@ -48,8 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "eval_sentences": 512,
     "max_length": 128,
     "batch_size": 32,
-    "tfwsvd_max_iter": 100,
-    "tfwsvd_tol": 1e-5,
+    "tfwsvd_tol": 1e-6,
+    "tfwsvd_random_starts": 64,
+    "tfwsvd_keep": 4,
     "asvd_ridge": 1e-4,
     "random_state": 0,
 }
@@ -68,9 +69,12 @@ def validate_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"projection_table.methods contains {m!r}; allowed: {list(PROJECTIONS)}")
     if not c["ranks"] or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in c["ranks"]):
         raise ValueError(f"projection_table.ranks={c['ranks']!r}; must be a non-empty list of positive ints")
-    for key in ("calibration_sentences", "eval_sentences", "batch_size", "tfwsvd_max_iter"):
+    for key in ("calibration_sentences", "eval_sentences", "batch_size", "tfwsvd_keep"):
         if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
             raise ValueError(f"projection_table.{key}={c[key]!r}; must be a positive int")
+    if isinstance(c["tfwsvd_random_starts"], bool) or not isinstance(c["tfwsvd_random_starts"], int) \
+            or c["tfwsvd_random_starts"] < 0:
+        raise ValueError(f"projection_table.tfwsvd_random_starts={c['tfwsvd_random_starts']!r}; must be an int ≥ 0")
     if not isinstance(c["max_length"], int) or c["max_length"] < 8:
         raise ValueError(f"projection_table.max_length={c['max_length']!r}; must be an int ≥ 8")
     for key in ("tfwsvd_tol", "asvd_ridge"):
@@ -139,7 +143,8 @@ def run_projection_table(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_d
         model = copy.deepcopy(encoder)
         kwargs = {}
         if method == "tfwsvd":
-            kwargs = {"max_iter": c["tfwsvd_max_iter"], "tol": c["tfwsvd_tol"]}
+            # multi-start ALS to its stopping rule (lowrank.linalg.element_weighted_projection); no cap
+            kwargs = {"tol": c["tfwsvd_tol"], "random_starts": c["tfwsvd_random_starts"], "keep": c["tfwsvd_keep"]}
         elif method == "asvd":
             kwargs = {"ridge": c["asvd_ridge"]}
         rep = compress_model(model, c["targets"], method=method, rank=rank,

@@ -49,7 +49,7 @@ layer = "blocks.1.mlp.fc1"      # the projected / cut layer of the small ViT
 ranks = [1, 2, 4, 8, 16, 32]
 calibration_samples = 256
 eval_samples = 256
-tfwsvd_max_iter = 50
+tfwsvd_tol = 1e-6               # TFWSVD's stopping rule (relative change of its objective)
 minilm_layer = "encoder.layer.0.intermediate.dense"
 energy_thresholds = [0.9, 0.925, 0.95, 0.97]   # IEHT (the paper's Table 3)
 sigma_thresholds = [0.15, 0.2, 0.25]           # OIALR (the paper's Table 3)
@@ -126,7 +126,7 @@ for r in ranks:
     factors = {
         "svd": truncated_svd(W, r),
         "fwsvd": row_weighted_projection(W, row_weights(fisher), r),
-        "tfwsvd": element_weighted_projection(W, fisher, r, max_iter=tfwsvd_max_iter),
+        "tfwsvd": element_weighted_projection(W, fisher, r, tol=tfwsvd_tol),
     }
     for name, f in factors.items():
         W_hat = f.matrix()

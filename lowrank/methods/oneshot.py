@@ -1,7 +1,8 @@
 """One-shot projections at a fixed rank, then fine-tuning: the "not iterative" rows of the paper's Table 2.
 
 ``svd`` (Eq. 4), ``fwsvd`` (Eq. 5 with row-summed diagonal Fisher), ``tfwsvd`` (Eq. 5 with the full
-diagonal Fisher), ``asvd`` (Eq. 7, activation-aware). The projection happens once, before the first
+diagonal Fisher; multi-start ALS run until a sweep changes the objective by at most ``tfwsvd_tol``
+relative, :func:`lowrank.linalg.element_weighted_projection`), ``asvd`` (Eq. 7, activation-aware). The projection happens once, before the first
 step, on the pre-trained base; the rest of the budget fine-tunes.
 
 What trains (``train``):
@@ -36,10 +37,10 @@ class OneShot(Method):
         "rank": None,
         "train": "factors",
         "fisher_labels": "true",
-        "tfwsvd_max_iter": 100,
+        "tfwsvd_tol": 1e-6,
         "asvd_ridge": 1e-4,
     }
-    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "tfwsvd_max_iter": ("tfwsvd",), "asvd_ridge": ("asvd",)}
+    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "tfwsvd_tol": ("tfwsvd",), "asvd_ridge": ("asvd",)}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:
@@ -48,7 +49,9 @@ class OneShot(Method):
         validate_positive_int("rank", c["rank"])
         validate_choice("train", c["train"], ("factors", "core"))
         validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        validate_positive_int("tfwsvd_max_iter", c["tfwsvd_max_iter"])
+        tol = c["tfwsvd_tol"]
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
+            raise ValueError(f"tfwsvd_tol={tol!r}; must be a number in [0, 1) (the relative-change stopping rule)")
 
     def setup(self, trainer) -> bool:
         c = {**self.keys, **self.cfg}
@@ -65,7 +68,7 @@ class OneShot(Method):
                 trainer.model, trainer.calibration_loader(), {n: trainer.model.get_submodule(n) for n in names},
                 lambda model, batch: trainer.forward(model, move_batch(batch, trainer.device)),
                 mask=lambda b: b.get("attention_mask") if isinstance(b, dict) else None)
-        kwargs = {"max_iter": c["tfwsvd_max_iter"]} if self.name == "tfwsvd" else (
+        kwargs = {"tol": c["tfwsvd_tol"]} if self.name == "tfwsvd" else (
             {"ridge": c["asvd_ridge"]} if self.name == "asvd" else {})
         rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=c["rank"], fisher=fisher,
                              second_moments=moments, form="factorized" if c["train"] == "factors" else "low_rank",
