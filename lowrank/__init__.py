@@ -7,11 +7,14 @@ the names below are the pure-maths core. The paper's tables, figures and claim v
 library: they live in the repository's ``study`` package (one module per paper artifact), which imports
 this one, never the other way round.
 """
+from .api import CompressResult, compress
 from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
 from .linalg import (LowRankFactors, activation_aware_projection, element_weighted_projection, orthonormalize,
                      project, row_weighted_projection, select_rank, truncated_svd)
 from .surgery import (TARGET_PRESETS, compile_model, compress_model, compress_model_tt, count_parameters,
                       find_linear_layers, to_low_rank)
+from .serialization import load_compressed, save_compressed
+from .targets import auto_targets
 from .tt import TTShape, row_weighted_tt, tt_svd
 
 __version__ = "0.1.0"
@@ -22,4 +25,5 @@ __all__ = [
     "activation_aware_projection", "orthonormalize", "project",
     "TARGET_PRESETS", "find_linear_layers", "compress_model", "compile_model", "count_parameters", "to_low_rank",
     "compress_model_tt", "TTShape", "tt_svd", "row_weighted_tt",
+    "compress", "CompressResult", "auto_targets", "save_compressed", "load_compressed",
 ]
