@@ -55,7 +55,8 @@ from .surgery import (TT_METHODS, CompressionReport, ParameterCount, compress_mo
 from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
 from .utils import make_generator
 
-__all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "CompressResult", "compress", "check_calibration"]
+__all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "CompressResult", "compress", "check_calibration",
+           "validate_compress_arguments"]
 
 LOW_RANK_METHODS = ("svd", "fwsvd", "tfwsvd", "asvd")
 ONE_SHOT_METHODS = (*LOW_RANK_METHODS, *TT_METHODS)
@@ -302,6 +303,54 @@ def _tt_caps(layers: Mapping[str, nn.Linear], f: float, cores: int) -> dict[str,
     return caps
 
 
+def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any, rank_rule: str = "uniform",
+                                calibration_given: bool = False, form: str = "factorized", tt_cores: int = 3,
+                                fisher_labels: str = "true", likelihood: str = "categorical",
+                                forward: Any = None, random_state: int = 0) -> None:
+    """The checks of :func:`compress` that need neither the model nor the data (so that a command can
+    run them before it loads anything); each raises a ``ValueError`` naming the argument, the value and
+    what is allowed."""
+    if method in _ITERATIVE:
+        raise ValueError(f"method={method!r} is iterative (it compresses while training: the paper's Algorithms 1–4) "
+                         f"and runs in the training loop (python -m lowrank run); compress() allows the one-shot "
+                         f"methods: {', '.join(ONE_SHOT_METHODS)}")
+    if method not in ONE_SHOT_METHODS:
+        raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
+    if (rank is None) == (params_fraction is None):
+        raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={rank!r}, "
+                         f"params_fraction={params_fraction!r})")
+    if params_fraction is not None:
+        f = params_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or math.isnan(f) or not 0 < f <= 1:
+            raise ValueError(f"params_fraction={params_fraction!r} is outside the allowed range (0, 1]")
+    if rank_rule not in RANK_RULES:
+        raise ValueError(f"rank_rule={rank_rule!r}; allowed: {', '.join(RANK_RULES)}")
+    if rank_rule == "energy" and (params_fraction is None or method in TT_METHODS):
+        raise ValueError(f"rank_rule='energy' chooses ranks for a params_fraction with a low-rank method "
+                         f"({', '.join(LOW_RANK_METHODS)}); got method={method!r}, params_fraction={params_fraction!r}")
+    if form not in ("factorized", "low_rank"):
+        raise ValueError(f"form={form!r}; allowed: 'factorized', 'low_rank'")
+    if method in TT_METHODS and form != "factorized":
+        raise ValueError(f"form={form!r} does not apply to tensor trains (method={method!r}); allowed: 'factorized'")
+    if isinstance(tt_cores, bool) or not isinstance(tt_cores, int) or tt_cores < 2:
+        raise ValueError(f"tt_cores={tt_cores!r} must be an int ≥ 2")
+    if fisher_labels not in ("true", "empirical"):
+        raise ValueError(f"fisher_labels={fisher_labels!r}; allowed: 'true', 'empirical'")
+    if likelihood not in ("categorical", "gaussian"):
+        raise ValueError(f"likelihood={likelihood!r}; allowed: 'categorical', 'gaussian'")
+    if forward is not None and not callable(forward):
+        raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
+    if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
+        raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
+    needs_data = method in _CALIBRATED
+    if needs_data and not calibration_given:
+        raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
+                         f"iterable of batches> (e.g. a DataLoader of a few hundred training samples)")
+    if not needs_data and calibration_given:
+        raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None (methods that use "
+                         f"it: {', '.join(_CALIBRATED)})")
+
+
 # ------------------------------------------------------------------------------------------ the call
 def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, int] | None = None,
              params_fraction: float | None = None, rank_rule: str = "uniform", calibration: Iterable | None = None,
@@ -326,47 +375,13 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
     # ---- arguments, before any work
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
-    if method in _ITERATIVE:
-        raise ValueError(f"method={method!r} is iterative (it compresses while training: the paper's Algorithms 1–4) "
-                         f"and runs in the training loop (python -m lowrank run); compress() allows the one-shot "
-                         f"methods: {', '.join(ONE_SHOT_METHODS)}")
-    if method not in ONE_SHOT_METHODS:
-        raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
-    if (rank is None) == (params_fraction is None):
-        raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={rank!r}, "
-                         f"params_fraction={params_fraction!r})")
+    validate_compress_arguments(method=method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
+                                calibration_given=calibration is not None, form=form, tt_cores=tt_cores,
+                                fisher_labels=fisher_labels, likelihood=likelihood, forward=forward,
+                                random_state=random_state)
     if params_fraction is not None:
-        f = params_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or math.isnan(f) or not 0 < f <= 1:
-            raise ValueError(f"params_fraction={params_fraction!r} is outside the allowed range (0, 1]")
-        params_fraction = float(f)
-    if rank_rule not in RANK_RULES:
-        raise ValueError(f"rank_rule={rank_rule!r}; allowed: {', '.join(RANK_RULES)}")
-    if rank_rule == "energy" and (params_fraction is None or method in TT_METHODS):
-        raise ValueError(f"rank_rule='energy' chooses ranks for a params_fraction with a low-rank method "
-                         f"({', '.join(LOW_RANK_METHODS)}); got method={method!r}, params_fraction={params_fraction!r}")
-    if form not in ("factorized", "low_rank"):
-        raise ValueError(f"form={form!r}; allowed: 'factorized', 'low_rank'")
-    if method in TT_METHODS and form != "factorized":
-        raise ValueError(f"form={form!r} does not apply to tensor trains (method={method!r}); allowed: 'factorized'")
-    if isinstance(tt_cores, bool) or not isinstance(tt_cores, int) or tt_cores < 2:
-        raise ValueError(f"tt_cores={tt_cores!r} must be an int ≥ 2")
-    if fisher_labels not in ("true", "empirical"):
-        raise ValueError(f"fisher_labels={fisher_labels!r}; allowed: 'true', 'empirical'")
-    if likelihood not in ("categorical", "gaussian"):
-        raise ValueError(f"likelihood={likelihood!r}; allowed: 'categorical', 'gaussian'")
-    if forward is not None and not callable(forward):
-        raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
-    if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
-        raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
+        params_fraction = float(params_fraction)
     needs_data = method in _CALIBRATED
-    if needs_data and calibration is None:
-        raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
-                         f"iterable of batches> (e.g. a DataLoader of a few hundred training samples)")
-    if not needs_data and calibration is not None:
-        raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None (methods that use "
-                         f"it: {', '.join(_CALIBRATED)})")
-
     layers = find_linear_layers(model, targets)
     names = list(layers)
     for name, layer in layers.items():
