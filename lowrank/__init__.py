@@ -26,4 +26,15 @@ __all__ = [
     "TARGET_PRESETS", "find_linear_layers", "compress_model", "compile_model", "count_parameters", "to_low_rank",
     "compress_model_tt", "TTShape", "tt_svd", "row_weighted_tt",
     "compress", "CompressResult", "auto_targets", "save_compressed", "load_compressed",
+    "IterativeCompressor", "LowRankTrainerCallback",
 ]
+
+# The iterative driver imports the methods (and through them the data package): loaded on first use.
+_LAZY = {"IterativeCompressor": "iterative", "LowRankTrainerCallback": "iterative"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
