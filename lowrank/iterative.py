@@ -238,7 +238,8 @@ def _callback_base():
 class LowRankTrainerCallback(_callback_base()):
     """A ``transformers.TrainerCallback`` that drives an :class:`IterativeCompressor` inside
     ``transformers.Trainer``: ``step_end`` after every optimizer step, ``epoch_end`` after every epoch,
-    and the Trainer's own optimizer edited in place after a change (so its LR scheduler stays attached).
+    and the Trainer's own optimizer edited in place after a change (so its LR scheduler stays attached);
+    as in :class:`lowrank.train.Trainer`, nothing happens after the last step / epoch.
     ``compile_at_end=True`` compiles to ``A·B`` when training ends.
 
     Build the compressor *before* the ``transformers.Trainer`` (a ``delay=0`` conversion then happens before
@@ -250,13 +251,18 @@ class LowRankTrainerCallback(_callback_base()):
         self.compressor = compressor
         self.compile_at_end = compile_at_end
 
+    # As lowrank.train.Trainer: no conversion or cut after the last step / epoch (nothing would train after it).
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
-        if self.compressor.kind == "step" and self.compressor.step_end(state.global_step):
+        last = bool(getattr(state, "max_steps", 0)) and state.global_step >= state.max_steps
+        if self.compressor.kind == "step" and not last and self.compressor.step_end(state.global_step):
             self.compressor.optimizer_after_change(optimizer)
         return control
 
     def on_epoch_end(self, args, state, control, optimizer=None, **kwargs):
-        if self.compressor.kind == "epoch" and self.compressor.epoch_end(round(state.epoch)):
+        epoch = round(state.epoch)
+        total = getattr(args, "num_train_epochs", None)
+        last = total is not None and epoch >= total
+        if self.compressor.kind == "epoch" and not last and self.compressor.epoch_end(epoch):
             self.compressor.optimizer_after_change(optimizer)
         return control
 

@@ -4,6 +4,8 @@ drives it through the hooks transformers.Trainer calls; bad input is refused bef
 from __future__ import annotations
 
 import copy
+import importlib.util
+import types
 
 import pytest
 import torch
@@ -107,17 +109,19 @@ def test_callback_follows_the_hooks_of_transformers_trainer():
     cb = LowRankTrainerCallback(comp, compile_at_end=True)
     opt = comp.optimizer(torch.optim.AdamW, lr=1e-3)
     state, control = TrainerState(), TrainerControl()
+    args = types.SimpleNamespace(num_train_epochs=4)          # the TrainingArguments field the callback reads
     batch = ms.token_batches()[0]
-    for epoch in (1, 2, 3):
+    for epoch in (1, 2, 3, 4):
         out = model(**batch)
         out.loss.backward()
         opt.step()
         opt.zero_grad()
         state.global_step += 1
-        cb.on_step_end(None, state, control, model=model, optimizer=opt)
+        cb.on_step_end(args, state, control, model=model, optimizer=opt)
         state.epoch = float(epoch)
-        cb.on_epoch_end(None, state, control, model=model, optimizer=opt)
-    assert [r["event"] for r in comp.trajectory] == ["convert", "cut", "cut"]
+        cb.on_epoch_end(args, state, control, model=model, optimizer=opt)
+    # converted after epoch 1, cut after 2 and 3, nothing after the last (as the library's Trainer)
+    assert [(r["epoch"], r["event"]) for r in comp.trajectory] == [(1, "convert"), (2, "cut"), (3, "cut")]
     cb.on_train_end(None, state, control, model=model)
     assert all(isinstance(model.get_submodule(n), (FactorizedLinear, torch.nn.Linear)) for n in names)
     assert any(isinstance(model.get_submodule(n), FactorizedLinear) for n in names)
@@ -150,3 +154,32 @@ def test_ifht_with_calibration():
     full = {n: min(model.get_submodule(n).weight.shape) for n in names}
     assert [r["event"] for r in comp.trajectory] == ["convert", "cut"]
     assert all(comp.ranks()[n] < full[n] for n in names)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
+                    reason="transformers.Trainer needs accelerate, which the pinned stack does not install")
+def test_inside_transformers_trainer(tmp_path):
+    """The Trainer's own optimizer keeps training exactly the live parameters after every change."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+    torch.manual_seed(0)
+    model, names = ms.bert()
+    comp = IterativeCompressor(model, "ieht", oialr_threshold=0.8, oialr_type="epoch", delay=1)
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_epoch_end(self, args, state, control, optimizer=None, model=None, **kwargs):
+            live = {id(p) for p in model.parameters() if p.requires_grad}
+            seen.append((round(state.epoch), live == {id(p) for g in optimizer.param_groups for p in g["params"]},
+                         model.get_submodule(names[0]).weight.detach().clone()))
+
+    train = [{k: v[i] for k, v in b.items()} for b in ms.token_batches(n_batches=2, batch=4) for i in range(4)]
+    args = TrainingArguments(str(tmp_path), num_train_epochs=4, per_device_train_batch_size=8, learning_rate=1e-2,
+                             report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True)
+    # the compressor's callback first, so that the probe sees the optimizer after each change
+    trainer = Trainer(model=model, args=args, train_dataset=train,
+                      callbacks=[LowRankTrainerCallback(comp), Probe()])
+    trainer.train()
+    assert [(r["epoch"], r["event"]) for r in comp.trajectory] == [(1, "convert"), (2, "cut"), (3, "cut")]
+    assert all(ok for _, ok, _ in seen)
+    # after the last cut (epoch 3) the cores still trained in epoch 4: the weight moved
+    assert not torch.equal(seen[-2][2], seen[-1][2])
