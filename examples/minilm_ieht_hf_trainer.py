@@ -23,10 +23,10 @@
 # not of a paper artifact.
 
 # %% tags=["parameters"]
-epochs = 4
+epochs = 5
 train_samples = 512
 test_samples = 256
-threshold = 0.95
+threshold = 0.9
 delay = 1
 learning_rate = 5e-5
 cache_dir = "cache/text"
@@ -34,19 +34,20 @@ out_dir = "cache/examples/minilm_ieht"
 
 # %%
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 from transformers import Trainer, TrainingArguments
 
 import lowrank
-from lowrank.data import build_text_corpus, get_dataset
+from lowrank.data import build_text_corpus, calibration_subset, get_dataset
 from lowrank.models import classifier_logits, minilm_classifier
 
 torch.manual_seed(0)
 build_text_corpus(cache_dir)                      # cached after the first call
 train_full = get_dataset("text", "train", cache_dir=cache_dir)
 test_full = get_dataset("text", "test", cache_dir=cache_dir)
-train = Subset(train_full, range(min(train_samples, len(train_full))))
-test = Subset(test_full, range(min(test_samples, len(test_full))))
+# random subsets (the splits are stored in label order)
+train = calibration_subset(train_full, min(train_samples, len(train_full)), random_state=0)
+test = calibration_subset(test_full, min(test_samples, len(test_full)), random_state=1)
 model = minilm_classifier(num_labels=len(train_full.classes))
 
 

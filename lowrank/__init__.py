@@ -3,7 +3,10 @@ iterative compression loops of "On Information Geometry and Iterative Optimizati
 Operator Factorization" (arXiv 2507.09428).
 
 Heavy optional parts (datasets, models, the training loop) are imported lazily by their modules;
-the names below are the pure-maths core. The paper's tables, figures and claim verdicts are not part of the
+the names below are the pure-maths core and the public API for compressing one's own model:
+:func:`compress` (one-shot, ``targets="auto"``), :func:`save_compressed` / :func:`load_compressed`,
+and :class:`IterativeCompressor` / :class:`LowRankTrainerCallback` (the iterative methods in any loop;
+loaded on first use). The paper's tables, figures and claim verdicts are not part of the
 library: they live in the repository's ``study`` package (one module per paper artifact), which imports
 this one, never the other way round.
 """

@@ -249,6 +249,15 @@ def _spectrum(method: str, W: torch.Tensor, fisher: torch.Tensor | None, moment:
     return ev[:min(Wd.shape)].sqrt()
 
 
+def _check_rank_one_fits(layers: Mapping[str, nn.Linear], f: float) -> None:
+    total = sum(_dense_count(l) for l in layers.values())
+    one = sum(_factorized_count(*l.weight.shape, 1, l.bias.numel() if l.bias is not None else 0)
+              for l in layers.values())
+    if one > f * total:
+        raise ValueError(f"params_fraction={f} cannot be met with rank_rule='energy': rank 1 in every target layer "
+                         f"already keeps {one / total:.4f} of the target parameters; allowed: a larger params_fraction")
+
+
 def _energy_ranks(layers: Mapping[str, nn.Linear], spectra: Mapping[str, torch.Tensor],
                   f: float) -> tuple[dict[str, int], float]:
     shapes = {n: (tuple(l.weight.shape), l.bias.numel() if l.bias is not None else 0) for n, l in layers.items()}
@@ -404,11 +413,21 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
     forward = default_forward if forward is None else forward
     device = _device_of(model)
     fwd = lambda mdl, batch: forward(mdl, _move(batch, device))  # noqa: E731
-    if needs_data:
-        check_calibration(model, calibration, fwd, likelihood=likelihood)
     if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
                                     or max_samples < 1):
         raise ValueError(f"max_samples={max_samples!r} must be a positive int or None")
+    # ranks that need only the shapes are chosen now, so that a fraction that cannot be met is refused
+    # before any statistic is measured
+    shape_ranks: dict[str, int] | None = None
+    if params_fraction is not None and params_fraction < 1.0:
+        if method in TT_METHODS:
+            shape_ranks = _tt_caps(layers, params_fraction, tt_cores)
+        elif rank_rule == "uniform":
+            shape_ranks = _uniform_ranks(layers, params_fraction)
+        else:
+            _check_rank_one_fits(layers, params_fraction)
+    if needs_data:
+        check_calibration(model, calibration, fwd, likelihood=likelihood)
 
     # ---- statistics
     kwargs = dict(projection_kwargs or {})
@@ -438,7 +457,7 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
         skipped_all = {n: "params_fraction=1 keeps the dense layer" for n in names}
     if method in TT_METHODS:
         caps = (rank if isinstance(rank, Mapping) else {n: rank for n in names}) if rank is not None else \
-            (_tt_caps(layers, params_fraction, tt_cores) if not skipped_all else {})
+            (shape_ranks or {})
         todo = [n for n in names if n not in skipped_all]
         rep = CompressionReport()
         if todo:
@@ -452,7 +471,7 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
         elif skipped_all:
             ranks = {}
         elif rank_rule == "uniform":
-            ranks = _uniform_ranks(layers, params_fraction)
+            ranks = shape_ranks
         else:
             ridge = float(kwargs.get("ridge", 1e-6))
             eps = float(kwargs.get("eps", 1e-8))

@@ -26,7 +26,7 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn as nn

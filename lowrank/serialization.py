@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
@@ -146,7 +145,8 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
                                             if k.rpartition(".")[0] not in structure}
     for name, shell in shells.items():
         expected.update({f"{name}.{k}": tuple(v.shape) for k, v in shell.state_dict().items()})
-    device = next(base_model.parameters()).device if next(base_model.parameters(), None) is not None else "cpu"
+    first = next(base_model.parameters(), None)
+    device = first.device if first is not None else "cpu"
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as fh:
         stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     extra = [k for k in stored if k not in expected]
