@@ -4,7 +4,6 @@ drives it through the hooks transformers.Trainer calls; bad input is refused bef
 from __future__ import annotations
 
 import copy
-import importlib.util
 import types
 
 import pytest
@@ -156,8 +155,6 @@ def test_ifht_with_calibration():
     assert all(comp.ranks()[n] < full[n] for n in names)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
-                    reason="transformers.Trainer needs accelerate, which the pinned stack does not install")
 def test_inside_transformers_trainer(tmp_path):
     """The Trainer's own optimizer keeps training exactly the live parameters after every change."""
     from transformers import Trainer, TrainerCallback, TrainingArguments

@@ -2,7 +2,6 @@
 folder, and its timm command line."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shlex
@@ -44,8 +43,6 @@ def test_one_call_and_your_loop(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "vit_ieht" / "model.safetensors").is_file()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("accelerate") is None,
-                    reason="transformers.Trainer needs accelerate, which the pinned stack does not install")
 def test_hugging_face_trainer(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(_blocks("python")[2], "README.md (HF Trainer)", "exec"), {})
