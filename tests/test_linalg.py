@@ -186,7 +186,7 @@ def test_element_weighted_beats_row_weighted_on_its_own_objective():
     W = random_matrix(20, 15, 11)
     F = torch.rand(20, 15, dtype=torch.float64) ** 4
     row = L.row_weighted_projection(W, F.sum(1), 4)
-    full = L.element_weighted_projection(W, F, 4, max_iter=300)
+    full = L.element_weighted_projection(W, F, 4)
     assert L.weighted_error(W, full.matrix(), F) < L.weighted_error(W, row.matrix(), F)
 
 
