@@ -19,7 +19,7 @@ import time
 
 from .summary import write_summary
 
-SCRIPTS = ("layer", "models", "compression", "fisher", "memory", "tt")
+SCRIPTS = ("layer", "models", "compression", "fisher", "fisher_rows", "memory", "tt")
 
 
 def main(argv=None) -> int:

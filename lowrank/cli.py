@@ -6,6 +6,8 @@
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
     python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d  # tenBCD vs AdamW over CRs
+    python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \
+        --calibration digits --out compressed/                           # a checkpoint on disk (one shot)
 
 Each command reads its section of ``params.yaml`` (``--params``; ``inherit:`` and the profile's
 section resolved by :func:`lowrank.config.resolve_spec`), validates it before any work and writes its
@@ -86,6 +88,30 @@ def _tenbcd(args) -> None:
     print(f"tenbcd: {metrics['dataset']} → {args.out}")
 
 
+def _compress(args) -> None:
+    import json
+
+    from .checkpoint import compress_checkpoint
+
+    try:
+        model_args = json.loads(args.model_args) if args.model_args else None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-args {args.model_args!r} is not JSON ({err}); allowed: a JSON object") from None
+    if model_args is not None and not isinstance(model_args, dict):
+        raise ValueError(f"--model-args {args.model_args!r} must be a JSON object")
+    report = compress_checkpoint(model=args.model, method=args.method, out=args.out, rank=args.rank,
+                                 params_fraction=args.params_fraction, rank_rule=args.rank_rule,
+                                 calibration=args.calibration, calibration_samples=args.calibration_samples,
+                                 batch_size=args.batch_size, targets=args.targets, model_args=model_args,
+                                 weights=args.weights, pretrained=args.pretrained, tt_cores=args.tt_cores,
+                                 repeats=args.repeats, cache_dir=args.cache_dir, random_state=args.random_state)
+    c = report["compression"]
+    speed = report["inference"]
+    timing = f", inference {speed['speedup']:.2f}× dense" if isinstance(speed, dict) else ""
+    print(f"{args.method}: {len(c['ranks'])} layers factorised, target params {100 * c['achieved_fraction']:.1f}%"
+          f"{timing} → {args.out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lowrank", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -112,6 +138,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_tenbcd)
+    p = sub.add_parser("compress", help="one-shot compression of a timm / Hugging Face checkpoint on disk")
+    p.add_argument("--model", required=True, help="a Hugging Face model folder or a timm model name")
+    p.add_argument("--method", required=True, help="svd | fwsvd | tfwsvd | asvd | ttm | fwttm")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--params-fraction", type=float, help="compressed / dense target parameters, in (0, 1]")
+    size.add_argument("--rank", type=int, help="one rank for every target layer (TT: the bond-rank cap)")
+    p.add_argument("--rank-rule", default="uniform", help="uniform | energy (with --params-fraction)")
+    p.add_argument("--calibration", help="a registry dataset (digits, text, cifar10, glue:<task>, ...) or a "
+                                         ".safetensors file of named tensors")
+    p.add_argument("--calibration-samples", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--targets", default="auto", help="auto (default), a preset or a name pattern")
+    p.add_argument("--model-args", help="JSON object of timm.create_model keyword arguments")
+    p.add_argument("--weights", help="a safetensors state dict for a timm model")
+    p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (download or cache)")
+    p.add_argument("--tt-cores", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model")
+    p.add_argument("--cache-dir", default=None, help="dataset cache (default: the library's cache folder)")
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=_compress)
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

@@ -60,9 +60,9 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"model={s['model']!r} is not a known model; allowed: {sorted(MODELS)}")
     if s["method"] not in METHODS:
         raise ValueError(f"method={s['method']!r} is not a known method; allowed: {sorted(METHODS)}")
-    if isinstance(s["targets"], str) and s["targets"] not in TARGET_PRESETS and "*" not in s["targets"] \
+    if isinstance(s["targets"], str) and s["targets"] not in (*TARGET_PRESETS, "auto") and "*" not in s["targets"] \
             and "." not in s["targets"]:
-        raise ValueError(f"targets={s['targets']!r} is neither a preset ({sorted(TARGET_PRESETS)}) nor a pattern")
+        raise ValueError(f"targets={s['targets']!r} is neither a preset ({sorted(TARGET_PRESETS)}) nor a pattern nor 'auto'")
     if isinstance(s["calibration_samples"], bool) or not isinstance(s["calibration_samples"], int) \
             or s["calibration_samples"] < 1:
         raise ValueError(f"calibration_samples={s['calibration_samples']!r} must be a positive int")

@@ -73,6 +73,7 @@ __all__ = [
     "LIKELIHOODS",
     "LABELS",
     "ESTIMATORS",
+    "REDUCTIONS",
 ]
 
 LIKELIHOODS = ("categorical", "gaussian")
@@ -80,6 +81,8 @@ LABELS = ("empirical", "true")
 #: the exact per-sample-gradient estimators of :func:`diagonal_fisher` (its ``method=``), all computing
 #: the same quantity (see the module docstring); not compression methods (those are :mod:`lowrank.methods`)
 ESTIMATORS = ("hooks", "func", "loop")
+#: what :func:`diagonal_fisher` returns per weight (its ``reduce=``): the full diagonal, or its row / column sums
+REDUCTIONS = ("none", "rows", "columns")
 
 # Upper bound on the number of elements of one chunk of per-sample gradients (B_chunk, out, in):
 # 2**24 float64 elements are 128 MiB, small next to a model's activations.
@@ -436,8 +439,9 @@ class _Recorder:
 
 
 def _hooks_contrib(rec: _Recorder, gi: int, grp: _Group, batch_grad: Tensor | None, n: int, bsz: int,
-                   dtype: torch.dtype) -> Tensor | None:
-    """Σ_{b<n} G_b ⊙ G_b for one group from the recorded slots; checks Σ_b G_b = batch gradient."""
+                   dtype: torch.dtype, reduce: str = "none") -> Tensor | None:
+    """Σ_{b<n} G_b ⊙ G_b for one group from the recorded slots (its row or column sums with ``reduce``);
+    checks Σ_b G_b = batch gradient."""
     xs, gs = [], []
     for x, g in rec.slots[gi]:
         if g is None:
@@ -464,6 +468,11 @@ def _hooks_contrib(rec: _Recorder, gi: int, grp: _Group, batch_grad: Tensor | No
         x, g = x.to(common), g.to(common)
     cdt = torch.promote_types(x.dtype, dtype)
     check = batch_grad is not None and _BATCH_GRAD_CHECK != "off"
+    if reduce != "none":
+        # no per-sample blocks to sum: the check is the one GEMM gᵀx (the size of the weight gradient)
+        if check:
+            _check_batch_gradient(grp, x.to(cdt), g.to(cdt), batch_grad)
+        return _reduced_squares(x, g, reduce, cdt)
     # The blocks G_b below are formed anyway when samples hold several positions and nothing is
     # projected; summing them costs one pass over memory, where gᵀx would be one more GEMM of
     # the size of the weight gradient itself (about a fifth of the whole call on a transformer).
@@ -493,6 +502,29 @@ def _hooks_contrib(rec: _Recorder, gi: int, grp: _Group, batch_grad: Tensor | No
         acc += gb.square_().sum(dim=0)
     if total is not None:
         _check_batch_gradient(grp, x, g, batch_grad, total)
+    return acc
+
+
+def _reduced_squares(x: Tensor, g: Tensor, reduce: str, dtype: torch.dtype) -> Tensor:
+    """``Σ_b Σ_j (G_b)_ij²`` (``reduce='rows'``, shape (out,)) or ``Σ_b Σ_i (G_b)_ij²`` (``'columns'``, (in,))
+    for ``G_b = g_bᵀ x_b`` (x (n, T, in), g (n, T, out)), without forming G_b when that is cheaper.
+
+    Row i of G_b is ``g_b[:, i]ᵀ x_b``, so its squared norm is ``g_b[:, i]ᵀ (x_b x_bᵀ) g_b[:, i]``: with the
+    T × T Gram matrix ``K_b = x_b x_bᵀ``, the row sums are ``Σ_t (K_b g_b)_{t,i} g_{b,t,i}`` — exact, at
+    O(T²(in + out)) per sample instead of the O(T · in · out) of forming G_b. Columns alike with
+    ``g_b g_bᵀ``. Whichever of the two is cheaper for this T is used.
+    """
+    n, T, in_f = x.shape
+    out_f = g.shape[-1]
+    a, b = (g, x) if reduce == "rows" else (x, g)       # a: the kept axis; b: the summed one
+    if T * (in_f + out_f) < in_f * out_f:
+        K = torch.bmm(b, b.transpose(1, 2))             # (n, T, T)
+        return (torch.bmm(K, a).to(dtype) * a.to(dtype)).sum(dim=(0, 1))
+    acc = torch.zeros(a.shape[-1], dtype=dtype, device=x.device)
+    chunk = max(1, _CHUNK_ELEMENTS // (out_f * in_f))
+    for s in range(0, n, chunk):
+        gb = torch.bmm(a[s:s + chunk].transpose(1, 2), b[s:s + chunk]).to(dtype)   # (chunk, kept, summed)
+        acc += gb.square_().sum(dim=(0, 2))
     return acc
 
 
@@ -637,6 +669,7 @@ def diagonal_fisher(
     normalize: bool = False,
     progress: bool = False,
     project: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    reduce: str = "none",
 ) -> dict[str, Tensor]:
     """Diagonal of the Fisher information I(θ) (the paper's Section 2, defined after Eq. (2)) of
     each target Linear weight.
@@ -666,6 +699,10 @@ def diagonal_fisher(
         project: optional name -> (U (out, r), V (in, r')): return the Fisher of S = Uᵀ W V, i.e.
             of the per-sample gradients Uᵀ G_b V, shape (r, r'), for a weight written U S Vᵀ with U
             and V fixed (IFHT, the paper's Algorithm 2).
+        reduce: ``"none"`` (the full (out, in) diagonal, as TFWSVD needs), ``"rows"`` (its row sums (out,),
+            :func:`row_weights`, as FWSVD / IFHT / FWTRP need) or ``"columns"`` (its column sums (in,)).
+            With ``method="hooks"`` the sums come from T × T Gram matrices of each sample's T positions
+            (:func:`_reduced_squares`), without the (out, in) per-sample gradients; exact either way.
 
     Leaves no hooks, no ``.grad`` and no ``requires_grad`` change behind; parameters are untouched.
     """
@@ -675,6 +712,10 @@ def diagonal_fisher(
     _choice("likelihood", likelihood, LIKELIHOODS)
     _choice("labels", labels, LABELS)
     _choice("method", method, ESTIMATORS)
+    _choice("reduce", reduce, REDUCTIONS)
+    if reduce != "none" and project is not None:
+        raise ValueError(f"reduce={reduce!r} with project: the Fisher of S = Uᵀ W V is returned in full; "
+                         "allowed with project: reduce='none'")
     if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
                                     or max_samples <= 0):
         raise ValueError(f"max_samples must be None or a positive int, got {max_samples!r}")
@@ -742,7 +783,7 @@ def diagonal_fisher(
             for k, tgt in enumerate(draws):
                 if method == "hooks":
                     contribs = _hooks_draw(rec, groups, fb, tgt, n, likelihood, dtype,
-                                           retain=k + 1 < len(draws))
+                                           retain=k + 1 < len(draws), reduce=reduce)
                 elif method == "func":
                     contribs = _func_contribs(call, groups, batch, fb, tgt, n, likelihood, dtype)
                 else:
@@ -773,6 +814,9 @@ def diagonal_fisher(
             shape = tuple(grp.weight.shape)
         if a is None:
             a = torch.zeros(shape, dtype=dtype, device=grp.weight.device)
+        if reduce != "none" and a.dim() == 2:
+            # func / loop form the full per-sample squares; reduce them here (hooks returned sums already)
+            a = a.sum(dim=1) if reduce == "rows" else a.sum(dim=0)
         a = a.to(dtype)
         if n_label_samples > 1:
             a = a / n_label_samples
@@ -785,7 +829,7 @@ def diagonal_fisher(
 
 
 def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tensor, n: int,
-                likelihood: str, dtype: torch.dtype, retain: bool) -> list[Tensor | None]:
+                likelihood: str, dtype: torch.dtype, retain: bool, reduce: str = "none") -> list[Tensor | None]:
     """One backward pass for one label draw; per-sample squares from the recorded slots."""
     bsz = fb.outputs.shape[0]
     loss = _per_sample_nll(fb.outputs, tgt, fb.mask, likelihood)[:n].sum()
@@ -798,5 +842,5 @@ def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tens
     # the tensor hooks) and give the batch gradient the per-sample ones must add up to.
     batch_grads = torch.autograd.grad(loss, [grp.weight for grp in groups], retain_graph=retain,
                                       allow_unused=True)
-    return [_hooks_contrib(rec, gi, grp, gw, n, bsz, dtype)
+    return [_hooks_contrib(rec, gi, grp, gw, n, bsz, dtype, reduce)
             for gi, (grp, gw) in enumerate(zip(groups, batch_grads))]

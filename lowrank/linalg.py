@@ -452,7 +452,8 @@ def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, ra
 
 def project(W: torch.Tensor, method: str, rank: int, *, fisher: torch.Tensor | None = None,
             second_moment: torch.Tensor | None = None, name: str = "weight", **kwargs) -> LowRankFactors:
-    """Dispatch by name: ``svd`` | ``fwsvd`` (needs ``fisher`` of shape (out, in) or row weights (out,)) |
+    """Dispatch by name: ``svd`` | ``fwsvd`` (needs ``fisher`` of shape (out, in), reduced to row weights —
+    or, with ``axis='columns'``, column weights — or those weights themselves) |
     ``tfwsvd`` (needs ``fisher`` (out, in)) | ``asvd`` (needs ``second_moment`` (in, in))."""
     if method not in PROJECTIONS:
         raise ValueError(f"{name}: method={method!r} is not a projection; allowed: {', '.join(PROJECTIONS)}")
@@ -461,10 +462,11 @@ def project(W: torch.Tensor, method: str, rank: int, *, fisher: torch.Tensor | N
     if method in ("fwsvd", "tfwsvd") and fisher is None:
         raise ValueError(f"{name}: method={method!r} needs fisher=(out, in) diagonal Fisher, got None")
     if method == "fwsvd":
-        rows = fisher.sum(1) if fisher.ndim == 2 else fisher
         if fisher.ndim == 2:
             _validate_weights_tensor(fisher, tuple(W.shape), name, "fisher")
-        return row_weighted_projection(W, rows, rank, name=name, **kwargs)
+            # the axis the weights are constant along is summed out: rows keep one weight per output
+            fisher = fisher.sum(0) if kwargs.get("axis", "rows") == "columns" else fisher.sum(1)
+        return row_weighted_projection(W, fisher, rank, name=name, **kwargs)
     if method == "tfwsvd":
         return element_weighted_projection(W, fisher, rank, name=name, **kwargs)
     if second_moment is None:

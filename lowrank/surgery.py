@@ -7,6 +7,9 @@ presets for the paper's settings:
 * ``vit_all`` / ``bert_all`` — every Linear inside the transformer blocks (attention and MLP), the
   setting of Figures 2–5; the classification head is never a target.
 
+``targets="auto"`` instead decides from the module tree: every Linear inside the repeated blocks of a
+transformer, never embeddings, poolers or heads (:func:`lowrank.targets.auto_targets`).
+
 Parameter counts are honest: frozen factors count, and :func:`compress_model` only factorises a layer
 when ``k(m + n) < m n`` (else it leaves the dense layer untouched and says so) unless ``force=True``;
 :func:`compress_model_tt` (TTM / FWTTM) likewise only when the train stores fewer numbers than ``m n``.
@@ -22,6 +25,7 @@ import torch.nn as nn
 
 from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
 from .linalg import PROJECTIONS, _validate_weights_tensor, project, validate_rank, validate_weight
+from .targets import auto_targets
 from .tt import TTShape, row_weighted_tt, tt_num_params, tt_ranks_for, tt_shape_for, tt_svd
 
 __all__ = [
@@ -72,14 +76,17 @@ def find_linear_layers(model: nn.Module, targets: str | Sequence[str] | Mapping[
                        *, include_factorized: bool = False) -> dict[str, nn.Module]:
     """Name → layer for every ``nn.Linear`` whose qualified name matches an include pattern and no exclude.
 
-    ``targets`` is a preset name (see :data:`TARGET_PRESETS`), one pattern, a list of patterns, or
+    ``targets`` is ``"auto"`` (the Linears of the repeated blocks, :func:`lowrank.targets.auto_targets`),
+    a preset name (see :data:`TARGET_PRESETS`), one pattern, a list of patterns, or
     ``{"include": [...], "exclude": [...]}``. A selection that matches nothing is an error (a typo in a
     pattern must not silently compress nothing).
     """
+    kinds = _LINEARS if include_factorized else (nn.Linear,)
+    if isinstance(targets, str) and targets == "auto":
+        return {n: model.get_submodule(n) for n in auto_targets(model, kinds)}
     include, exclude = _resolve_patterns(targets)
     if not include:
         raise ValueError(f"targets: no include pattern given ({targets!r})")
-    kinds = _LINEARS if include_factorized else (nn.Linear,)
     found = {}
     for name, module in model.named_modules():
         if not isinstance(module, kinds):

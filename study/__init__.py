@@ -19,7 +19,8 @@ module                 artifact of the paper                            notebook
 =====================  ===============================================  ===============================
 
 Shared machinery: ``runs`` (loading run folders), ``fronts`` (Pareto fronts), ``pareto`` (the Pareto
-figure and tables of Figures 2–5), ``verdicts`` (noise level and decisions), ``writers`` (figure and table
+figure and tables of Figures 2–5), ``verdicts`` (noise level and decisions), ``intervals`` (95 %
+intervals over seeds and the verdict they give), ``writers`` (figure and table
 files), ``style`` (colours, axes), ``families`` (method families and order), ``registry``. ``report``
 writes REPORT.md from the registry; ``pipeline`` is ``make repro``'s scheduler of the DVC stages.
 """

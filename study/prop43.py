@@ -15,7 +15,7 @@ from .registry import Artifact, Inputs, register
 from .verdicts import Verdict
 
 __all__ = ["NOTEBOOK", "OUT", "OBJECTIVE", "PATH_LENGTH", "RUN_LABELS", "singular_values_stem", "RANK_REDUCTION",
-           "CLAIMS", "CLAIM_CHECKS", "DEEP_LINEAR", "DEEP_LINEAR_SUMMARY", "verdict_theory", "ARTIFACT"]
+           "CLAIMS", "CLAIM_CHECKS", "CORRECTED", "DEEP_LINEAR", "DEEP_LINEAR_SUMMARY", "verdict_theory", "ARTIFACT"]
 
 NOTEBOOK = "06_theory"
 OUT = "theory"                        # the folder of every output, under reports/
@@ -25,6 +25,8 @@ RUN_LABELS = ("Euclidean", "Fisher")
 RANK_REDUCTION = "deep_linear_rank_reduction"                        # figure
 CLAIMS, CLAIM_CHECKS = "claims", "claim_checks"                      # tables
 DEEP_LINEAR, DEEP_LINEAR_SUMMARY = "deep_linear", "deep_linear_summary"
+#: the verdict of a statement whose printed form has a counterexample and whose corrected form holds
+CORRECTED = "printed form fails; corrected form holds"
 
 
 def singular_values_stem(label: str) -> str:
@@ -34,8 +36,9 @@ def singular_values_stem(label: str) -> str:
 
 def verdict_theory(claims: pd.DataFrame) -> list[Verdict]:
     """Claim (f): one verdict per row of the theory notebook's claim table (``reports/theory/claims.csv``):
-    ``holds`` → reproduced; ``fails (counterexample)`` → not reproduced (as printed), with the
-    counterexample and whether the corrected form holds."""
+    ``holds`` → reproduced; ``fails (counterexample); corrected form holds`` → :data:`CORRECTED` (a defect
+    of the printed statement — a boundary case or a constant — not an experimental non-reproduction);
+    any other ``fails`` → not reproduced; each with the counterexample and the corrected form."""
     statement = "(f) Proposition 4.3 / Appendix B.1.1 as printed"
     if claims is None or claims.empty:
         return [Verdict("(f)", statement, "Proposition 4.3", "no runs",
@@ -43,8 +46,9 @@ def verdict_theory(claims: pd.DataFrame) -> list[Verdict]:
     out = []
     for _, r in claims.iterrows():
         v = str(r.get("verdict", ""))
-        verdict = "reproduced" if v.startswith("holds") else ("not reproduced" if v.startswith("fails") else
-                                                               f"inconclusive ({v})")
+        verdict = ("reproduced" if v.startswith("holds") else
+                   CORRECTED if v.startswith("fails") and v.endswith("corrected form holds") else
+                   "not reproduced" if v.startswith("fails") else f"inconclusive ({v})")
         ev = (f"printed form on our runs: {r.get('printed, on these runs', '')}; counterexample: "
               f"{r.get('counterexample', '')}; corrected form: {r.get('corrected form', '')}; theory table: {v}")
         out.append(Verdict(f"(f) {str(r.get('claim', '')).split(' ')[0].rstrip('.')}", f"(f) {r.get('claim', '')}",

@@ -25,10 +25,11 @@ from lowrank.utils import atomic_write_text
 from .families import sort_labels
 from .registry import Inputs, artifacts, claim_order, sweeps
 from .fronts import MATCH_RTOL
+from .prop43 import CORRECTED
 from .verdicts import MIN_COVERAGE, Noise, Verdict
 from .writers import markdown_table
 
-__all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_metrics", "main"]
+__all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_line", "kind_of", "summary_metrics", "main"]
 
 #: sweep folder of runs/ → the notebook that reads it (derived from the registry; REPORT.md's "Runs found")
 SWEEPS = sweeps()
@@ -65,7 +66,7 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
     inputs = Inputs(runs_dir, reports_dir) if inputs is None else inputs
     verdicts, noise = claim_verdicts(inputs=inputs) if verdicts is None else verdicts
     inventory, synthetic, models = _inventory(inputs)
-    counts = pd.Series([v.verdict.split(" (")[0] for v in verdicts]).value_counts()
+    summary = summary_line(verdicts)
     lines = [
         "# Report: the paper's claims against our runs",
         "",
@@ -91,7 +92,7 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         f"comparison covering less than {100 * MIN_COVERAGE:g}% of its range is \"inconclusive (coverage)\". "
         "Every point of TRP / FWTRP is the truncated, compiled copy of its dense weights, at that copy's size.",
         "",
-        "Summary: " + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ".",
+        "Summary: " + summary,
         "",
         "## Verdicts",
         "",
@@ -112,13 +113,40 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
     return path
 
 
+#: how the summary line names the verdicts of each kind of artifact (study.registry.KINDS)
+_KIND_LABELS = {"experiment": "The paper's experiments", "theory": "Its theory (Proposition 4.3, as printed)",
+                "companion": "The companion paper (tenBCD)"}
+
+
+def kind_of(verdict: Verdict) -> str:
+    """The kind (:data:`study.registry.KINDS`) of the artifact whose claim label ``verdict`` carries."""
+    label = verdict.claim.split(" ")[0]
+    for a in claim_order():
+        if label in a.claims:
+            return a.kind
+    raise ValueError(f"claim {verdict.claim!r} belongs to no registered artifact")
+
+
+def summary_line(verdicts: Sequence[Verdict]) -> str:
+    """Verdict counts per kind of claim, experiments first: a theory statement whose printed form fails at a
+    boundary while its corrected form holds is not counted with experiments that did not reproduce."""
+    parts = []
+    for kind, label in _KIND_LABELS.items():
+        vs = [v.verdict.split(" (")[0] for v in verdicts if kind_of(v) == kind]
+        if vs:
+            counts = pd.Series(vs).value_counts()
+            parts.append(f"{label}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    return ". ".join(parts) + "."
+
+
 def summary_metrics(verdicts: Sequence[Verdict], runs_dir: str | Path = "runs", *,
                     inputs: Inputs | None = None) -> dict[str, Any]:
     """The numbers ``dvc metrics show`` tabulates (``reports/metrics/summary.json``): verdict counts, then
     each artifact's metrics (each method's best accuracy at ≤ 10% of target parameters in Figure 2 and
     overall in Figure 3, the tenBCD / AdamW test accuracies per compression ratio)."""
     inputs = Inputs(runs_dir) if inputs is None else inputs
-    counts: dict[str, int] = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0, "no runs": 0}
+    counts: dict[str, int] = {"reproduced": 0, "not reproduced": 0, "inconclusive": 0, "no runs": 0,
+                              CORRECTED: 0}
     for v in verdicts:
         key = next((k for k in counts if v.verdict.startswith(k)), "inconclusive")
         counts[key] += 1

@@ -267,6 +267,43 @@ def test_text_splits_partition_stratified_and_fixed(corpus):
     assert not np.array_equal(s["train"], other["train"])
 
 
+def test_grouped_text_split_keeps_every_source_file_in_one_split(corpus):
+    labels = np.array([r["label"] for r in corpus])
+    groups = np.array([f"{r['library']}/{r['source']}" for r in corpus], dtype=object)
+    s = data.text_split_indices(labels, random_state=0, groups=groups)
+    assert sorted(np.concatenate(list(s.values())).tolist()) == list(range(len(corpus)))
+    owner = {}
+    for split, idx in s.items():
+        for g in set(groups[idx]):
+            assert owner.setdefault(g, split) == split, f"{g} is in {owner[g]} and {split}"
+    # per label, each split's share misses its target by at most one group (a group is never cut)
+    cumulative = np.cumsum([0.70, 0.15, 0.15])
+    for label in np.unique(labels):
+        rows = labels == label
+        biggest = max(np.sum(rows & (groups == g)) for g in set(groups[rows]))
+        counts = [np.sum(labels[idx] == label) for idx in s.values()]
+        for c, target in zip(np.cumsum(counts), cumulative * rows.sum()):
+            assert abs(c - target) <= biggest
+    again = data.text_split_indices(labels, random_state=0, groups=groups)
+    other = data.text_split_indices(labels, random_state=1, groups=groups)
+    assert all(np.array_equal(s[k], again[k]) for k in s)
+    assert not np.array_equal(s["train"], other["train"])
+
+
+def test_text_split_is_grouped_by_source_file(cache, corpus):
+    where = {}
+    for split in data.TEXT_SPLITS:
+        texts, _ = data.text_split(split, cache_dir=cache)
+        for t in texts:
+            where[t] = split
+    by_source = {}
+    for r in corpus:
+        by_source.setdefault((r["library"], r["source"]), set()).add(where[r["text"]])
+    assert all(len(v) == 1 for v in by_source.values())
+    with pytest.raises(ValueError, match="one group per row"):
+        data.text_split_indices([0, 1], groups=["a"])
+
+
 def test_corpus_stats_consistent(cache, corpus):
     st = data.corpus_stats(cache, random_state=0)
     assert st["size"] == len(corpus) == sum(st["per_label"].values()) == sum(st["per_split"].values())

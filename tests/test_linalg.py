@@ -186,7 +186,7 @@ def test_element_weighted_beats_row_weighted_on_its_own_objective():
     W = random_matrix(20, 15, 11)
     F = torch.rand(20, 15, dtype=torch.float64) ** 4
     row = L.row_weighted_projection(W, F.sum(1), 4)
-    full = L.element_weighted_projection(W, F, 4, max_iter=300)
+    full = L.element_weighted_projection(W, F, 4)
     assert L.weighted_error(W, full.matrix(), F) < L.weighted_error(W, row.matrix(), F)
 
 
@@ -311,3 +311,14 @@ def test_svd_failure_is_retried_in_float64_then_raised(monkeypatch):
     monkeypatch.setattr(torch.linalg, "svd", broken)
     with pytest.raises(RuntimeError, match="layerF: SVD .* also after retrying in float64"):
         L.truncated_svd(W, 2, name="layerF")
+
+
+@given(m=st.integers(2, 8), n=st.integers(2, 8), key=st.integers(0, 10_000), axis=st.sampled_from(["rows", "columns"]),
+       data=st.data())
+def test_project_fwsvd_sums_out_the_axis_it_weights(m, n, key, axis, data):
+    W = random_matrix(m, n, key)
+    F = torch.rand(m, n, generator=make_generator(key + 1), dtype=torch.float64)
+    k = data.draw(st.integers(1, min(m, n)))
+    got = L.project(W, "fwsvd", k, fisher=F, axis=axis).matrix()
+    want = L.row_weighted_projection(W, F.sum(1) if axis == "rows" else F.sum(0), k, axis=axis).matrix()
+    assert torch.equal(got, want)   # the same reduction and the same call: bit-identical

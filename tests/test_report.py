@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from study import fig2, fig3, fig4, fig5, prop43, report, table1
 from study import families, fronts, pareto, verdicts, writers
+from study.verdicts import Verdict
 from study.runs import load_points, load_rank_trajectories, load_runs
 
 from .helpers import write_synthetic_runs
@@ -30,6 +31,8 @@ def write_theory_claims(theory_dir: Path) -> None:
          "counterexample": "alpha_n = sigma_n / L exactly and a tie in the prox",
          "corrected form": "alpha_n <= (1 - delta) sigma_n / L, delta > 0",
          "verdict": "fails (counterexample); corrected form holds"},
+        {"claim": "5. a made-up statement with no corrected form", "printed, on these runs": "fails",
+         "counterexample": "any", "corrected form": "none", "verdict": "fails (counterexample)"},
     ])
     writers.write_table(rows, theory_dir / "claims")
 
@@ -282,9 +285,23 @@ def test_local_vs_global_verdict(synthetic: Path, tmp_path: Path) -> None:
 def test_theory_verdicts(tmp_path: Path) -> None:
     write_theory_claims(tmp_path)
     vs = prop43.verdict_theory(pd.read_csv(tmp_path / "claims.csv"))
-    assert [(v.claim, v.verdict) for v in vs] == [("(f) 1", "reproduced"), ("(f) 2", "not reproduced")]
+    assert [(v.claim, v.verdict) for v in vs] == [("(f) 1", "reproduced"), ("(f) 2", prop43.CORRECTED),
+                                                  ("(f) 5", "not reproduced")]
     assert "corrected form holds" in vs[1].evidence
     assert _verdicts(prop43.verdict_theory(pd.DataFrame())) == ["no runs"]
+
+
+def test_summary_counts_theory_apart_from_experiments(tmp_path: Path) -> None:
+    write_theory_claims(tmp_path)
+    theory = prop43.verdict_theory(pd.read_csv(tmp_path / "claims.csv"))
+    experiment = [Verdict("(b)", "(b) s", "p", "not reproduced", "e"), Verdict("(c)", "(c) s", "p", "reproduced", "e")]
+    line = report.summary_line(experiment + theory)
+    exp, th = line.rstrip(".").split(". Its theory")
+    assert exp == "The paper's experiments: not reproduced 1, reproduced 1"
+    for part in ("reproduced 1", f"{prop43.CORRECTED} 1", "not reproduced 1"):
+        assert part in th
+    with pytest.raises(ValueError, match="no registered artifact"):
+        report.kind_of(Verdict("(z)", "s", "p", "reproduced", "e"))
 
 
 def test_write_report_end_to_end(synthetic: Path, tmp_path: Path) -> None:

@@ -3,8 +3,8 @@
 The small profile's stand-in for GLUE needs no download: :func:`build_text_corpus` parses the
 sources of the libraries in :data:`TEXT_LIBRARIES` (no import), keeps prose paragraphs, balances the
 classes and caches the result per set of library versions; :func:`text_split_indices` makes the
-stratified 70/15/15 train/validation/test partition. The tokenized dataset built on it is
-:func:`lowrank.data.small.text_dataset`.
+70/15/15 train/validation/test partition, stratified by label and grouped by source file. The tokenized
+dataset built on it is :func:`lowrank.data.small.text_dataset`.
 """
 from __future__ import annotations
 
@@ -219,21 +219,57 @@ def build_text_corpus(cache_dir: str | os.PathLike | None = None, *, per_label: 
     return records
 
 
-def text_split_indices(labels: Sequence[int], random_state: int = 0) -> dict[str, np.ndarray]:
-    """Stratified 70/15/15 train/validation/test partition of the corpus rows (sorted indices)."""
+def text_split_indices(labels: Sequence[int], random_state: int = 0,
+                       groups: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """70/15/15 train/validation/test partition of the corpus rows (sorted indices), stratified by label.
+
+    Without ``groups``: an exact stratified split of the rows. With ``groups`` (one name per row, e.g. its
+    source file, as :func:`text_split` passes): a *grouped* split — no group has rows in two splits, so
+    paragraphs of one file (often near-paraphrases: a class's docstring and its methods') never sit on both
+    sides of the train / test line. Per label, the label's groups are shuffled (seeded by
+    ``random_state``) and each is given, whole, to the first split whose cumulative share of the label's
+    rows is not yet reached; the shares then hold to within the size of one group.
+    """
     _check_random_state(random_state)
-    parts = _stratified_split(np.asarray(labels), _TEXT_FRACTIONS, random_state)
-    return dict(zip(TEXT_SPLITS, parts))
+    labels = np.asarray(labels)
+    if groups is None:
+        parts = _stratified_split(labels, _TEXT_FRACTIONS, random_state)
+        return dict(zip(TEXT_SPLITS, parts))
+    groups = np.asarray(groups, dtype=object)
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups has {groups.size} entries for {labels.size} labels; give one group per row")
+    rng = np.random.default_rng(random_state)
+    chosen: dict[str, list[np.ndarray]] = {s: [] for s in TEXT_SPLITS}
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        names, inverse = np.unique(groups[rows].astype(str), return_inverse=True)   # sorted: seed-only order
+        bounds = np.cumsum(_TEXT_FRACTIONS)[:-1] * rows.size
+        filled = 0
+        for g in rng.permutation(names.size):
+            members = rows[inverse == g]
+            chosen[TEXT_SPLITS[int(np.searchsorted(bounds, filled, side="right"))]].append(members)
+            filled += members.size
+    out = {s: np.sort(np.concatenate(v)) if v else np.array([], dtype=np.int64) for s, v in chosen.items()}
+    empty = [s for s, v in out.items() if v.size == 0]
+    if empty:
+        raise ValueError(f"grouped text split: split(s) {empty} got no group; too few groups per label")
+    return out
 
 
 def text_split(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
                per_label: int = _TEXT_PER_LABEL) -> tuple[list[str], list[int]]:
-    """Raw ``(texts, labels)`` of one split of the text corpus (for hidden-state statistics)."""
+    """Raw ``(texts, labels)`` of one split of the text corpus, grouped by source file
+    (:func:`text_split_indices`): no file's paragraphs in two splits."""
     _check_split("text", split)
     _check_random_state(random_state)
     records = build_text_corpus(cache_dir, per_label=per_label)
-    idx = text_split_indices([r["label"] for r in records], random_state)[split]
+    idx = text_split_indices([r["label"] for r in records], random_state, groups=_source_groups(records))[split]
     return [records[i]["text"] for i in idx], [records[i]["label"] for i in idx]
+
+
+def _source_groups(records: Sequence[dict[str, Any]]) -> list[str]:
+    # package-relative paths repeat across libraries (every package has an __init__.py): key by both
+    return [f"{r['library']}/{r['source']}" for r in records]
 
 
 def corpus_stats(cache_dir: str | os.PathLike | None = None, *, random_state: int = 0,
@@ -242,7 +278,7 @@ def corpus_stats(cache_dir: str | os.PathLike | None = None, *, random_state: in
     _check_random_state(random_state)
     records = build_text_corpus(cache_dir, per_label=per_label)
     labels = [r["label"] for r in records]
-    splits = text_split_indices(labels, random_state)
+    splits = text_split_indices(labels, random_state, groups=_source_groups(records))
     words = np.array([len(r["text"].split()) for r in records])
     return {
         "size": len(records),

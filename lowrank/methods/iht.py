@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 
 from ..data import move_batch
-from ..fisher import default_forward, diagonal_fisher, row_weights
+from ..fisher import default_forward, diagonal_fisher
 from ..layers import LowRankLinear
 from ..linalg import LowRankFactors, min_rank_from_percent, orthonormalize, robust_svd, select_rank
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
@@ -74,9 +74,11 @@ def fisher_row_weights(trainer, names: list[str], model: nn.Module | None = None
     labels = trainer.method.cfg.get("fisher_labels", "true")
     key = trainer.cfg["random_state"] * 7919 + trainer.step
     forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
-    F = diagonal_fisher(dense, trainer.calibration_loader(), names, forward, likelihood="categorical",
-                        labels=labels, generator=make_generator(key), dtype=torch.float64, max_samples=samples)
-    return {n: row_weights(F[n]) for n in names}
+    # row sums straight from the per-sample Gram matrices (lowrank.fisher._reduced_squares): no (out, in)
+    # per-sample gradient is formed
+    return diagonal_fisher(dense, trainer.calibration_loader(), names, forward, likelihood="categorical",
+                           labels=labels, generator=make_generator(key), dtype=torch.float64, max_samples=samples,
+                           reduce="rows")
 
 
 def check_fisher_samples(trainer, samples: int | None) -> None:

@@ -5,6 +5,11 @@ diagonal Fisher; multi-start ALS run until a sweep changes the objective by at m
 relative, :func:`lowrank.linalg.element_weighted_projection`), ``asvd`` (Eq. 7, activation-aware). The projection happens once, before the first
 step, on the pre-trained base; the rest of the budget fine-tunes.
 
+FWSVD's axis (``fwsvd_axis``): Hsu et al. write a layer as ``y = x W`` with ``W`` (in × out) and weight its
+rows; the paper sums the diagonal Fisher "column-wise, making the approximation identical for each row".
+With PyTorch's ``(out, in)`` layout, ``rows`` (default) gives each output neuron one weight (the Fisher
+summed over the inputs) and ``columns`` each input one weight — the other reading, kept as an ablation.
+
 What trains (``train``):
 
 * ``factors`` (default): the compiled form ``A·B`` with both factors trainable — the usual
@@ -37,10 +42,11 @@ class OneShot(Method):
         "rank": None,
         "train": "factors",
         "fisher_labels": "true",
+        "fwsvd_axis": "rows",
         "tfwsvd_tol": 1e-6,
         "asvd_ridge": 1e-4,
     }
-    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "tfwsvd_tol": ("tfwsvd",), "asvd_ridge": ("asvd",)}
+    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "fwsvd_axis": ("fwsvd",), "tfwsvd_tol": ("tfwsvd",), "asvd_ridge": ("asvd",)}
 
     @classmethod
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:
@@ -49,6 +55,7 @@ class OneShot(Method):
         validate_positive_int("rank", c["rank"])
         validate_choice("train", c["train"], ("factors", "core"))
         validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
+        validate_choice("fwsvd_axis", c["fwsvd_axis"], ("rows", "columns"))
         tol = c["tfwsvd_tol"]
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
             raise ValueError(f"tfwsvd_tol={tol!r}; must be a number in [0, 1) (the relative-change stopping rule)")
@@ -68,8 +75,8 @@ class OneShot(Method):
                 trainer.model, trainer.calibration_loader(), {n: trainer.model.get_submodule(n) for n in names},
                 lambda model, batch: trainer.forward(model, move_batch(batch, trainer.device)),
                 mask=lambda b: b.get("attention_mask") if isinstance(b, dict) else None)
-        kwargs = {"tol": c["tfwsvd_tol"]} if self.name == "tfwsvd" else (
-            {"ridge": c["asvd_ridge"]} if self.name == "asvd" else {})
+        kwargs = ({"tol": c["tfwsvd_tol"]} if self.name == "tfwsvd" else {"ridge": c["asvd_ridge"]}
+                  if self.name == "asvd" else {"axis": c["fwsvd_axis"]} if self.name == "fwsvd" else {})
         rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=c["rank"], fisher=fisher,
                              second_moments=moments, form="factorized" if c["train"] == "factors" else "low_rank",
                              projection_kwargs=kwargs)

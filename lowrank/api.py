@@ -1,0 +1,491 @@
+"""One call to compress your own model with a one-shot method of the paper's Table 2.
+
+    import lowrank
+    model, report = lowrank.compress(model, method="fwsvd", params_fraction=0.25, calibration=loader)
+
+``model`` is any ``nn.Module`` (a timm ViT, a Hugging Face BERT / RoBERTa / DistilBERT, your own);
+``targets="auto"`` (the default) picks every ``nn.Linear`` inside its repeated transformer blocks from
+the module tree (:func:`lowrank.targets.auto_targets`); a preset name or patterns work as in
+:func:`lowrank.surgery.find_linear_layers`. The model is modified in place and returned.
+
+Methods (the "not iterative" rows of the paper's Table 2):
+
+* ``svd`` — the Euclidean projection, Eq. (4); needs no calibration data;
+* ``fwsvd`` — Eq. (5) with the diagonal Fisher summed over each row's inputs (FWSVD); ``tfwsvd`` — Eq. (5)
+  with the full diagonal Fisher; both measure the Fisher on ``calibration`` (:mod:`lowrank.fisher`);
+* ``asvd`` — Eq. (7), activation-aware, from the input second moments measured on ``calibration``;
+* ``ttm`` / ``fwttm`` — tensor trains (TT-SVD; FWSVD's row weights fitted by ALS); ``rank`` is then
+  the bond-rank cap.
+
+The iterative methods (OIALR, IEHT, IFHT, TRP, FWTRP: Algorithms 1–4) compress while they train; they
+run in the library's training loop (``python -m lowrank run``), not here.
+
+Size: ``rank=`` (one int, or a name → int mapping) or ``params_fraction=`` ∈ (0, 1], the compressed
+target layers' parameters (frozen factors and biases included) over the dense ones. ``rank_rule``:
+
+* ``"uniform"`` (default) — every target layer keeps the same fraction of its own parameters: the
+  largest rank ``k`` with ``k(m + n) + bias ≤ f · (mn + bias)``, so the total meets ``f`` as well;
+* ``"energy"`` — the paper's energy rule (IEHT's cut, Algorithm 1) with one threshold β for all layers:
+  each layer keeps the smallest head of its spectrum holding ≥ β of its energy Σσ², and β is the largest
+  value whose ranks fit the budget (found exactly over the finite set of values where a rank changes).
+  The spectrum is the one the method truncates: σ(W) for ``svd``, σ(D W) with FWSVD's row scaling D for
+  ``fwsvd`` (and, as a closed-form stand-in, for ``tfwsvd``, whose element-weighted problem has no
+  spectrum), σ(W L) with ``C = L Lᵀ`` the (ridged) input second moment for ``asvd``. Low-rank methods
+  only. Layers get different ranks: the rule spends the budget where the spectrum is flat.
+
+Every argument, the target selection, the ranks and one batch of the calibration data (run through
+the model) are checked before any statistic is measured or any layer changes; a problem raises a
+``ValueError`` naming the argument, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from .activations import input_second_moments
+from .fisher import FisherBatch, default_forward, diagonal_fisher, row_weights
+from .layers import factorization_pays
+from .linalg import select_rank, validate_rank
+from .surgery import (TT_METHODS, CompressionReport, ParameterCount, compress_model, compress_model_tt,
+                      count_parameters, find_linear_layers)
+from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
+from .utils import make_generator
+
+__all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "CompressResult", "compress", "check_calibration",
+           "validate_compress_arguments"]
+
+LOW_RANK_METHODS = ("svd", "fwsvd", "tfwsvd", "asvd")
+ONE_SHOT_METHODS = (*LOW_RANK_METHODS, *TT_METHODS)
+RANK_RULES = ("uniform", "energy")
+_CALIBRATED = ("fwsvd", "tfwsvd", "asvd", "fwttm")
+_ITERATIVE = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+
+
+@dataclass
+class CompressResult:
+    """What :func:`compress` did: per-layer ranks (a tuple of bond ranks for a tensor train), the layers
+    kept dense and why, parameter counts before / after (every parameter, frozen factors included),
+    the requested and achieved fraction of the target parameters, and the calibration statistics used
+    (``fisher``: name → the (out, in) diagonal Fisher; ``second_moments``: name → the (in, in) input
+    second moment; summarised in :meth:`as_dict`)."""
+
+    method: str
+    targets: list[str]
+    ranks: dict[str, int | tuple[int, ...]]
+    skipped: dict[str, str]
+    before: ParameterCount
+    after: ParameterCount
+    params_fraction: float | None = None
+    rank_rule: str | None = None
+    energy_beta: float | None = None
+    calibration: dict[str, Any] | None = None
+    fisher: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    second_moments: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def achieved_fraction(self) -> float:
+        """Compressed over dense target parameters."""
+        return self.after.target / self.before.target
+
+    def statistics(self) -> dict[str, dict[str, float]]:
+        """Per-layer summary of the measured statistics (JSON-friendly)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, F in (self.fisher or {}).items():
+            r = row_weights(F.double())
+            out.setdefault(name, {}).update({
+                "fisher_total": float(F.double().sum()), "fisher_row_weight_min": float(r.min()),
+                "fisher_row_weight_max": float(r.max()), "fisher_row_weight_mean": float(r.mean())})
+        for name, C in (self.second_moments or {}).items():
+            ev = torch.linalg.eigvalsh(0.5 * (C.double() + C.double().mT))
+            out.setdefault(name, {}).update({
+                "second_moment_trace": float(ev.sum()), "second_moment_eig_max": float(ev.max()),
+                "second_moment_eig_min": float(ev.min())})
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "targets": list(self.targets),
+                "ranks": {k: list(v) if isinstance(v, tuple) else v for k, v in self.ranks.items()},
+                "skipped": dict(self.skipped), "before": self.before.as_dict(), "after": self.after.as_dict(),
+                "params_fraction": self.params_fraction, "achieved_fraction": self.achieved_fraction,
+                "rank_rule": self.rank_rule, "energy_beta": self.energy_beta, "calibration": self.calibration,
+                "statistics": self.statistics()}
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _move(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, Mapping):
+        return {k: _move(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_move(v, device) for v in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int | None:
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, Mapping):
+        return next((int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor) and v.dim()), None)
+    if isinstance(batch, (tuple, list)) and batch:
+        return _batch_size(batch[0])
+    return None
+
+
+def _describe_batch(batch: Any) -> str:
+    if isinstance(batch, torch.Tensor):
+        return f"tensor {tuple(batch.shape)} {batch.dtype}"
+    if isinstance(batch, Mapping):
+        return "{" + ", ".join(f"{k!r}: {_describe_batch(v)}" for k, v in batch.items()) + "}"
+    if isinstance(batch, (tuple, list)):
+        return type(batch).__name__ + "(" + ", ".join(_describe_batch(v) for v in batch) + ")"
+    return type(batch).__name__
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def check_calibration(model: nn.Module, calibration: Any, forward: Callable[[nn.Module, Any], FisherBatch], *,
+                      likelihood: str = "categorical") -> Any:
+    """Run the first calibration batch through ``forward(model, batch)`` (no gradients, eval mode) and
+    refuse data the model cannot take, before any statistic is measured. Returns the first batch."""
+    if isinstance(calibration, (str, bytes)) or not isinstance(calibration, Iterable):
+        raise ValueError(f"calibration must be an iterable of batches (e.g. a DataLoader), got "
+                         f"{type(calibration).__name__}")
+    if hasattr(calibration, "__len__") and len(calibration) == 0:
+        raise ValueError("calibration is empty (len 0); it must yield at least one batch")
+    try:
+        first = next(iter(calibration))
+    except StopIteration:
+        raise ValueError("calibration yielded no batch; it must yield at least one") from None
+    if _batch_size(first) is None:
+        raise ValueError(f"calibration: a batch must be a tensor, an (inputs, targets) pair or a dict of tensors "
+                         f"with the samples on the first axis; got {_describe_batch(first)}")
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            fb = forward(model, _move(first, _device_of(model)))
+    except Exception as err:  # any failure of the user's model on the batch is the data not fitting it
+        hint = ("; for an encoder without logits use likelihood='gaussian' with "
+                "forward=lowrank.fisher.encoder_forward" if "default_forward" in str(err) else "")
+        raise ValueError(f"calibration: the first batch ({_describe_batch(first)}) does not fit the model "
+                         f"{type(model).__name__}: {type(err).__name__}: {err}{hint}") from err
+    finally:
+        for m, t in modes.items():
+            m.training = t
+    out = fb.outputs if isinstance(fb, FisherBatch) else fb
+    if likelihood == "categorical" and (not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[-1] < 2):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"calibration: likelihood='categorical' needs logits (batch, ..., classes ≥ 2) from the "
+                         f"model, got outputs {got}; for an encoder use likelihood='gaussian' with "
+                         f"forward=lowrank.fisher.encoder_forward")
+    return first
+
+
+class _Counted:
+    """A loader that counts the batches and samples it yields (for the report)."""
+
+    def __init__(self, loader: Iterable):
+        self.loader, self.batches, self.samples = loader, 0, 0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        self.batches = self.samples = 0
+        for b in self.loader:
+            self.batches += 1
+            self.samples += _batch_size(b) or 0
+            yield b
+
+
+# ------------------------------------------------------------------------------------------ rank choice
+def _dense_count(layer: nn.Linear) -> int:
+    return layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
+
+
+def _factorized_count(m: int, n: int, k: int, bias: int) -> int:
+    # what compress_model leaves: A·B when it pays, the dense layer when it does not
+    return (k * (m + n) if factorization_pays(m, n, k) else m * n) + bias
+
+
+def _uniform_ranks(layers: Mapping[str, nn.Linear], f: float) -> dict[str, int]:
+    ranks = {}
+    for name, layer in layers.items():
+        m, n = layer.weight.shape
+        b = layer.bias.numel() if layer.bias is not None else 0
+        k = math.floor((f * (m * n + b) - b) / (m + n))
+        if k < 1:
+            raise ValueError(f"params_fraction={f} cannot be met with rank_rule='uniform': rank 1 of {name} "
+                             f"({m}×{n}) already keeps {(m + n + b) / (m * n + b):.4f} of its parameters; allowed: "
+                             f"a larger params_fraction, or rank_rule='energy' (which shares the budget across layers)")
+        ranks[name] = min(k, min(m, n))
+    return ranks
+
+
+def _spectrum(method: str, W: torch.Tensor, fisher: torch.Tensor | None, moment: torch.Tensor | None,
+              ridge: float, eps: float) -> torch.Tensor:
+    Wd = W.detach().double()
+    if method == "svd":
+        return torch.linalg.svdvals(Wd)
+    if method in ("fwsvd", "tfwsvd"):
+        # the scaling of lowrank.linalg.row_weighted_projection: D = diag(√(r + ε·mean r))
+        r = row_weights(fisher.double()) if fisher.dim() == 2 else fisher.double()
+        d = torch.sqrt(r + eps * r.mean().clamp_min(torch.finfo(torch.float64).tiny))
+        return torch.linalg.svdvals(d[:, None] * Wd)
+    # asvd: σ(W L)² are the eigenvalues of W C Wᵀ for C = L Lᵀ (the ridge of activation_aware_projection)
+    C = moment.double()
+    C = 0.5 * (C + C.mT)
+    n = C.shape[0]
+    C = C + ridge * (torch.trace(C) / n).clamp_min(torch.finfo(torch.float64).tiny) * torch.eye(n, dtype=C.dtype)
+    ev = torch.linalg.eigvalsh(Wd @ C @ Wd.mT).flip(0).clamp_min(0)
+    return ev[:min(Wd.shape)].sqrt()
+
+
+def _check_rank_one_fits(layers: Mapping[str, nn.Linear], f: float) -> None:
+    total = sum(_dense_count(l) for l in layers.values())
+    one = sum(_factorized_count(*l.weight.shape, 1, l.bias.numel() if l.bias is not None else 0)
+              for l in layers.values())
+    if one > f * total:
+        raise ValueError(f"params_fraction={f} cannot be met with rank_rule='energy': rank 1 in every target layer "
+                         f"already keeps {one / total:.4f} of the target parameters; allowed: a larger params_fraction")
+
+
+def _energy_ranks(layers: Mapping[str, nn.Linear], spectra: Mapping[str, torch.Tensor],
+                  f: float) -> tuple[dict[str, int], float]:
+    shapes = {n: (tuple(l.weight.shape), l.bias.numel() if l.bias is not None else 0) for n, l in layers.items()}
+    budget = f * sum(_dense_count(l) for l in layers.values())
+
+    def ranks_at(beta: float) -> dict[str, int]:
+        return {n: select_rank(s, "energy", beta=beta, name=n) for n, s in spectra.items()}
+
+    def cost(ranks: Mapping[str, int]) -> int:
+        return sum(_factorized_count(*shapes[n][0], k, shapes[n][1]) for n, k in ranks.items())
+
+    # β only changes a rank where it crosses a layer's cumulative energy fraction e_l(k); search those
+    cands = set()
+    for s in spectra.values():
+        e = torch.cumsum(s.double() ** 2, 0)
+        if e[-1] > 0:
+            cands.update(float(v) for v in (e / e[-1]).clamp(max=1.0))
+    cands = sorted(c for c in cands if c > 0)
+    lo, hi = 0, len(cands) - 1
+    if not cands or cost(ranks_at(cands[0])) > budget:
+        one = cost({n: 1 for n in spectra})
+        raise ValueError(f"params_fraction={f} cannot be met with rank_rule='energy': rank 1 in every target layer "
+                         f"already keeps {one / sum(_dense_count(l) for l in layers.values()):.4f} of the target "
+                         f"parameters; allowed: a larger params_fraction")
+    while lo < hi:   # largest candidate whose ranks fit the budget (cost is non-decreasing in β)
+        mid = (lo + hi + 1) // 2
+        if cost(ranks_at(cands[mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return ranks_at(cands[lo]), cands[lo]
+
+
+def _tt_caps(layers: Mapping[str, nn.Linear], f: float, cores: int) -> dict[str, int]:
+    caps = {}
+    for name, layer in layers.items():
+        m, n = layer.weight.shape
+        b = layer.bias.numel() if layer.bias is not None else 0
+        shape = tt_shape_for(m, n, cores)
+        best = None
+        for cap in range(1, max(max_tt_ranks(shape), default=1) + 1):
+            if tt_num_params(shape, tt_ranks_for(shape, cap)) + b <= f * (m * n + b):
+                best = cap
+            else:
+                break
+        if best is None:
+            one = tt_num_params(shape, tt_ranks_for(shape, 1)) + b
+            raise ValueError(f"params_fraction={f} cannot be met for {name} ({m}×{n}) with {cores} TT cores: bond "
+                             f"rank 1 already keeps {one / (m * n + b):.4f} of its parameters; allowed: a larger "
+                             f"params_fraction or another tt_cores")
+        caps[name] = best
+    return caps
+
+
+def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any, rank_rule: str = "uniform",
+                                calibration_given: bool = False, form: str = "factorized", tt_cores: int = 3,
+                                fisher_labels: str = "true", likelihood: str = "categorical",
+                                forward: Any = None, random_state: int = 0) -> None:
+    """The checks of :func:`compress` that need neither the model nor the data (so that a command can
+    run them before it loads anything); each raises a ``ValueError`` naming the argument, the value and
+    what is allowed."""
+    if method in _ITERATIVE:
+        raise ValueError(f"method={method!r} is iterative (it compresses while training: the paper's Algorithms 1–4) "
+                         f"and runs in the training loop (python -m lowrank run); compress() allows the one-shot "
+                         f"methods: {', '.join(ONE_SHOT_METHODS)}")
+    if method not in ONE_SHOT_METHODS:
+        raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
+    if (rank is None) == (params_fraction is None):
+        raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={rank!r}, "
+                         f"params_fraction={params_fraction!r})")
+    if params_fraction is not None:
+        f = params_fraction
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or math.isnan(f) or not 0 < f <= 1:
+            raise ValueError(f"params_fraction={params_fraction!r} is outside the allowed range (0, 1]")
+    if rank_rule not in RANK_RULES:
+        raise ValueError(f"rank_rule={rank_rule!r}; allowed: {', '.join(RANK_RULES)}")
+    if rank_rule == "energy" and (params_fraction is None or method in TT_METHODS):
+        raise ValueError(f"rank_rule='energy' chooses ranks for a params_fraction with a low-rank method "
+                         f"({', '.join(LOW_RANK_METHODS)}); got method={method!r}, params_fraction={params_fraction!r}")
+    if form not in ("factorized", "low_rank"):
+        raise ValueError(f"form={form!r}; allowed: 'factorized', 'low_rank'")
+    if method in TT_METHODS and form != "factorized":
+        raise ValueError(f"form={form!r} does not apply to tensor trains (method={method!r}); allowed: 'factorized'")
+    if isinstance(tt_cores, bool) or not isinstance(tt_cores, int) or tt_cores < 2:
+        raise ValueError(f"tt_cores={tt_cores!r} must be an int ≥ 2")
+    if fisher_labels not in ("true", "empirical"):
+        raise ValueError(f"fisher_labels={fisher_labels!r}; allowed: 'true', 'empirical'")
+    if likelihood not in ("categorical", "gaussian"):
+        raise ValueError(f"likelihood={likelihood!r}; allowed: 'categorical', 'gaussian'")
+    if forward is not None and not callable(forward):
+        raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
+    if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
+        raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
+    needs_data = method in _CALIBRATED
+    if needs_data and not calibration_given:
+        raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
+                         f"iterable of batches> (e.g. a DataLoader of a few hundred training samples)")
+    if not needs_data and calibration_given:
+        raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None (methods that use "
+                         f"it: {', '.join(_CALIBRATED)})")
+
+
+# ------------------------------------------------------------------------------------------ the call
+def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, int] | None = None,
+             params_fraction: float | None = None, rank_rule: str = "uniform", calibration: Iterable | None = None,
+             targets: str | Sequence[str] | Mapping[str, Sequence[str]] = "auto",
+             forward: Callable[[nn.Module, Any], FisherBatch] | None = None, likelihood: str = "categorical",
+             fisher_labels: str = "true", max_samples: int | None = None, form: str = "factorized",
+             tt_cores: int = 3, random_state: int = 0,
+             projection_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, CompressResult]:
+    """One-shot compression of ``model``'s target layers, in place (module docstring). Returns
+    ``(model, report)``.
+
+    ``calibration``: an iterable of batches (tensors, ``(inputs, targets)`` pairs, or dicts such as a
+    tokenizer's output), required by ``fwsvd``, ``tfwsvd``, ``asvd``, ``fwttm``, refused by the others.
+    ``forward(model, batch) → FisherBatch`` turns a batch into model outputs (default
+    :func:`lowrank.fisher.default_forward`); ``likelihood`` (``categorical`` logits or ``gaussian``
+    outputs) and ``fisher_labels`` (``true``: drawn from the model, the paper's Fisher; ``empirical``:
+    the batch's labels, Eq. 6) define the Fisher; ``max_samples`` caps the calibration samples.
+    ``form``: ``factorized`` (``A·B``, the inference form) or ``low_rank`` (``U S Vᵀ``, the training form
+    of the iterative loops). ``tt_cores``: the number of cores of ``ttm`` / ``fwttm``.
+    ``projection_kwargs`` go to the projection (e.g. ``{"ridge": 1e-4}`` for ``asvd``).
+    """
+    # ---- arguments, before any work
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    validate_compress_arguments(method=method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
+                                calibration_given=calibration is not None, form=form, tt_cores=tt_cores,
+                                fisher_labels=fisher_labels, likelihood=likelihood, forward=forward,
+                                random_state=random_state)
+    if params_fraction is not None:
+        params_fraction = float(params_fraction)
+    needs_data = method in _CALIBRATED
+    layers = find_linear_layers(model, targets)
+    names = list(layers)
+    for name, layer in layers.items():
+        if not isinstance(layer.weight, nn.Parameter) or layer.weight.dim() != 2:
+            raise ValueError(f"{name}: its weight is not a 2-D nn.Parameter (parametrised modules cannot be "
+                             f"factorised)")
+    if rank is not None:
+        for name, layer in layers.items():
+            if isinstance(rank, Mapping):
+                if name not in rank:
+                    raise ValueError(f"rank: the mapping has no rank for target {name!r}; targets: {names}")
+                k = rank[name]
+            else:
+                k = rank
+            if method in TT_METHODS:
+                if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                    raise ValueError(f"{name}: rank={k!r} (the TT bond-rank cap) must be a positive int")
+            else:
+                validate_rank(k, tuple(layer.weight.shape), name)
+    forward = default_forward if forward is None else forward
+    device = _device_of(model)
+    fwd = lambda mdl, batch: forward(mdl, _move(batch, device))  # noqa: E731
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                    or max_samples < 1):
+        raise ValueError(f"max_samples={max_samples!r} must be a positive int or None")
+    # ranks that need only the shapes are chosen now, so that a fraction that cannot be met is refused
+    # before any statistic is measured
+    shape_ranks: dict[str, int] | None = None
+    if params_fraction is not None and params_fraction < 1.0:
+        if method in TT_METHODS:
+            shape_ranks = _tt_caps(layers, params_fraction, tt_cores)
+        elif rank_rule == "uniform":
+            shape_ranks = _uniform_ranks(layers, params_fraction)
+        else:
+            _check_rank_one_fits(layers, params_fraction)
+    if needs_data:
+        check_calibration(model, calibration, fwd, likelihood=likelihood)
+
+    # ---- statistics
+    kwargs = dict(projection_kwargs or {})
+    fisher = moments = None
+    counted = _Counted(calibration) if needs_data else None
+    if method in ("fwsvd", "tfwsvd", "fwttm"):
+        full = diagonal_fisher(model, counted, names, fwd, likelihood=likelihood, labels=fisher_labels,
+                               generator=make_generator(random_state), dtype=torch.float64, max_samples=max_samples)
+        fisher = {n: F.to(layers[n].weight.dtype) for n, F in full.items()}
+    if method == "asvd":
+        mask = lambda b: b.get("attention_mask") if isinstance(b, Mapping) else None  # noqa: E731
+        moments = input_second_moments(model, counted, layers, lambda mdl, b: fwd(mdl, b), mask=mask)
+    calib_info = None
+    if counted is not None:
+        samples = counted.samples if max_samples is None else min(counted.samples, max_samples)
+        calib_info = {"batches": counted.batches, "samples": samples, "statistic":
+                      "diagonal Fisher" if fisher is not None else "input second moment",
+                      "likelihood": likelihood if fisher is not None else None,
+                      "labels": fisher_labels if fisher is not None else None}
+
+    # ---- ranks and the projection
+    before = count_parameters(model, names)
+    beta = None
+    skipped_all: dict[str, str] = {}
+    if params_fraction == 1.0:
+        # the dense layer is the best model within the whole budget: nothing to compress
+        skipped_all = {n: "params_fraction=1 keeps the dense layer" for n in names}
+    if method in TT_METHODS:
+        caps = (rank if isinstance(rank, Mapping) else {n: rank for n in names}) if rank is not None else \
+            (shape_ranks or {})
+        todo = [n for n in names if n not in skipped_all]
+        rep = CompressionReport()
+        if todo:
+            rep = compress_model_tt(model, {"include": todo}, method=method, cores=tt_cores,
+                                    max_rank={n: caps[n] for n in todo},
+                                    fisher=None if fisher is None else {n: row_weights(fisher[n].double())
+                                                                        for n in todo})
+    else:
+        if rank is not None:
+            ranks = dict(rank) if isinstance(rank, Mapping) else {n: rank for n in names}
+        elif skipped_all:
+            ranks = {}
+        elif rank_rule == "uniform":
+            ranks = shape_ranks
+        else:
+            ridge = float(kwargs.get("ridge", 1e-6))
+            eps = float(kwargs.get("eps", 1e-8))
+            spectra = {n: _spectrum(method, layers[n].weight, None if fisher is None else fisher[n],
+                                    None if moments is None else moments[n], ridge, eps) for n in names}
+            ranks, beta = _energy_ranks(layers, spectra, params_fraction)
+        rep = CompressionReport()
+        todo = [n for n in names if n in ranks]
+        if todo:
+            rep = compress_model(model, {"include": todo}, method=method, rank={n: ranks[n] for n in todo},
+                                 fisher=fisher, second_moments=moments, form=form, projection_kwargs=kwargs)
+    result = CompressResult(method=method, targets=names, ranks=dict(rep.ranks),
+                            skipped={**skipped_all, **rep.skipped},
+                            before=before, after=count_parameters(model, names, original=before),
+                            params_fraction=params_fraction, rank_rule=rank_rule if params_fraction else None,
+                            energy_beta=beta, calibration=calib_info, fisher=fisher, second_moments=moments)
+    return model, result

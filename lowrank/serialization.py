@@ -1,0 +1,166 @@
+"""Save a compressed model and load it onto a freshly built base model, without pickle.
+
+    lowrank.save_compressed(model, "out/")            # out/model.safetensors + out/structure.json
+    model = lowrank.load_compressed(build_base(), "out/")
+
+``structure.json`` records the factor structure — layer name → type and shape:
+
+* ``factorized`` (:class:`~lowrank.layers.FactorizedLinear`, ``A·B``): ``in_features``, ``out_features``, ``rank``;
+* ``low_rank`` (:class:`~lowrank.layers.LowRankLinear`, ``U S Vᵀ``): the same keys;
+* ``tt`` (:class:`~lowrank.layers.TTLinear`): ``out_modes``, ``in_modes``, ``ranks`` (the bond ranks);
+
+each with ``bias``. The weights (every tensor of ``model.state_dict()``: factors, the untouched layers,
+buffers) go to ``model.safetensors`` through :func:`safetensors.torch.save_model`, which also handles
+tied weights. :func:`load_compressed` checks the whole structure against the base model (each layer
+exists, is an ``nn.Linear`` of the recorded in/out size and bias) and every stored tensor's shape
+against the rebuilt model before it changes anything, and raises a ``ValueError`` naming the layer
+otherwise. Both files are written atomically (temporary file + rename).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+
+from .layers import FactorizedLinear, LowRankLinear, TTLinear
+from .surgery import replace_module
+from .tt import TTShape
+from .utils import _atomic_path, atomic_write_json
+
+__all__ = ["FORMAT", "WEIGHTS_FILE", "STRUCTURE_FILE", "compressed_structure", "save_compressed",
+           "load_compressed", "apply_compressed_structure"]
+
+FORMAT = "opfact-compressed/1"
+WEIGHTS_FILE = "model.safetensors"
+STRUCTURE_FILE = "structure.json"
+
+
+def compressed_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Layer name → description of every factorised layer of ``model`` (module docstring)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (FactorizedLinear, LowRankLinear)):
+            out[name] = {"type": "factorized" if isinstance(m, FactorizedLinear) else "low_rank",
+                         "in_features": m.in_features, "out_features": m.out_features, "rank": m.rank,
+                         "bias": m.bias is not None}
+        elif isinstance(m, TTLinear):
+            out[name] = {"type": "tt", "in_features": m.in_features, "out_features": m.out_features,
+                         "out_modes": list(m.shape.out_modes), "in_modes": list(m.shape.in_modes),
+                         "ranks": list(m.ranks), "bias": m.bias is not None}
+    return out
+
+
+def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model.safetensors`` and ``structure.json`` into ``directory`` (created); returns it.
+
+    ``metadata`` (JSON-serialisable) is stored in ``structure.json`` beside the structure, e.g. the
+    compression report or how to build the base model.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
+    structure = compressed_structure(model)
+    if not structure:
+        raise ValueError(f"model ({type(model).__name__}) has no factorised layer (FactorizedLinear, LowRankLinear "
+                         f"or TTLinear); compress it first (lowrank.compress) or save it with its own library")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_model(model, str(tmp), metadata={"format": FORMAT})
+    doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
+           "metadata": metadata or {}}
+    json.dumps(doc)  # refuse unserialisable metadata before writing anything half-done
+    atomic_write_json(directory / STRUCTURE_FILE, doc)
+    return directory
+
+
+def _read_structure(directory: Path) -> dict[str, Any]:
+    path = directory / STRUCTURE_FILE
+    if not path.is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise ValueError(f"directory={str(directory)!r} must hold {STRUCTURE_FILE} and {WEIGHTS_FILE} "
+                         f"(written by lowrank.save_compressed)")
+    doc = json.loads(path.read_text())
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: format={doc.get('format')!r}; this version reads {FORMAT!r}")
+    return doc
+
+
+def _shell(name: str, spec: dict[str, Any], old: nn.Module) -> nn.Module:
+    kind = spec.get("type")
+    if kind not in ("factorized", "low_rank", "tt"):
+        raise ValueError(f"{name}: layer type {kind!r} in {STRUCTURE_FILE}; allowed: 'factorized', 'low_rank', 'tt'")
+    if not isinstance(old, nn.Linear):
+        raise ValueError(f"{name}: the structure factorises this layer, but in the base model it is a "
+                         f"{type(old).__name__}, not an nn.Linear; build the same architecture as the saved model")
+    n, m, bias = spec["in_features"], spec["out_features"], bool(spec["bias"])
+    if (old.in_features, old.out_features) != (n, m) or (old.bias is not None) != bias:
+        raise ValueError(f"{name}: the structure expects an nn.Linear {n}→{m} (bias={bias}), the base model has "
+                         f"{old.in_features}→{old.out_features} (bias={old.bias is not None}); build the base "
+                         f"model with the configuration of the saved one")
+    kw = {"device": old.weight.device, "dtype": old.weight.dtype}
+    if kind == "tt":
+        shape = TTShape(tuple(spec["out_modes"]), tuple(spec["in_modes"]))
+        if (shape.out_features, shape.in_features) != (m, n):
+            raise ValueError(f"{name}: TT modes {spec['out_modes']} × {spec['in_modes']} do not multiply to {m}×{n}")
+        return TTLinear(shape, tuple(spec["ranks"]), bias=bias, **kw)
+    cls = FactorizedLinear if kind == "factorized" else LowRankLinear
+    return cls(n, m, int(spec["rank"]), bias=bias, **kw)
+
+
+def _build_shells(model: nn.Module, structure: dict[str, dict[str, Any]]) -> dict[str, nn.Module]:
+    """Name → empty factorised shell for every recorded layer, each checked against ``model`` first."""
+    modules = dict(model.named_modules())
+    missing = [n for n in structure if n not in modules]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: the structure factorises {'a layer' if len(missing) == 1 else 'layers'} "
+                         f"the base model does not have; build the same architecture as the saved model (some of "
+                         f"its Linear names: {[n for n, mm in modules.items() if isinstance(mm, nn.Linear)][:6]})")
+    # checked in the base model's order, so the first error is the first layer that does not fit
+    return {name: _shell(name, structure[name], mod) for name, mod in modules.items() if name in structure}
+
+
+def apply_compressed_structure(model: nn.Module, structure: dict[str, dict[str, Any]]) -> None:
+    """Replace the named ``nn.Linear`` layers of ``model`` by empty factorised shells of the recorded
+    shapes; every layer is checked before the first is replaced."""
+    for name, new in _build_shells(model, structure).items():
+        replace_module(model, name, new)
+
+
+def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.Module:
+    """Apply the saved factor structure to ``base_model`` (a freshly built model of the saved
+    architecture; its weights are overwritten) and load the saved tensors; returns the model, in eval
+    mode. Loads with safetensors only (no pickle)."""
+    if not isinstance(base_model, nn.Module):
+        raise ValueError(f"base_model must be an nn.Module, got {type(base_model).__name__}")
+    directory = Path(directory)
+    doc = _read_structure(directory)
+    structure = doc["layers"]
+    # every check on shells and shapes before base_model changes
+    shells = _build_shells(base_model, structure)
+    expected: dict[str, tuple[int, ...]] = {k: tuple(v.shape) for k, v in base_model.state_dict().items()
+                                            if k.rpartition(".")[0] not in structure}
+    for name, shell in shells.items():
+        expected.update({f"{name}.{k}": tuple(v.shape) for k, v in shell.state_dict().items()})
+    first = next(base_model.parameters(), None)
+    device = first.device if first is not None else "cpu"
+    with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as fh:
+        stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    extra = [k for k in stored if k not in expected]
+    for key, shape in [*((k, stored[k]) for k in expected if k in stored), *((k, stored[k]) for k in extra)]:
+        if key not in expected:
+            raise ValueError(f"{key}: stored tensor has no place in the base model with this structure; build the "
+                             f"same architecture as the saved model")
+        if expected[key] != shape:
+            raise ValueError(f"{key}: stored shape {shape}, the base model with this structure has {expected[key]}; "
+                             f"build the base model with the configuration of the saved one")
+    for name, new in shells.items():
+        replace_module(base_model, name, new)
+    missing, unexpected = load_model(base_model, str(directory / WEIGHTS_FILE), strict=False, device=str(device))
+    if missing or unexpected:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: does not match the base model: missing {sorted(missing)[:8]}, "
+                         f"unexpected {sorted(unexpected)[:8]}")
+    return base_model.eval()
