@@ -4,6 +4,7 @@
     python -m lowrank projection-table --cache-dir cache/text --out reports  # Eq. 4 vs 5 vs 7 on MiniLM
     python -m lowrank run spec.yaml --out runs/ieht                         # one training/compression run
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
+    python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0  # a run group, one process
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
     python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d  # tenBCD vs AdamW over CRs
     python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \
@@ -19,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import load_params, load_spec, stage_params
+from .config import load_group, load_params, load_spec, stage_params
 from .utils import atomic_write_json, atomic_write_text
 
 
@@ -74,6 +75,17 @@ def _run(args) -> None:
             dist.destroy_process_group()
     print(f"{spec.get('method', 'dense')}: accuracy {final['accuracy']:.4f}, "
           f"target params {100 * final['compression_ratio_target']:.1f}% → {args.out}")
+
+
+def _sweep(args) -> None:
+    from .experiment import run_group
+
+    finals = run_group(load_group(args.spec, args.params), args.out, cache_dir=args.cache_dir,
+                       progress=not args.quiet)
+    for name, final in finals.items():
+        print(f"{name}: accuracy {final['accuracy']:.4f}, target params "
+              f"{100 * final['compression_ratio_target']:.1f}%")
+    print(f"{len(finals)} runs → {args.out}")
 
 
 def _tenbcd(args) -> None:
@@ -131,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_run)
+    p = sub.add_parser("sweep", help="a group of runs (params.yaml mapping with a `runs:` key), one process")
+    p.add_argument("spec", help="YAML/JSON file, or params:<dotted.key> in params.yaml, holding `runs:`")
+    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--cache-dir", default="cache/text")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=_sweep)
     p = sub.add_parser("tenbcd", help="tenBCD vs AdamW on a TT-compressed MLP over compression ratios")
     p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
     p.add_argument("--params", default="params.yaml")

@@ -23,9 +23,12 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["PROFILES", "load_params", "merge", "resolve_spec", "stage_params", "load_spec"]
+__all__ = ["PROFILES", "GROUP_KEY", "load_params", "merge", "resolve_spec", "resolve_group", "stage_params",
+           "load_spec", "load_group"]
 
 PROFILES = ("small", "paper")
+#: the key of a run group (:func:`resolve_group`): name → run spec, the group's other keys shared by all
+GROUP_KEY = "runs"
 
 
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
@@ -108,6 +111,43 @@ def resolve_spec(params: Mapping[str, Any], ref: str | Mapping[str, Any], profil
     return resolve(spec, ())
 
 
+def resolve_group(params: Mapping[str, Any], ref: str | Mapping[str, Any], profile: str | None = None, *,
+                  source: str = "params.yaml") -> dict[str, dict[str, Any]]:
+    """A run group: name → resolved run spec, for a mapping with a ``runs:`` key (:data:`GROUP_KEY`).
+
+    A group states once what its runs share (dataset, base, budget, seed) and, under ``runs:``, each
+    run's own keys (usually method and method_args)::
+
+        seeds:
+          digits_k0:
+            inherit: budget_digits
+            base: runs/pretrain/digits_k0/model.pt
+            train: {random_state: 0}
+            runs: {svd_r4: {method: svd, method_args: {rank: 4}}, ieht_90: {method: ieht, ...}}
+
+    Each run resolves as ``merge(resolved group without runs, resolve_spec(run))``: the group (with its
+    ``inherit`` and profile section) first, then the run's own keys, which may say ``inherit:`` and have a
+    profile section of their own. Why groups: one process runs them all, so a sweep of short runs pays
+    the import of torch and timm (about 5 s) and DVC's stage overhead once per group, not once per run.
+    """
+    label = ref if isinstance(ref, str) else "(mapping)"
+    group = resolve_spec(params, ref, profile, source=source)
+    runs = group.pop(GROUP_KEY, None)
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError(f"group {label!r}: {GROUP_KEY!r} must be a non-empty mapping of run name → spec, "
+                         f"got {runs!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, node in runs.items():
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ValueError(f"group {label!r}: run name {name!r} must be a plain folder name")
+        if not isinstance(node, dict):
+            raise ValueError(f"group {label!r}: run {name!r} must be a mapping, got {type(node).__name__}")
+        if GROUP_KEY in node:
+            raise ValueError(f"group {label!r}: run {name!r} has its own {GROUP_KEY!r} (groups do not nest)")
+        out[name] = merge(group, resolve_spec(params, node, profile, source=source))
+    return out
+
+
 def stage_params(params: dict[str, Any], stage: str) -> dict[str, Any]:
     """The section for ``stage`` resolved under the active profile (:func:`resolve_spec`)."""
     if stage not in params:
@@ -118,15 +158,10 @@ def stage_params(params: dict[str, Any], stage: str) -> dict[str, Any]:
     return resolve_spec(params, section)
 
 
-def load_spec(ref: str, params_path: str | Path = "params.yaml") -> dict[str, Any]:
-    """A run spec named on the command line, resolved (:func:`resolve_spec`).
-
-    ``ref`` is ``params:<dotted.key>`` (a mapping inside ``params_path``) or a YAML/JSON file. A file
-    that says ``inherit:`` or has profile sections follows ``params_path`` (its profile and its
-    mappings); any other file is used as it is, and ``params_path`` need not exist.
-    """
+def _read_ref(ref: str, params_path: str | Path) -> tuple[dict[str, Any], str | dict[str, Any]]:
+    """(params, what to resolve) for ``params:<dotted.key>`` or a YAML/JSON file (see :func:`load_spec`)."""
     if ref.startswith("params:"):
-        return resolve_spec(load_params(params_path), ref[len("params:"):], source=str(params_path))
+        return load_params(params_path), ref[len("params:"):]
     path = Path(ref)
     if not path.is_file():
         raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
@@ -135,5 +170,22 @@ def load_spec(ref: str, params_path: str | Path = "params.yaml") -> dict[str, An
     if not isinstance(spec, dict):
         raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
     uses_params = spec.get("inherit") is not None or any(spec.get(p) is not None for p in PROFILES)
-    params = load_params(params_path) if uses_params else {}
-    return resolve_spec(params, spec, source=str(params_path))
+    return (load_params(params_path) if uses_params else {}), spec
+
+
+def load_group(ref: str, params_path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    """A run group named on the command line (``params:<dotted.key>`` or a file), resolved
+    (:func:`resolve_group`): what ``python -m lowrank sweep`` reads."""
+    params, node = _read_ref(ref, params_path)
+    return resolve_group(params, node, source=str(params_path))
+
+
+def load_spec(ref: str, params_path: str | Path = "params.yaml") -> dict[str, Any]:
+    """A run spec named on the command line, resolved (:func:`resolve_spec`).
+
+    ``ref`` is ``params:<dotted.key>`` (a mapping inside ``params_path``) or a YAML/JSON file. A file
+    that says ``inherit:`` or has profile sections follows ``params_path`` (its profile and its
+    mappings); any other file is used as it is, and ``params_path`` need not exist.
+    """
+    params, node = _read_ref(ref, params_path)
+    return resolve_spec(params, node, source=str(params_path))

@@ -30,7 +30,7 @@ from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
 from .utils import set_random_state
 
-__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "load_base"]
+__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base"]
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
@@ -114,3 +114,24 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
             and trainer.is_main:
         trainer.checkpoint_path.unlink()
     return final
+
+
+def run_group(specs: Mapping[str, Mapping[str, Any]], out_dir: str | Path, *, cache_dir: str | Path | None = None,
+              progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Run a group of experiments (:func:`lowrank.config.resolve_group`) one after another in this process,
+    each into ``out_dir/<name>/``; returns name → final metrics. Every spec is validated before the first
+    run starts, so a bad key in the last run fails in seconds, not after the others."""
+    from tqdm.auto import tqdm
+
+    if not specs:
+        raise ValueError("run_group: no runs given")
+    for name, spec in specs.items():
+        try:
+            validate_spec(spec)
+        except ValueError as err:
+            raise ValueError(f"run {name!r}: {err}") from None
+    out = Path(out_dir)
+    finals: dict[str, dict[str, Any]] = {}
+    for name, spec in tqdm(list(specs.items()), desc="runs", unit="run", disable=not progress):
+        finals[name] = run_experiment(spec, out / name, cache_dir=cache_dir, progress=progress)
+    return finals

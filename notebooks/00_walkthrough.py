@@ -22,7 +22,7 @@
 # 1. **Euclidean vs information projection** of one layer (Section 3.2, Eq. 4 vs Eq. 5): SVD, FWSVD (row-summed
 #    diagonal Fisher) and TFWSVD (full diagonal Fisher) at several ranks, scored by the KL divergence between the
 #    original and the projected model's predictions. The model is the small timm ViT of the offline profile;
-#    if the pre-training run `runs/pretrain/digits/model.pt` exists it is loaded, otherwise the ViT is randomly
+#    if the pre-training run `runs/pretrain/digits_k0/model.pt` exists it is loaded, otherwise the ViT is randomly
 #    initialised (the comparison is then between two functions of an untrained network, still a fair test of
 #    which projection keeps the outputs).
 # 2. **Energy cut vs σ_max cut** (Algorithm 1: IEHT vs OIALR) on a real spectrum: the first MLP weight of the
@@ -94,7 +94,7 @@ torch.set_num_threads(1)
 
 # %%
 set_random_state(random_state)
-base = runs / "pretrain" / "digits" / "model.pt"
+base = runs / "pretrain" / "digits_k0" / "model.pt"
 # the pre-training run's own spec says how its model was built
 spec = json.loads((base.parent / "metrics.json").read_text()).get("spec", {}) if base.is_file() else {}
 model_args = {k: v for k, v in (spec.get("model_args") or {}).items() if k != "pretrained"}

@@ -6,7 +6,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lowrank.config import PROFILES, load_params, load_spec, merge, resolve_spec, stage_params
+from lowrank.config import (GROUP_KEY, PROFILES, load_group, load_params, load_spec, merge, resolve_group,
+                            resolve_spec, stage_params)
 
 PARAMS = {
     "profile": "small",
@@ -20,6 +21,14 @@ PARAMS = {
         "loop": {"inherit": "sweep.loop"},
     },
     "stage": {"n": 1, "paper": {"n": 2}},
+    "groups": {
+        "k1": {"inherit": "derived", "train": {"random_state": 1}, "paper": {"train": {"lr": 0.01}},
+               "runs": {"a": {"method": "svd", "method_args": {"rank": 4}, "paper": {"method_args": {"rank": 32}}},
+                        "b": {"inherit": "sweep.b", "train": {"epochs": 5}}}},
+        "empty": {"inherit": "base", "runs": {}},
+        "nested": {"runs": {"a": {"runs": {"b": {}}}}},
+        "slash": {"runs": {"a/b": {}}},
+    },
 }
 
 
@@ -58,6 +67,26 @@ def test_bad_specs_are_refused(tmp_path):
     bad.write_text(yaml.safe_dump({**PARAMS, "profile": "huge"}))
     with pytest.raises(ValueError, match="profile='huge'"):
         load_params(bad)
+
+
+def test_a_group_shares_its_keys_and_each_run_keeps_its_own(tmp_path):
+    """resolve_group: the resolved group (inherit, profile section) under each run's own resolved keys."""
+    small = load_group("params:groups.k1", _write(tmp_path, "small"))
+    assert list(small) == ["a", "b"]
+    assert small["a"] == {"dataset": "digits", "train": {"epochs": 10, "lr": 0.001, "random_state": 1},
+                          "method": "svd", "method_args": {"rank": 4}}
+    # run b inherits the whole of `base` (epochs 30), but its own epochs win over both; the group's seed stays
+    assert small["b"] == {"dataset": "digits", "train": {"epochs": 5, "lr": 0.001, "random_state": 1},
+                          "method": "ieht"}
+    paper = resolve_group(PARAMS, "groups.k1", "paper")
+    assert paper["a"]["method_args"] == {"rank": 32} and paper["a"]["dataset"] == "cifar10"
+    # the group's paper lr (0.01) is under run b's inherited base, whose own paper section sets 0.0001
+    assert paper["a"]["train"] == {"epochs": 10, "lr": 0.01, "random_state": 1}
+    assert paper["b"]["train"] == {"epochs": 5, "lr": 0.0001, "random_state": 1}
+    for key, match in (("groups.empty", f"{GROUP_KEY!r} must be a non-empty"), ("groups.nested", "do not nest"),
+                       ("groups.slash", "plain folder name"), ("sweep.a", f"{GROUP_KEY!r} must be")):
+        with pytest.raises(ValueError, match=match):
+            resolve_group(PARAMS, key)
 
 
 RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats"]

@@ -176,6 +176,63 @@ def test_one_shot_trains_the_declared_factors(base, cache):
     assert isinstance(layer, LowRankLinear) and not layer.U.requires_grad and layer.S.requires_grad
 
 
+@pytest.mark.parametrize("rule", ["uniform", "energy"])
+def test_one_shot_at_a_params_fraction_meets_it_as_compress_does(rule, base, cache):
+    """``params_fraction``: the per-layer ranks are those of lowrank.compress (the public API) on the same
+    base, the compressed targets keep at most that fraction, and the uniform rule's rank of each layer is the
+    largest k with k(m + n) + bias ≤ f(mn + bias) (brute force)."""
+    import copy
+
+    from lowrank import compress
+    from lowrank.surgery import count_parameters, find_linear_layers
+
+    f = 0.3
+    t = _trainer("svd", {"params_fraction": f, "rank_rule": rule}, base, cache, epochs=1)
+    dense = copy.deepcopy(t.model)
+    layers = find_linear_layers(dense, "blocks.*")
+    t.method.setup(t)
+    got = t.module_ranks()
+    _, ref = compress(copy.deepcopy(dense), method="svd", params_fraction=f, rank_rule=rule, targets="blocks.*")
+    assert got == ref.ranks
+    after = count_parameters(t.model, list(layers), original=count_parameters(dense, list(layers)))
+    assert after.ratio_target <= f
+    if rule == "uniform":
+        for name, layer in layers.items():
+            m, n = layer.weight.shape
+            b = layer.bias.numel()
+            assert got[name] == max(k for k in range(1, min(m, n) + 1) if k * (m + n) + b <= f * (m * n + b))
+
+
+@pytest.mark.parametrize("args,match", [
+    ({"rank": 4, "params_fraction": 0.3}, "exactly one of rank and params_fraction"),
+    ({}, "exactly one of rank and params_fraction"),
+    ({"params_fraction": 1.0}, "keeps the dense model"),
+    ({"params_fraction": 0.0}, "params_fraction=0.0 is outside"),
+    ({"rank": 4, "rank_rule": "energy"}, "applies to params_fraction only"),
+    ({"params_fraction": 0.3, "rank_rule": "greedy"}, "rank_rule='greedy'; allowed: uniform, energy"),
+])
+def test_one_shot_size_keys_are_refused_when_wrong(args, match):
+    with pytest.raises(ValueError, match=match):
+        build_method("svd", args)
+
+
+def test_a_run_group_validates_every_run_first_then_runs_each_into_its_folder(base, cache, tmp_path):
+    from lowrank.experiment import run_group
+
+    good = spec("svd", {"rank": 2}, base, epochs=1)
+    with pytest.raises(ValueError, match=r"run 'b': .*rank=0 must be a positive int"):
+        run_group({"a": good, "b": spec("svd", {"rank": 0}, base, epochs=1)}, tmp_path / "bad", cache_dir=cache,
+                  progress=False)
+    assert not (tmp_path / "bad").exists()        # nothing ran: the bad spec was found first
+    finals = run_group({"a": good, "b": spec("svd", {"rank": 3}, base, epochs=1)}, tmp_path / "g", cache_dir=cache,
+                       progress=False)
+    assert list(finals) == ["a", "b"]
+    for name, rank in (("a", 2), ("b", 3)):
+        metrics = json.loads((tmp_path / "g" / name / "metrics.json").read_text())
+        assert metrics["spec"]["method_args"]["rank"] == rank
+        assert metrics["accuracy"] == pytest.approx(finals[name]["accuracy"])
+
+
 def test_trp_run_ends_compiled_at_the_truncated_rank(base, cache, tmp_path):
     final = run_experiment(spec("trp", {"trp_threshold": 0.8, "trp_frequency": 7, "nuclear_norm_weight": 1e-3}, base,
                                 epochs=2), tmp_path, cache_dir=cache, progress=False)

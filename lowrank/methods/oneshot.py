@@ -1,4 +1,4 @@
-"""One-shot projections at a fixed rank, then fine-tuning: the "not iterative" rows of the paper's Table 2.
+"""One-shot projections at a fixed size, then fine-tuning: the "not iterative" rows of the paper's Table 2.
 
 ``svd`` (Eq. 4), ``fwsvd`` (Eq. 5 with row-summed diagonal Fisher), ``tfwsvd`` (Eq. 5 with the full
 diagonal Fisher; multi-start ALS run until a sweep changes the objective by at most ``tfwsvd_tol``
@@ -9,6 +9,13 @@ FWSVD's axis (``fwsvd_axis``): Hsu et al. write a layer as ``y = x W`` with ``W`
 rows; the paper sums the diagonal Fisher "column-wise, making the approximation identical for each row".
 With PyTorch's ``(out, in)`` layout, ``rows`` (default) gives each output neuron one weight (the Fisher
 summed over the inputs) and ``columns`` each input one weight — the other reading, kept as an ablation.
+
+Size: ``rank`` (one rank for every target layer, the paper's form) or ``params_fraction`` — the compressed
+target layers' parameters (factors and biases) over the dense ones, met with per-layer ranks by
+``rank_rule``: ``uniform`` (the largest rank of each layer that keeps at most that fraction of it) or
+``energy`` (one energy threshold β for every layer, the largest β whose ranks fit the budget: the rank rule
+of IEHT, Eq. 8, applied once — so a one-shot run can sit at any size an iterative run reaches, and differ
+from it only in being one-shot). The choice is :func:`lowrank.api.compress`'s, on the same spectra.
 
 What trains (``train``):
 
@@ -29,9 +36,12 @@ import torch
 from ..activations import input_second_moments
 from ..data import move_batch
 from ..fisher import default_forward, diagonal_fisher
-from ..surgery import compile_model, compress_model
+from ..surgery import compile_model, compress_model, find_linear_layers
 from ..utils import make_generator
-from .base import Method, register, validate_choice, validate_positive_int
+from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
+
+#: how ``params_fraction`` becomes per-layer ranks (:func:`lowrank.api.compress`'s rules)
+RANK_RULES = ("uniform", "energy")
 
 __all__ = ["OneShot"]
 
@@ -40,6 +50,8 @@ __all__ = ["OneShot"]
 class OneShot(Method):
     keys = {
         "rank": None,
+        "params_fraction": None,
+        "rank_rule": "uniform",
         "train": "factors",
         "fisher_labels": "true",
         "fwsvd_axis": "rows",
@@ -52,7 +64,24 @@ class OneShot(Method):
     def validate(cls, name: str, cfg: dict[str, Any]) -> None:
         super().validate(name, cfg)
         c = {**cls.keys, **cfg}
-        validate_positive_int("rank", c["rank"])
+        if (c["rank"] is None) == (c["params_fraction"] is None):
+            raise ValueError(f"give exactly one of rank and params_fraction (got rank={c['rank']!r}, "
+                             f"params_fraction={c['params_fraction']!r})")
+        if c["rank"] is not None:
+            validate_positive_int("rank", c["rank"])
+            if "rank_rule" in cfg:
+                raise ValueError(f"rank_rule={cfg['rank_rule']!r} applies to params_fraction only; with rank="
+                                 f"{c['rank']} every layer gets that rank")
+        else:
+            validate_fraction("params_fraction", c["params_fraction"])
+            if c["params_fraction"] >= 1:
+                raise ValueError(f"params_fraction={c['params_fraction']!r} keeps the dense model; allowed: (0, 1)")
+        validate_choice("rank_rule", c["rank_rule"], RANK_RULES)
+        if c["rank_rule"] == "energy" and c["fwsvd_axis"] == "columns":
+            # the energy spectra are those of compress(): row-weighted; a column-weighted run would pick its
+            # ranks on another matrix than the one it projects
+            raise ValueError("rank_rule='energy' with fwsvd_axis='columns' is not supported; allowed: "
+                             "fwsvd_axis='rows', or rank / rank_rule='uniform'")
         validate_choice("train", c["train"], ("factors", "core"))
         validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
         validate_choice("fwsvd_axis", c["fwsvd_axis"], ("rows", "columns"))
@@ -77,13 +106,29 @@ class OneShot(Method):
                 mask=lambda b: b.get("attention_mask") if isinstance(b, dict) else None)
         kwargs = ({"tol": c["tfwsvd_tol"]} if self.name == "tfwsvd" else {"ridge": c["asvd_ridge"]}
                   if self.name == "asvd" else {"axis": c["fwsvd_axis"]} if self.name == "fwsvd" else {})
-        rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=c["rank"], fisher=fisher,
+        rank = c["rank"] if c["rank"] is not None else self._ranks_for_fraction(trainer, names, fisher, moments, kwargs)
+        rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=rank, fisher=fisher,
                              second_moments=moments, form="factorized" if c["train"] == "factors" else "low_rank",
                              projection_kwargs=kwargs)
         trainer.sync_structure(names)
         self.skipped = rep.skipped
         self.record(trainer, trainer.module_ranks(), event="project")
         return True
+
+    def _ranks_for_fraction(self, trainer, names, fisher, moments, kwargs) -> dict[str, int]:
+        """Per-layer ranks that meet ``params_fraction`` under ``rank_rule`` (:func:`lowrank.api.compress`'s
+        rules, on the spectra its projection uses)."""
+        from ..api import _energy_ranks, _spectrum, _uniform_ranks
+
+        f = float(self.cfg["params_fraction"])
+        layers = find_linear_layers(trainer.model, {"include": names})
+        if self.cfg.get("rank_rule", "uniform") == "uniform":
+            return _uniform_ranks(layers, f)
+        ridge, eps = float(kwargs.get("ridge", 1e-6)), float(kwargs.get("eps", 1e-8))
+        spectra = {n: _spectrum(self.name, layers[n].weight, None if fisher is None else fisher[n],
+                                None if moments is None else moments[n], ridge, eps) for n in layers}
+        ranks, self.energy_beta = _energy_ranks(layers, spectra, f)
+        return ranks
 
     def finalize(self, trainer) -> None:
         compile_model(trainer.model)
