@@ -46,6 +46,18 @@ class Interval:
     method: str
     level: float = LEVEL
 
+    def effect_text(self) -> str:
+        """The mean, ``+0.0123`` (``–`` without seeds): the effect column of a verdict."""
+        return f"{self.mean:+.4f}" if self.n and np.isfinite(self.mean) else "–"
+
+    def bounds_text(self) -> str:
+        """``[−0.0040, +0.0290] (95 % t, 3 seeds)``, or why there is no interval: the interval column."""
+        if self.n == 0:
+            return "no seeds"
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return f"none ({self.n} seed{'s' if self.n != 1 else ''})"
+        return f"[{self.lo:+.4f}, {self.hi:+.4f}] ({100 * self.level:.0f} % {self.method}, {self.n} seeds)"
+
     def text(self) -> str:
         """``+0.0123 [−0.0040, +0.0290] (95 % t interval, 3 seeds)``."""
         if self.n == 0:
@@ -66,17 +78,25 @@ def _check_level(level: float) -> None:
         raise ValueError(f"level={level!r} must be in (0, 1)")
 
 
+def _too_few(values: Sequence[float] | np.ndarray, level: float, method: str) -> tuple[np.ndarray, Interval | None]:
+    """The checked values, and the interval when there are fewer than 2 of them (none to estimate a
+    spread from: NaN bounds, and a NaN mean without values); ``None`` when an interval can be computed."""
+    _check_level(level)
+    a = _values(values)
+    if a.size == 0:
+        return a, Interval(math.nan, math.nan, math.nan, 0, method, level)
+    if a.size < 2:
+        return a, Interval(float(a.mean()), math.nan, math.nan, int(a.size), method, level)
+    return a, None
+
+
 def t_interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> Interval:
     """Student's t interval for the mean of ``values`` (one per seed); ``lo = hi = NaN`` below 2 values
     (a spread cannot be estimated from one seed)."""
-    _check_level(level)
-    a = _values(values)
-    n = int(a.size)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, "t", level)
-    mean = float(a.mean())
-    if n < 2:
-        return Interval(mean, math.nan, math.nan, n, "t", level)
+    a, few = _too_few(values, level, "t")
+    if few is not None:
+        return few
+    n, mean = int(a.size), float(a.mean())
     half = float(scipy.stats.t.ppf(0.5 + level / 2, n - 1)) * float(a.std(ddof=1)) / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n, "t", level)
 
@@ -85,14 +105,10 @@ def bootstrap_interval(values: Sequence[float] | np.ndarray, level: float = LEVE
                        random_state: int = 0) -> Interval:
     """scipy's bias-corrected and accelerated bootstrap interval for the mean of ``values`` (resampling
     seeds). Identical values give the degenerate interval ``[mean, mean]``; below 2 values, NaN bounds."""
-    _check_level(level)
-    a = _values(values)
-    n = int(a.size)
-    if n == 0:
-        return Interval(math.nan, math.nan, math.nan, 0, "BCa bootstrap", level)
-    mean = float(a.mean())
-    if n < 2:
-        return Interval(mean, math.nan, math.nan, n, "BCa bootstrap", level)
+    a, few = _too_few(values, level, "BCa bootstrap")
+    if few is not None:
+        return few
+    n, mean = int(a.size), float(a.mean())
     if np.ptp(a) == 0:
         # every resample has the same mean: the interval is the point (scipy would return NaN here)
         return Interval(mean, mean, mean, n, "BCa bootstrap", level)

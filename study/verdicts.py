@@ -22,7 +22,7 @@ import pandas as pd
 
 from .fronts import pareto_points
 
-__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "verdict_frame", "noise_level", "decide",
+__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "noise_level", "decide",
            "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
            "front_comparison_text"]
 
@@ -47,20 +47,36 @@ class Noise:
 
 @dataclass
 class Verdict:
+    """One claim's verdict. ``effect`` (oriented so that positive is what the paper claims), ``interval``
+    (its 95 % interval over seeds, with the method and the number of seeds), ``sizes`` (the sizes compared
+    and the coverage), ``datasets`` and ``seeds`` (which seeds vary) are the columns of REPORT.md's verdict
+    table; ``evidence`` holds every other number that decides it."""
+
     claim: str
     statement: str
     paper: str
     verdict: str
     evidence: str
+    effect: str = ""
+    interval: str = ""
+    sizes: str = ""
+    datasets: str = ""
+    seeds: str = ""
 
     def as_row(self) -> dict[str, str]:
         return asdict(self)
 
 
+#: the columns of the verdict table (REPORT.md and :func:`verdict_frame`), in order, with their headers
+VERDICT_COLUMNS = {"claim": "claim", "verdict": "verdict", "effect": "effect", "interval": "95 % interval",
+                   "sizes": "sizes compared (coverage)", "datasets": "datasets", "seeds": "seeds"}
+
+
 def verdict_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
-    """Claim, verdict and our numbers of each verdict, as a table."""
-    return pd.DataFrame([{"claim": v.claim, "verdict": v.verdict, "our numbers": v.evidence} for v in verdicts],
-                        columns=["claim", "verdict", "our numbers"])
+    """The verdict table: claim, verdict, effect, interval, sizes, datasets, seeds, and our numbers."""
+    cols = list(VERDICT_COLUMNS.values()) + ["our numbers"]
+    return pd.DataFrame([{**{h: getattr(v, k) or "–" for k, h in VERDICT_COLUMNS.items()}, "our numbers": v.evidence}
+                         for v in verdicts], columns=cols)
 
 
 def noise_level(repeats: pd.DataFrame) -> Noise:
