@@ -24,7 +24,7 @@ from .fronts import pareto_points
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "noise_level", "decide",
            "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
-           "front_comparison_text"]
+           "front_comparison_text", "single_seed"]
 
 #: tolerance when no repeats exist: one accuracy point
 DEFAULT_TOLERANCE = 0.01
@@ -163,3 +163,15 @@ def front_comparison_text(cmp: Mapping[str, Any], name_a: str, name_b: str) -> s
     return (f"{name_a} − {name_b}: mean front gap {cmp['mean_gap']:+.4f} over {where}, each front read within "
             f"{rtol:.0f}% below the budget (compared from {100 * cmp['lo']:.2f}% to {100 * cmp['hi']:.2f}%; at "
             f"{100 * cmp['lo']:.2f}%: {cmp['gap_at_lo']:+.4f}; min {g.min():+.4f}, max {g.max():+.4f})")
+
+
+def single_seed(verdict: str, seeds: int = 1) -> str:
+    """The verdict of an effect measured on fewer than :data:`study.intervals.MIN_SEEDS` seeds: never
+    "reproduced" or "not reproduced" (no interval over seeds exists), but ``inconclusive (…)`` saying what the
+    noise tolerance alone would read, so the reader sees the direction; other verdicts pass through."""
+    from .intervals import MIN_SEEDS
+
+    if seeds >= MIN_SEEDS or not (verdict.startswith("reproduced") or verdict.startswith("not reproduced")):
+        return verdict
+    return (f"inconclusive ({seeds} seed{'s' if seeds != 1 else ''} < {MIN_SEEDS}; against the noise tolerance "
+            f"alone: {verdict})")
