@@ -110,7 +110,8 @@ trajectories = fig2.figure_rows(load_rank_trajectories(runs, fig2.SWEEP, fig2_on
                                 load_rank_trajectories(runs, fig2.REPEATS_SWEEP, repeats_runs), repeats_runs)
 first_cuts = fig2.first_cut_table(trajectories)
 verdicts = (fig2.verdict_iterative_vs_oneshot(decisive, repeats_runs)
-            + fig2.verdict_energy_vs_sigma_max(fig2_points, noise, first_cuts))
+            + fig2.verdict_energy_vs_sigma_max(fig2_points[fig2_points["dataset"].isin(set(fig2_only["dataset"]))],
+                                               noise, first_cuts))
 display(Markdown(markdown_table(verdict_frame(verdicts))))
 
 # %% [markdown]

@@ -361,6 +361,8 @@ def verdicts(inputs: Inputs) -> list[Verdict]:
     decisive = inputs.memo("decisive", lambda: decisive_table(inputs.runs(REPEATS_SWEEP), inputs.points(REPEATS_SWEEP)))
     rep = inputs.runs(REPEATS_SWEEP)
     points = figure_rows(inputs.points(SWEEP), inputs.points(REPEATS_SWEEP), rep)
+    # claim (c) needs OIALR, which only runs/fig2 runs: its datasets only
+    points = points[points["dataset"].isin(set(inputs.runs(SWEEP)["dataset"]))] if len(points) else points
     first = first_cut_table(figure_rows(inputs.trajectories(SWEEP), inputs.trajectories(REPEATS_SWEEP), rep))
     return (verdict_iterative_vs_oneshot(decisive, runs=inputs.runs(REPEATS_SWEEP))
             + verdict_energy_vs_sigma_max(points, inputs.noise, first))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .families import ITERATIVE, ONE_SHOT, label_key
@@ -47,7 +48,10 @@ def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
                         for m, g in sorted(d.groupby("method"), key=lambda kv: label_key(kv[0])))
         ev = (f"{ds}: {front_comparison_text(cmp, 'one-shot', 'iterative')}; per method: {per}; the tolerance "
               f"{noise.tolerance:.4f} comes from the repeats sweep")
-        return Verdict(lab, statement, paper_txt, decide_fronts(cmp, noise.tolerance), ev)
+        return Verdict(lab, statement, paper_txt, decide_fronts(cmp, noise.tolerance), ev,
+                       effect=f"{cmp['mean_gap']:+.4f}" if np.isfinite(cmp["mean_gap"]) else "–",
+                       sizes=f"{cmp['n_compared']}/{cmp['n_grid']} budgets (coverage {100 * cmp['coverage']:.0f}%)",
+                       datasets=str(ds))
 
     return per_dataset_verdicts(points, "(h)", statement, paper_txt, SWEEP, one_dataset)
 

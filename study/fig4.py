@@ -8,6 +8,7 @@ method · schedule).
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .fronts import compare_fronts, pareto_points
@@ -62,7 +63,12 @@ def verdict_depth_schedules(points: pd.DataFrame, noise: Noise) -> list[Verdict]
             verdict = coverage_verdict(cmps[extremes] if extremes in cmps else next(iter(cmps.values())))
         else:
             verdict = f"inconclusive (schedules missing: {', '.join(sorted(set(by) - set(present)))})"
-        out.append(Verdict(lab, statement, paper_txt, verdict, ev))
+        ext = cmps.get(extremes)
+        out.append(Verdict(lab, statement, paper_txt, verdict, ev,
+                           effect=(f"increasing − decreasing {ext['mean_gap']:+.4f}"
+                                   if ext is not None and np.isfinite(ext["mean_gap"]) else "–"),
+                           sizes=(f"{ext['n_compared']}/{ext['n_grid']} budgets (coverage {100 * ext['coverage']:.0f}%)"
+                                  if ext is not None else "–"), datasets=str(ds)))
     return out
 
 

@@ -51,7 +51,10 @@ def verdict_local_vs_global(points: pd.DataFrame, noise: Noise) -> list[Verdict]
             verdict = "reproduced"
         else:
             verdict = next(v for v in decisions if v.startswith("inconclusive"))
-        return Verdict(lab, statement, paper_txt, verdict, ev)
+        return Verdict(lab, statement, paper_txt, verdict, ev,
+                       effect="; ".join(f"{x}: {c['mean_gap']:+.4f}" for (x, _), c in cmps.items()),
+                       sizes="; ".join(f"{x}: {c['n_compared']}/{c['n_grid']} budgets" for (x, _), c in cmps.items()),
+                       datasets=str(ds))
 
     return per_dataset_verdicts(points, "(e)", statement, paper_txt, SWEEP, one_dataset)
 

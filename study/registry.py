@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .runs import BASES, load_points, load_rank_trajectories, load_runs
-from .verdicts import NOISE_SWEEP, Noise, Verdict, noise_level
+from .verdicts import NOISE_SWEEP, Noise, Verdict, noise_level, single_seed
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -144,5 +144,19 @@ class Inputs:
 def from_points(verdict: Callable[[pd.DataFrame, Noise], list[Verdict]],
                 sweep: str) -> Callable[[Inputs], list[Verdict]]:
     """The verdict function of an artifact whose claim is decided on one sweep's evaluation points:
-    ``verdict(points of runs/<sweep>, noise level)``."""
-    return lambda inputs: verdict(inputs.points(sweep), inputs.noise)
+    ``verdict(points of runs/<sweep>, noise level)``. Such a sweep runs each setting once per seed; with
+    fewer seeds than :data:`study.intervals.MIN_SEEDS` no interval exists and a verdict is at most
+    "inconclusive" (:func:`study.verdicts.single_seed`), whatever the noise rule reads."""
+    def decide(inputs: Inputs) -> list[Verdict]:
+        runs = inputs.runs(sweep)
+        n = int(runs["random_state"].nunique()) if len(runs) else 0
+        out = []
+        for v in verdict(inputs.points(sweep), inputs.noise):
+            v.verdict = single_seed(v.verdict, max(n, 1))
+            v.interval = v.interval or (f"none ({n} seed{'s' if n != 1 else ''})" if n else "–")
+            v.seeds = v.seeds or (", ".join(str(s) for s in sorted(runs["random_state"].dropna().unique()))
+                                  + " (one run per setting)" if n else "–")
+            out.append(v)
+        return out
+
+    return decide
