@@ -30,7 +30,7 @@ from .matched import WINDOW, budget_gaps, budget_summary, decisive_table, roles
 from .pareto import best_accuracy_metrics
 from .registry import Artifact, Inputs, register
 from .style import method_colors, no_runs_axes
-from .verdicts import (NOISE_SWEEP, Noise, Verdict, decide_fronts, front_comparison_text, per_dataset_verdicts,
+from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, front_comparison_text, per_dataset_verdicts,
                        single_seed)
 from .writers import include_figure, include_table, new_figure, no_runs_table
 
@@ -316,7 +316,11 @@ def verdict_iterative_vs_oneshot(decisive: pd.DataFrame, runs: pd.DataFrame | No
         ev = (f"{ds}: " + "; ".join(parts) + f". Budgets: {m['budgets']}." + _explain(rows)
               + floor_text(runs, ds, hi))
         iv = m["interval"]
-        out.append(Verdict(lab, statement, paper_txt, decide_interval(iv), ev, effect=iv.effect_text(),
+        verdict = decide_interval(iv)
+        if iv.n == 0 and m["left out"]:
+            verdict = (f"inconclusive (coverage: no seed's comparison covers {100 * MIN_COVERAGE:.0f}% of the "
+                       f"window's budgets; left out: {m['left out']})")
+        out.append(Verdict(lab, statement, paper_txt, verdict, ev, effect=iv.effect_text(),
                            interval=iv.bounds_text(), sizes=f"{m['budgets']} (coverage per seed {m['coverage']})",
                            datasets=str(ds), seeds=_seeds_text(m["per seed"])))
     return out

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from study import fig2, fig3, fig4, fig5, prop43, report, table1
+from study import fig2, fig3, fig4, fig5, matched, prop43, report, table1
 from study import families, fronts, pareto, verdicts, writers
 from study.verdicts import Verdict
 from study.runs import load_points, load_rank_trajectories, load_runs
@@ -138,7 +138,8 @@ def test_absent_sweep_gives_empty_frames_and_no_runs_tables(tmp_path: Path) -> N
     assert pts.empty and "accuracy" in pts.columns
     assert load_rank_trajectories(tmp_path, "fig2").empty
     for table in (pareto.best_at_budget_table(pts, sweep="fig2"), pareto.fronts_table(pts, sweep="fig2"),
-                  fig2.budget_table(load_runs(tmp_path, "budget")),
+                  fig2.budget_table(load_runs(tmp_path, "budget"), load_points(tmp_path, "budget"),
+                                    load_runs(tmp_path, "repeats"), load_points(tmp_path, "repeats")),
                   fig2.repeats_table(load_runs(tmp_path, "repeats")),
                   table1.table1_table(load_runs(tmp_path, "table1"))):
         assert "no runs" in table["status"].iloc[0]
@@ -158,9 +159,11 @@ def test_rank_trajectories_and_first_cuts(synthetic: Path) -> None:
 
 def test_tables_for_budget_and_repeats(synthetic: Path) -> None:
     # Table 1's tables are tested in tests/test_table1.py
-    b = fig2.budget_table(load_runs(synthetic, "budget"))
-    assert sorted(b["budget"].unique()) == [1.0, 3.0]
-    r = fig2.repeats_table(load_runs(synthetic, "repeats"))
+    rep_runs, rep_points = load_runs(synthetic, "repeats"), load_points(synthetic, "repeats")
+    b = fig2.budget_table(load_runs(synthetic, "budget"), load_points(synthetic, "budget"), rep_runs, rep_points)
+    # the decisive sweep adds its own budget (11 epochs) to the budget sweep's 22 and 44
+    assert list(b["epochs"]) == [11, 22, 44] and (b["seeds"] == 3).all()
+    r = fig2.repeats_table(rep_runs)
     assert (r["n"] == 3).all() and (r["accuracy_std"] > 0).all()
 
 
@@ -199,28 +202,35 @@ def _verdicts(vs: list[verdicts.Verdict]) -> list[str]:
 
 
 def test_iterative_vs_oneshot_verdict(synthetic: Path, tmp_path: Path) -> None:
-    (v,) = fig2.verdict_iterative_vs_oneshot(load_points(synthetic, "fig2"), NOISE)
-    assert v.verdict == "reproduced" and "iterative" in v.evidence and "≤7%" in v.evidence
-    flipped = write_synthetic_runs(tmp_path / "flip", iterative_scale=0.05, oneshot_scale=0.02, oialr_scale=0.05,
-                                   repeats=False)
-    (v,) = fig2.verdict_iterative_vs_oneshot(load_points(flipped, "fig2"), NOISE)
-    assert v.verdict == "not reproduced"
-    # nothing at ≤ 7%: inconclusive, not a guess
-    p = load_points(synthetic, "fig2")
-    p = p[p["compression_ratio_target"] > 0.08]
-    (v,) = fig2.verdict_iterative_vs_oneshot(p, NOISE)
-    assert v.verdict.startswith("inconclusive (no iterative and one-shot point")
-    assert _verdicts(fig2.verdict_iterative_vs_oneshot(p.iloc[0:0], NOISE)) == ["no runs"]
+    """Claim (b) over seeds at matched sizes (the decisive sweep): reproduced when the iterative fronts lie
+    above the one-shot ones at every seed; not reproduced when below; no seeds left when the iterative
+    runs have no evaluation near the window's budgets (coverage)."""
+    runs, points = load_runs(synthetic, "repeats"), load_points(synthetic, "repeats")
+    vs = fig2.verdict_iterative_vs_oneshot(matched.decisive_table(runs, points), runs)
+    assert [(v.claim, v.verdict) for v in vs] == [("(b) digits", "reproduced"), ("(b) mnist1d", "reproduced")]
+    assert all(v.seeds.startswith("0, 1, 2") and "(95 % t, 3 seeds)" in v.interval for v in vs)
+    assert "What trains" in vs[0].evidence and "one-shot (S only) − one-shot: -0.0200" in vs[0].evidence
+    flipped = write_synthetic_runs(tmp_path / "flip", iterative_scale=0.05, oneshot_scale=0.02)
+    runs, points = load_runs(flipped, "repeats"), load_points(flipped, "repeats")
+    assert {v.verdict for v in fig2.verdict_iterative_vs_oneshot(matched.decisive_table(runs, points))} == \
+        {"not reproduced"}
+    # the iterative runs evaluated only above 8 %: nothing matched in the window, every seed left out
+    far = points[~points["method"].isin(["ieht", "ifht"]) | (points["compression_ratio_target"] > 0.08)]
+    vs = fig2.verdict_iterative_vs_oneshot(matched.decisive_table(runs, far))
+    assert all(v.verdict.startswith("inconclusive (coverage: no seed") and "left out" in v.evidence for v in vs)
+    assert _verdicts(fig2.verdict_iterative_vs_oneshot(matched.decisive_table(runs.iloc[0:0], points))) == ["no runs"]
 
 
 def test_energy_vs_sigma_max_verdict(synthetic: Path, tmp_path: Path) -> None:
     traj = load_rank_trajectories(synthetic, "fig2")
     (v,) = fig2.verdict_energy_vs_sigma_max(load_points(synthetic, "fig2"), NOISE,
                                               fig2.first_cut_table(traj))
-    assert v.verdict == "reproduced" and "oialr first cut removes" in v.evidence
+    # one seed: at most inconclusive, with what the noise tolerance alone reads
+    assert v.verdict == "inconclusive (1 seed < 3; against the noise tolerance alone: reproduced)"
+    assert "oialr first cut removes" in v.evidence and v.seeds.startswith("0")
     flipped = write_synthetic_runs(tmp_path / "flip", oialr_scale=0.01, iterative_scale=0.08, repeats=False)
     (v,) = fig2.verdict_energy_vs_sigma_max(load_points(flipped, "fig2"), NOISE)
-    assert v.verdict == "not reproduced"
+    assert v.verdict.endswith("alone: not reproduced)")
     same = write_synthetic_runs(tmp_path / "same", oialr_scale=0.02, repeats=False)
     (v,) = fig2.verdict_energy_vs_sigma_max(load_points(same, "fig2"), verdicts.Noise(0.02, 0.06, "t"))
     assert v.verdict.startswith("inconclusive (within noise")
