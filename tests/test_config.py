@@ -89,7 +89,19 @@ def test_a_group_shares_its_keys_and_each_run_keeps_its_own(tmp_path):
             resolve_group(PARAMS, key)
 
 
-RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats"]
+RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats", "protocol"]
+
+
+def _runs_of(params, sweep, profile):
+    """(name, resolved spec, the run's own node, the mapping it merges onto) of every run of ``sweep``: a
+    group's runs (``runs:``) as `python -m lowrank sweep` resolves them, else the sweep's entries."""
+    for key, node in params[sweep].items():
+        if GROUP_KEY in node:
+            shared = resolve_spec(params, {k: v for k, v in node.items() if k != GROUP_KEY}, profile)
+            for name, spec in resolve_group(params, f"{sweep}.{key}", profile).items():
+                yield f"{key}/{name}", spec, node[GROUP_KEY][name], shared
+        else:
+            yield key, resolve_spec(params, f"{sweep}.{key}", profile), node, None
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +117,11 @@ def test_the_project_params_resolve_under_both_profiles(real_params, tmp_path):
         path = tmp_path / f"params_{profile}.yaml"
         path.write_text(yaml.safe_dump({**real_params, "profile": profile}))
         for sweep in RUN_SWEEPS:
-            for name in real_params[sweep]:
-                spec = resolve_spec(real_params, f"{sweep}.{name}", profile)
-                assert spec == load_spec(f"params:{sweep}.{name}", str(path))   # what the CLI runs
+            for name, spec, _, _ in _runs_of(real_params, sweep, profile):
+                if "/" in name:   # a group's run: what `python -m lowrank sweep` runs
+                    assert spec == load_group(f"params:{sweep}.{name.split('/')[0]}", str(path))[name.split("/")[1]]
+                else:             # what `python -m lowrank run` runs
+                    assert spec == load_spec(f"params:{sweep}.{name}", str(path))
                 assert set(spec) <= set(SPEC_DEFAULTS), (profile, sweep, name, set(spec) - set(SPEC_DEFAULTS))
                 validate_spec({**spec, "base": None})   # the base file exists only after its stage ran
 
@@ -151,9 +165,8 @@ def test_the_project_runs_keep_their_own_settings(real_params):
     whatever its base (and its base's profile section) say; what the run does not set comes from its base."""
     for profile in PROFILES:
         for sweep in RUN_SWEEPS + ["tenbcd"]:
-            for name, node in real_params[sweep].items():
+            for name, spec, node, group in _runs_of(real_params, sweep, profile):
                 where = (profile, sweep, name)
-                spec = resolve_spec(real_params, f"{sweep}.{name}", profile)
                 own = {k: v for k, v in node.items() if k not in ("inherit", *PROFILES)}
                 section = node.get(profile) or {}
                 for path, value in _leaves(section):
@@ -161,12 +174,16 @@ def test_the_project_runs_keep_their_own_settings(real_params):
                 for path, value in _leaves(own):
                     if not _sets(section, path):
                         assert _at(spec, path) == value, (where, path)
-                if "inherit" in node:
-                    parent, mine = resolve_spec(real_params, node["inherit"], profile), merge(own, section)
+                # what the run does not set comes from its base: its own `inherit`, then (in a group) the group
+                parents = ([resolve_spec(real_params, node["inherit"], profile)] if "inherit" in node else []) \
+                    + ([group] if group is not None else [])
+                mine = merge(own, section)
+                for parent in parents:
                     for path, value in _leaves(parent):
                         if not _sets(mine, path):
                             assert _at(spec, path) == value, (where, path)
-                assert "inherit" not in spec and not set(PROFILES) & set(spec)
+                    mine = merge(parent, mine)
+                assert "inherit" not in spec and GROUP_KEY not in spec and not set(PROFILES) & set(spec)
 
 
 _keys = st.sampled_from("abcd")

@@ -94,10 +94,10 @@ def test_report_stage_reads_every_sweep_and_run_input() -> None:
 
 
 def test_every_compression_sweep_of_the_pipeline_has_an_owner() -> None:
-    """The `python -m lowrank run` stages write runs/<sweep>/...: each sweep is the bases or an artifact's."""
+    """The `python -m lowrank run` / `sweep` stages write runs/<sweep>/...: each sweep is the bases or an artifact's."""
     written = set()
     for spec in resolved_stages().values():
-        if any("python -m lowrank run " in c for c in _cmds(spec)):
+        if any("python -m lowrank run " in c or "python -m lowrank sweep " in c for c in _cmds(spec)):
             written |= {o.split("/")[1] for o in _paths(spec.get("outs")) if o.startswith("runs/")}
     assert written == set(sweeps())
 
