@@ -21,9 +21,11 @@
 # BERT for long degrades, so iterative methods have little room and one-shot FWSVD / TFWSVD do well.
 #
 # Reads `runs/fig3`, with exactly the code of notebook 02. Small profile: the real pretrained MiniLM-L6 fine-tuned
-# for one epoch on the offline text task (`pretrain.text`), every Linear of its blocks as targets, and a short
-# budget (one pass over a fixed 512-paragraph subset: 16 steps) — short on purpose, as the paper's own argument is
-# about short BERT budgets; IEHT / IFHT cut every 4 steps with an increasing depth schedule (Table 5's form).
+# for two epochs on the offline text task (`pretrain_text`; the split is grouped by source file, so no file's
+# paragraphs sit in two splits), every Linear of its blocks as targets, and a short budget (one full pass over the
+# training split: 118 steps) — short on purpose, as the paper's own argument is about short BERT budgets; IEHT /
+# IFHT cut every 8 steps up to step 96 with an increasing depth schedule (Table 5's form). One run per method
+# (seed 0): the verdict can be no more than inconclusive, and says so.
 # Paper profile: BERT-base on a GLUE task (`glue:sst2`; other tasks by `dvc exp run -S`).
 #
 # Run it: `dvc repro nb_fig3` (its stage), or from the repository root
