@@ -4,8 +4,9 @@ compression, and those not"), with the ablation that separates "iterative" from 
 gap against the training budget (Section 5.2: iterative methods need long, stable training).
 
 The decisive sweep (``runs/repeats``) holds, per dataset and seed k (the base's pre-training seed and the
-run's ``train.random_state``): one-shot SVD at ``params_fraction``s spread over the window (energy rank rule,
-so it can sit at any size), SVD with only its core S trainable (``train: core``, the form the paper's loops
+run's ``train.random_state``): one-shot SVD at the paper's uniform ranks and at ``params_fraction``s spread
+over the window (energy rank rule, so it can sit at any size; the one-shot front is the better of the two at
+each size), SVD with only its core S trainable (``train: core``, the form the paper's loops
 train) at two of them, and the iterative methods, whose every epoch's evaluation is a point on their path
 from the dense model down (Appendix C). For each seed the two fronts are compared at the budgets of the
 window's grid (:func:`window_grid`) by :func:`study.intervals.per_seed_front_gaps` — a budget counts only
@@ -153,25 +154,27 @@ def budget_gaps(budget_runs: pd.DataFrame, budget_points: pd.DataFrame, repeats_
     the one-shot front at ``at`` (matched sizes, :func:`study.fronts.compare_fronts`; NaN where either has
     no evaluation within MATCH_RTOL below it), and each side's best accuracy there.
 
-    The pair is what the budget sweep runs (its one-shot ``method_args`` and its iterative method and
-    threshold); the decisive sweep's runs of the same settings add its own budget."""
+    The sides are what the budget sweep runs (its one-shot settings — the one-shot front is the best of
+    them — and its iterative method and threshold); the decisive sweep's runs of the same settings add its
+    own budget."""
     cols = ["dataset", "epochs", "seed", "iterative", "one-shot", "gap", "iterative accuracy", "one-shot accuracy"]
     if budget_runs.empty:
         return pd.DataFrame(columns=cols)
     b_role = roles(budget_runs)
-    one_args = {(r["method"], r.get(_FRACTION)) for _, r in budget_runs[b_role == "one-shot"].iterrows()}
+    # one-shot runs are matched by their whole setting (a rank, or a fraction and its rule); iterative ones by
+    # method and threshold, since the budget sweep spaces the same cuts differently for each budget
+    one_keys = set(zip(budget_runs.loc[b_role == "one-shot", "method"], budget_runs.loc[b_role == "one-shot", "setting"]))
     it_keys = {(r["method"], r.get("spec.method_args.oialr_threshold"))
                for _, r in budget_runs[b_role == "iterative"].iterrows()}
     frames = [(budget_runs, budget_points)]
     if not repeats_runs.empty:
         r_role = roles(repeats_runs)
-        keep = (((r_role == "one-shot") & pd.Series([(m, f) in one_args for m, f in zip(
-            repeats_runs["method"], repeats_runs.get(_FRACTION, pd.Series(np.nan, index=repeats_runs.index)))],
-            index=repeats_runs.index))
-            | ((r_role == "iterative") & pd.Series([(m, t) in it_keys for m, t in zip(
-                repeats_runs["method"], repeats_runs.get("spec.method_args.oialr_threshold",
-                                                         pd.Series(np.nan, index=repeats_runs.index)))],
-                index=repeats_runs.index)))
+        thresholds = repeats_runs.get("spec.method_args.oialr_threshold", pd.Series(np.nan, index=repeats_runs.index))
+        keep = (((r_role == "one-shot") & pd.Series([k in one_keys for k in zip(repeats_runs["method"],
+                                                                                 repeats_runs["setting"])],
+                                                    index=repeats_runs.index))
+                | ((r_role == "iterative") & pd.Series([k in it_keys for k in zip(repeats_runs["method"], thresholds)],
+                                                       index=repeats_runs.index)))
         keep &= repeats_runs["dataset"].isin(set(budget_runs["dataset"]))   # the datasets the budget axis has
         frames.append((repeats_runs[keep], repeats_points))
     rows = []

@@ -90,6 +90,7 @@ def test_a_seed_that_covers_too_little_of_the_window_is_left_out():
 def test_budget_gaps_pair_the_budget_sweeps_runs_and_the_decisive_sweeps_same_settings():
     def run(name, method, epochs, seed, acc, size, **args):
         r = {"run": name, "method": method, "dataset": "d", "epochs": epochs, "random_state": seed, "accuracy": acc,
+             "setting": ", ".join(f"{k}={v}" for k, v in sorted(args.items())),
              **{f"spec.method_args.{k}": v for k, v in args.items()}}
         p = {"run": name, "kind": "final", "method": method, "dataset": "d", "random_state": seed, "accuracy": acc,
              "compression_ratio_target": size}
