@@ -62,6 +62,8 @@ class Interval:
         """``+0.0123 [−0.0040, +0.0290] (95 % t interval, 3 seeds)``."""
         if self.n == 0:
             return "no seeds"
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return f"{self.mean:+.4f} ({self.n} seed{'s' if self.n != 1 else ''}: no interval)"
         return (f"{self.mean:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}] ({100 * self.level:.0f} % {self.method} "
                 f"interval, {self.n} seed{'s' if self.n != 1 else ''})")
 
