@@ -81,7 +81,8 @@ def _row(dataset: Any, comparison: str, iv: Interval, per_seed: pd.DataFrame | N
                      if per_seed is not None and "coverage" in per_seed and len(per_seed) else "paired"),
         "left out": ", ".join(map(str, left)),
         "budgets": ", ".join(f"{100 * b:.2f}%" for b in grid),
-        "decision": interval_sign(iv), "interval": iv,
+        "decision": (f"no seed covers {MIN_COVERAGE:.0%} of the budgets" if iv.n == 0 and left
+                     else interval_sign(iv)), "interval": iv,
     }
 
 

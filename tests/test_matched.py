@@ -85,6 +85,7 @@ def test_a_seed_that_covers_too_little_of_the_window_is_left_out():
     runs, points = _frames({0: 0.03, 1: 0.03, 2: 0.03}, iterative_sizes=[0.0395, 0.0675])
     row = matched.decisive_table(runs, points).set_index("comparison").loc["iterative − one-shot"]
     assert row["seeds"] == 0 and row["left out"] == "0, 1, 2" and "43%" in row["coverage"]
+    assert row["decision"] == "no seed covers 50% of the budgets"
 
 
 def test_budget_gaps_pair_the_budget_sweeps_runs_and_the_decisive_sweeps_same_settings():
