@@ -119,7 +119,9 @@ def test_energy_rule_is_the_largest_threshold_that_fits():
     assert cost(rep.ranks) == rep.after.target <= budget
     # the next value of β at which any rank grows no longer fits
     fractions = sorted({float(v) for s in spectra.values() for v in torch.cumsum(s ** 2, 0) / (s ** 2).sum()})
-    nxt = [b for b in fractions if b > beta]
+    # (the fractions here and in compress are ratios of float64 cumulative sums computed in two orders: the
+    # same threshold may differ in the last bits, so a value within 1e-9 relative of β is β itself)
+    nxt = [b for b in fractions if b > beta * (1 + 1e-9)]
     if nxt:
         assert cost({n: select_rank(s, "energy", beta=nxt[0]) for n, s in spectra.items()}) > budget
     assert len(set(rep.ranks.values())) > 1        # the rule spends the budget unevenly

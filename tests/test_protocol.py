@@ -185,6 +185,9 @@ VARIANTS = {
     "nuclear_norm_mode": "step", "oialr_depth_schedule": "increasing", "oialr_min_rank_percent": 0.5,
     "fisher_samples": 16, "oialr_threshold": 0.6, "oialr_frequency": 2, "oialr_type": "epoch", "delay": 2,
     "max_cut_fraction": 0.05, "cut_until": 4,
+    # beside MINIMAL's rank these are refused (one size only); what a params_fraction does is tested in
+    # tests/test_train.py (the ranks lowrank.compress chooses)
+    "params_fraction": 0.3, "rank_rule": "energy",
 }
 
 

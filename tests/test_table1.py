@@ -316,7 +316,8 @@ def test_claim_a_on_the_text_layout_compares_the_fine_tuned_rank_only(tmp_path: 
     (v,) = table1.verdict_table1(pd.DataFrame(rows))
     assert v.claim == "(a)" and v.verdict.startswith("inconclusive (zero-shot gap: 1 seed < 3")
     assert v.effect == f"{np.mean([0.2, 0.2, 0.06]):+.4f}" and "1 base:" in v.evidence
-    assert f"fine-tuned ranks {0.2 / 2 - 0.01:+.4f} [" in v.evidence, "the margin at the fine-tuned rank 64 only"
+    assert f"fine-tuned ranks {0.2 / 2 - 0.01:+.4f} (1 seed: no interval)" in v.evidence, \
+        "the margin at the fine-tuned rank 64 only"
     t = table1.table1_table(pd.DataFrame(rows))
     assert t.loc[t["rank"] == 64, "fine-tuned"].tolist() == pytest.approx([0.80, 0.81])
     assert t.loc[t["rank"] != 64, "fine-tuned"].isna().all()
