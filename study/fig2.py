@@ -282,11 +282,10 @@ def _explain(rows: pd.DataFrame) -> str:
                                                  "one-shot (S only) − one-shot"))
     if main is None or vs_core is None or cost is None:
         return ""
-    def sign(r):
-        return r["decision"]
-    return (f" What trains: training only S costs the one-shot model {cost['effect']:+.4f} (interval {sign(cost)}); "
-            f"against that S-only one-shot baseline the iterative methods are {vs_core['effect']:+.4f} (interval "
-            f"{sign(vs_core)}), against the usual one (both factors) {main['effect']:+.4f} (interval {sign(main)}).")
+    return (f" What trains: training only S costs the one-shot model {cost['effect']:+.4f} (interval "
+            f"{cost['decision']}); against that S-only one-shot baseline the iterative methods are "
+            f"{vs_core['effect']:+.4f} (interval {vs_core['decision']}), against the usual one (both factors) "
+            f"{main['effect']:+.4f} (interval {main['decision']}).")
 
 
 def verdict_iterative_vs_oneshot(decisive: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[Verdict]:
