@@ -1,9 +1,16 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -17,10 +24,10 @@
 # (Adam's state carried into the new basis). At the end the model is compiled to `A·B`, scored, saved
 # and reloaded.
 #
-# Needs `accelerate` (`transformers.Trainer` requires it; the pinned stack does not install it):
-# `pip install accelerate`, then `jupytext --to ipynb examples/minilm_ieht_hf_trainer.py` and run it, or
-# `python examples/minilm_ieht_hf_trainer.py`. Not part of the pipeline; a notebook of the library's use,
-# not of a paper artifact.
+# A notebook of the library's use, not of a paper artifact. The pipeline runs it (`dvc repro
+# example_hf_trainer`) with the tiny budget of `example_hf_trainer` in params.yaml, so the example is
+# known to run; `python examples/minilm_ieht_hf_trainer.py` runs it with the defaults below (a few
+# minutes on 2 cores). `transformers.Trainer` needs `accelerate` (pinned in requirements.txt).
 
 # %% tags=["parameters"]
 epochs = 5
@@ -31,6 +38,7 @@ delay = 1
 learning_rate = 5e-5
 cache_dir = "cache/text"
 out_dir = "cache/examples/minilm_ieht"
+summary_json = ""  # where to write the outcome (empty: nowhere)
 
 # %%
 import torch
@@ -81,7 +89,8 @@ for record in compressor.trajectory:
     ranks = record["ranks"]
     print(f"epoch {record['epoch']}: {record['event']}, mean rank {sum(ranks.values()) / len(ranks):.1f}")
 params = sum(p.numel() for p in model.parameters())
-print(f"parameters {params:,} of {dense_params:,} ({params / dense_params:.1%}); test accuracy {accuracy(model):.3f}")
+test_accuracy = accuracy(model)
+print(f"parameters {params:,} of {dense_params:,} ({params / dense_params:.1%}); test accuracy {test_accuracy:.3f}")
 
 # %%
 lowrank.save_compressed(model, out_dir + "/model", metadata={"trajectory": compressor.trajectory})
@@ -91,3 +100,15 @@ with torch.no_grad():
     torch.testing.assert_close(classifier_logits(reloaded, batch), classifier_logits(model.eval(), batch),
                                rtol=0, atol=0)
 print("reloaded: the same logits")
+
+# %%
+if summary_json:
+    from lowrank.utils import atomic_write_json
+
+    atomic_write_json(summary_json, {
+        "epochs": epochs, "train_samples": len(train), "test_samples": len(test), "threshold": threshold,
+        "events": [r["event"] for r in compressor.trajectory],
+        "mean_rank_per_record": [sum(r["ranks"].values()) / len(r["ranks"]) for r in compressor.trajectory],
+        "parameters": params, "dense_parameters": dense_params, "test_accuracy": test_accuracy,
+        "reload_bit_identical": True,            # the assert_close above (rtol = atol = 0) passed
+    })
