@@ -26,8 +26,8 @@
 #
 # A notebook of the library's use, not of a paper artifact. The pipeline runs it (`dvc repro
 # example_hf_trainer`) with the tiny budget of `example_hf_trainer` in params.yaml, so the example is
-# known to run; `python examples/minilm_ieht_hf_trainer.py` runs it with the defaults below (a few
-# minutes on 2 cores). `transformers.Trainer` needs `accelerate` (pinned in requirements.txt).
+# known to run; `python examples/minilm_ieht_hf_trainer.py` runs it with the defaults below (a larger
+# budget, not timed). `transformers.Trainer` needs `accelerate` (pinned in requirements.txt).
 
 # %% tags=["parameters"]
 epochs = 5
