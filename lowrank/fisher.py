@@ -62,6 +62,8 @@ import torch.nn as nn
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
+from .layers import LowRankLinear
+
 __all__ = [
     "FisherBatch",
     "default_forward",
@@ -221,13 +223,20 @@ def per_sample_weight_grads(inputs: Tensor, grad_outputs: Tensor,
 
 @dataclass
 class _Group:
-    """Target Linears sharing one weight Parameter (usually exactly one module)."""
+    """Target Linears sharing one weight Parameter (usually exactly one module).
+
+    For a :class:`LowRankLinear` (W = U S Vᵀ), ``weight`` is its trainable core S, ``factors`` is (U, V) and
+    ``shape`` is W's (out, in): the Fisher returned is still that of the dense W, because the gradient with
+    respect to W is Γᵀ X, computed from the module's input X and output gradient Γ as for a Linear.
+    """
 
     names: list[str]
     paths: list[str]
-    modules: list[nn.Linear]
+    modules: list[nn.Module]
     weight: nn.Parameter
     project: tuple[Tensor, Tensor] | None
+    factors: tuple[Tensor, Tensor] | None = None
+    shape: tuple[int, int] | None = None
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -259,15 +268,17 @@ def _resolve_targets(model: nn.Module, targets: Any,
     seen_names: set[str] = set()
     groups: dict[int, _Group] = {}
     for name, path, mod in pairs:
-        if not isinstance(mod, nn.Linear):
-            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}, only nn.Linear is allowed")
-        if not isinstance(mod.weight, nn.Parameter):
+        low_rank = isinstance(mod, LowRankLinear)
+        if not (isinstance(mod, nn.Linear) or low_rank):
+            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}; allowed: nn.Linear, LowRankLinear")
+        if not low_rank and not isinstance(mod.weight, nn.Parameter):
             raise ValueError(f"targets: {name!r} has a weight that is not an nn.Parameter "
                              "(parametrized modules are not supported)")
         if name in seen_names:
             raise ValueError(f"targets: {name!r} is listed twice")
         seen_names.add(name)
-        key = id(mod.weight)
+        param = mod.S if low_rank else mod.weight
+        key = id(param)
         if key in groups:
             grp = groups[key]
             if any(m is mod for m in grp.modules):
@@ -276,7 +287,9 @@ def _resolve_targets(model: nn.Module, targets: Any,
             grp.paths.append(path)
             grp.modules.append(mod)
         else:
-            groups[key] = _Group([name], [path], [mod], mod.weight, None)
+            groups[key] = _Group([name], [path], [mod], param, None,
+                                 factors=(mod.U.detach(), mod.V.detach()) if low_rank else None,
+                                 shape=(mod.out_features, mod.in_features))
     if project is not None:
         if not isinstance(project, Mapping):
             raise ValueError(f"project must be a mapping name -> (U, V), got {type(project).__name__}")
@@ -286,6 +299,10 @@ def _resolve_targets(model: nn.Module, targets: Any,
         for grp in groups.values():
             given = [project.get(n) for n in grp.names]
             if any(p is not None for p in given):
+                if grp.factors is not None:
+                    raise ValueError(f"project[{grp.names[0]!r}]: the target is a LowRankLinear, whose core's "
+                                     "Fisher is asked for by projecting a dense Linear; allowed with project: "
+                                     "nn.Linear targets")
                 if any(p is not given[0] for p in given):
                     raise ValueError(f"project: targets {grp.names} share one weight and must share "
                                      "one (U, V) entry (or none)")
@@ -535,11 +552,17 @@ def _check_batch_gradient(grp: _Group, x: Tensor, g: Tensor, batch_grad: Tensor,
     caller already has it (summed from the per-sample blocks); else it is gᵀx."""
     if ours is None:
         ours = g.reshape(-1, g.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+    scale = float(torch.linalg.vector_norm(g)) * float(torch.linalg.vector_norm(x))
+    if grp.factors is not None:
+        # autograd gives the core's gradient ∂L/∂S = Uᵀ (∂L/∂W) V; the projection multiplies the
+        # rounding bound by at most ‖U‖₂‖V‖₂
+        u, v = (f.to(ours.dtype) for f in grp.factors)
+        ours = u.mT @ ours @ v
+        scale *= float(torch.linalg.matrix_norm(u, 2)) * float(torch.linalg.matrix_norm(v, 2))
     ref = batch_grad.to(ours.dtype)
     rows = x.shape[0] * x.shape[1]
     # A rounding bound for a sum of `rows` outer products in the model's precision.
     eps = torch.finfo(batch_grad.dtype).eps
-    scale = float(torch.linalg.vector_norm(g)) * float(torch.linalg.vector_norm(x))
     gap = float(torch.linalg.vector_norm(ours - ref))
     if gap > 4 * eps * rows * scale + 1e-30:
         raise RuntimeError(
@@ -656,7 +679,7 @@ def _loop_contribs(model: nn.Module, forward: Callable, groups: list[_Group], ba
 def diagonal_fisher(
     model: nn.Module,
     loader: Iterable,
-    targets: Mapping[str, nn.Linear] | Sequence[str],
+    targets: Mapping[str, nn.Module] | Sequence[str],
     forward: Callable[[nn.Module, Any], FisherBatch] | None = None,
     *,
     likelihood: str = "categorical",
@@ -683,8 +706,11 @@ def diagonal_fisher(
     Args:
         model: any ``nn.Module``; it is put in eval mode for the call and its modes restored after.
         loader: iterable of batches (a DataLoader); each is passed to ``forward``.
-        targets: names of ``nn.Linear`` modules in ``model.named_modules()``, or name -> module.
-            Linears sharing one weight Parameter get the Fisher of that shared weight.
+        targets: names of ``nn.Linear`` or :class:`LowRankLinear` modules in ``model.named_modules()``, or
+            name -> module. Linears sharing one weight Parameter get the Fisher of that shared weight. A
+            LowRankLinear gets the Fisher of its dense weight W = U S Vᵀ (shape (out, in)): its per-sample
+            gradient with respect to W is the same Γᵀ X as a Linear's (``method="hooks"`` only), so IFHT
+            needs no dense copy of the model.
         forward: ``forward(model, batch) -> FisherBatch``; default :func:`default_forward`.
         likelihood: "categorical" (logits) or "gaussian" (unit-variance Gaussian on outputs).
         labels: "empirical" (the batch's targets) or "true" (labels drawn from the model).
@@ -735,6 +761,11 @@ def diagonal_fisher(
     if hasattr(loader, "__len__") and len(loader) == 0:
         raise ValueError("loader is empty (len 0); it must yield at least one batch")
     groups = _resolve_targets(model, targets, project)
+    low_rank = [grp.names[0] for grp in groups if grp.factors is not None]
+    if low_rank and method != "hooks":
+        raise ValueError(f"method={method!r} differentiates with respect to the weight Parameter, which a "
+                         f"LowRankLinear target ({low_rank[0]!r}) does not have; allowed with LowRankLinear "
+                         "targets: method='hooks'")
     forward = default_forward if forward is None else forward
 
     modes = {m: m.training for m in model.modules()}
@@ -811,7 +842,7 @@ def diagonal_fisher(
         if grp.project is not None:
             shape = (grp.project[0].shape[1], grp.project[1].shape[1])
         else:
-            shape = tuple(grp.weight.shape)
+            shape = grp.shape
         if a is None:
             a = torch.zeros(shape, dtype=dtype, device=grp.weight.device)
         if reduce != "none" and a.dim() == 2:
