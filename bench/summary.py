@@ -35,6 +35,19 @@ def _machine_line(rep: dict[str, Any]) -> str:
             f"{m['blas']}{load_s}; GPU: {gpu}")
 
 
+def _machine_lines(parts: dict[str, dict[str, Any] | None]) -> tuple[bool, list[str]]:
+    """Whether the reports come from different machines, and the summary's machine lines: one line when they
+    agree, each file's machine when a script was re-run alone elsewhere (the load average is not the machine)."""
+    keys = ("cpu", "logical_cores", "cpu_capability", "torch", "blas", "gpu")
+    ident = {n: tuple(str(p["machine"].get(k)) for k in keys) for n, p in parts.items() if p}
+    if not ident:
+        return False, []
+    if len(set(ident.values())) == 1:
+        return False, [f"Machine: {_machine_line(next(p for p in parts.values() if p))}.", ""]
+    return True, (["Machines (the files were measured on different machines: compare ratios within a file, not "
+                   "across files):", ""] + [f"- `{n}.json`: {_machine_line(parts[n])}" for n in ident] + [""])
+
+
 def layer_section(rep: dict[str, Any]) -> list[str]:
     c = rep["config"]
     lines = [f"### Target 1 — inference, one {c['in_features']}→{c['out_features']} layer, {c['rows']} rows",
@@ -260,9 +273,9 @@ def write_summary(out: Path = REPORT_DIR, command: str = "python -m bench") -> P
     first = next((p for p in parts.values() if p), None)
     lines = ["# Benchmarks (issue #6: performance)", "",
              f"Reproduce: `{command}` (each script also runs alone: `python -m bench.layer`, …).", ""]
+    lines += _machine_lines(parts)[1]
     if first:
-        lines += [f"Machine: {_machine_line(first)}.", "",
-                  "All numbers are ratios measured inside one process (interleaved rounds, medians); absolute "
+        lines += ["All numbers are ratios measured inside one process (interleaved rounds, medians); absolute "
                   "times are in the JSON files. GPU numbers were not measured unless the machine line names a GPU.", ""]
     sections = [("layer", layer_section), ("models", models_section), ("layer", layer_training_section),
                 ("models", models_training_section), ("compression", compression_section), ("fisher", fisher_section)]

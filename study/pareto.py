@@ -4,7 +4,7 @@ from. The construction is the paper's Appendix C (:mod:`study.fronts`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -137,11 +137,15 @@ def front_section(heading: str, notebook: str, table: str, figure: str, caption:
 
 def pareto_artifact(name: str, paper: str, *, notebook: str, sweep: str, figure: str, tables: tuple[str, str],
                     claim: str, verdict: Callable[[pd.DataFrame, Noise], list[Verdict]], heading: str,
-                    metric_budget: float | None = None) -> Artifact:
+                    metric_budget: float | None = None,
+                    borrowed: Mapping[str, tuple[str, ...]] | None = None) -> Artifact:
     """The registry entry of a Pareto figure (Figures 3–5): one sweep (and the repeats, for the noise), one
-    figure, its best-at-budget and fronts tables, a claim decided on the sweep's points, a REPORT.md section
+    figure, its best-at-budget and fronts tables, a claim decided on the sweep's points and those of the runs
+    it ``borrowed`` from other sweeps (:meth:`study.registry.Inputs.figure_points`), a REPORT.md section
     (``heading``, the best-at-budget table, the figure), and optionally the best-accuracy metric."""
-    return Artifact(name, paper, "experiment", notebook=notebook, sweeps=(sweep,), inputs=(f"runs/{NOISE_SWEEP}",),
-                    figures=(figure,), tables=tables, claims=(claim,), verdicts=from_points(verdict, sweep),
+    inputs = tuple(dict.fromkeys([f"runs/{NOISE_SWEEP}"] + [f"runs/{o}" for o in (borrowed or {})]))
+    return Artifact(name, paper, "experiment", notebook=notebook, sweeps=(sweep,), inputs=inputs,
+                    figures=(figure,), tables=tables, claims=(claim,),
+                    verdicts=from_points(verdict, sweep, borrowed),
                     metrics=None if metric_budget is None else best_accuracy_metrics(sweep, metric_budget),
                     section=front_section(heading, notebook, tables[0], figure, f"{paper} (the paper)"))

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Mapping
 
-from .runs import BASES, load_points, load_rank_trajectories, load_runs
+import pandas as pd
+
+from .runs import BASES, bases_of, borrowed_runs, load_points, load_rank_trajectories, load_runs
 from .verdicts import NOISE_SWEEP, Noise, Verdict, noise_level, single_seed
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["Artifact", "ARTIFACTS", "Inputs", "register", "artifacts", "sweeps", "claim_order", "from_points",
            "KINDS"]
@@ -131,6 +130,17 @@ class Inputs:
     def points(self, sweep: str) -> pd.DataFrame:
         return self.memo(("points", sweep), lambda: load_points(self.runs_dir, sweep, self.runs(sweep)))
 
+    def figure_points(self, sweep: str, borrowed: Mapping[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+        """The points of ``runs/<sweep>`` and of the runs it borrows: ``{other sweep: (run names, …)}``, the
+        runs ``<base>/<name>`` of the other sweep on the bases this sweep uses
+        (:func:`study.runs.borrowed_runs`); a borrowed point keeps its own ``sweep`` and ``run``."""
+        own = self.points(sweep)
+        bases = bases_of(self.runs(sweep))
+        parts = [own] + [load_points(self.runs_dir, other, borrowed_runs(self.runs(other), names, bases))
+                         for other, names in (borrowed or {}).items()]
+        parts = [p for p in parts if not p.empty]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else own)
+
     def trajectories(self, sweep: str) -> pd.DataFrame:
         return self.memo(("trajectories", sweep),
                          lambda: load_rank_trajectories(self.runs_dir, sweep, self.runs(sweep)))
@@ -141,21 +151,22 @@ class Inputs:
         return self.memo("noise", lambda: noise_level(self.runs(NOISE_SWEEP)))
 
 
-def from_points(verdict: Callable[[pd.DataFrame, Noise], list[Verdict]],
-                sweep: str) -> Callable[[Inputs], list[Verdict]]:
-    """The verdict function of an artifact whose claim is decided on one sweep's evaluation points:
-    ``verdict(points of runs/<sweep>, noise level)``. Such a sweep runs each setting once per seed; with
-    fewer seeds than :data:`study.intervals.MIN_SEEDS` no interval exists and a verdict is at most
-    "inconclusive" (:func:`study.verdicts.single_seed`), whatever the noise rule reads."""
+def from_points(verdict: Callable[[pd.DataFrame, Noise], list[Verdict]], sweep: str,
+                borrowed: Mapping[str, tuple[str, ...]] | None = None) -> Callable[[Inputs], list[Verdict]]:
+    """The verdict function of an artifact whose claim is decided on one sweep's evaluation points (and those
+    of the runs it ``borrowed``, :meth:`Inputs.figure_points`): ``verdict(points, noise level)``. Such a sweep
+    runs each setting once per seed; with fewer seeds than :data:`study.intervals.MIN_SEEDS` no interval
+    exists and a verdict is at most "inconclusive" (:func:`study.verdicts.single_seed`), whatever the noise
+    rule reads."""
     def decide(inputs: Inputs) -> list[Verdict]:
-        runs = inputs.runs(sweep)
-        n = int(runs["random_state"].nunique()) if len(runs) else 0
+        points = inputs.figure_points(sweep, borrowed)
+        seeds = sorted(points["random_state"].dropna().unique()) if len(points) else []
+        n = len(seeds)
         out = []
-        for v in verdict(inputs.points(sweep), inputs.noise):
+        for v in verdict(points, inputs.noise):
             v.verdict = single_seed(v.verdict, max(n, 1))
             v.interval = v.interval or (f"none ({n} seed{'s' if n != 1 else ''})" if n else "–")
-            v.seeds = v.seeds or (", ".join(str(s) for s in sorted(runs["random_state"].dropna().unique()))
-                                  + " (one run per setting)" if n else "–")
+            v.seeds = v.seeds or (", ".join(str(s) for s in seeds) + " (one run per setting)" if n else "–")
             out.append(v)
         return out
 

@@ -24,7 +24,8 @@ import pandas as pd
 
 from .families import IHT_FAMILY
 
-__all__ = ["BASES", "read_run", "load_runs", "load_points", "load_rank_trajectories"]
+__all__ = ["BASES", "read_run", "load_runs", "load_points", "load_rank_trajectories", "borrowed_runs",
+           "bases_of"]
 
 #: the sweep of pre-trained bases every compression run starts from (the paper's Table 3, "Base Training")
 BASES = "pretrain"
@@ -138,6 +139,22 @@ def load_runs(runs_dir: str | Path, sweep: str) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(_RUN_KEYS) + ["accuracy", "compression_ratio_target", "start_accuracy"])
     return pd.DataFrame(rows).sort_values("run", kind="mergesort").reset_index(drop=True)
+
+
+def borrowed_runs(runs: pd.DataFrame, names: tuple[str, ...] | list[str], bases: set[str]) -> pd.DataFrame:
+    """The rows of ``runs`` (another sweep's :func:`load_runs`) named ``<base>/<name>``, for every base of
+    ``bases`` (the first folder of a run: ``digits_k0``) and name of ``names``: a figure's setting that the
+    other sweep already runs with the same spec on the same bases, so that it is run once, not twice (the
+    tests check the specs agree)."""
+    if runs.empty:
+        return runs
+    wanted = {f"{b}/{n}" for b in bases for n in names}
+    return runs[runs["run"].isin(wanted)].reset_index(drop=True)
+
+
+def bases_of(runs: pd.DataFrame) -> set[str]:
+    """The bases a sweep's runs start from: the first folder of each run (``digits_k0/ieht_80`` → ``digits_k0``)."""
+    return {str(r).split("/")[0] for r in runs["run"]} if len(runs) else set()
 
 
 def load_points(runs_dir: str | Path, sweep: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 
 from .fronts import pareto_points
+from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "noise_level", "decide",
            "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
-           "front_comparison_text", "single_seed"]
+           "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds", "decide_over_seeds",
+           "over_seeds_text", "seeds_text"]
 
 #: tolerance when no repeats exist: one accuracy point
 DEFAULT_TOLERANCE = 0.01
@@ -175,3 +177,42 @@ def single_seed(verdict: str, seeds: int = 1) -> str:
         return verdict
     return (f"inconclusive ({seeds} seed{'s' if seeds != 1 else ''} < {MIN_SEEDS}; against the noise tolerance "
             f"alone: {verdict})")
+
+
+def seeds_of(points: pd.DataFrame) -> list[Any]:
+    """The seeds (``random_state``: the base's and the run's) of ``points``, sorted; ``[]`` when the column
+    is absent (points whose seeds are unknown)."""
+    if points.empty or "random_state" not in points.columns:
+        return []
+    return sorted(points["random_state"].dropna().unique())
+
+
+def front_gap_over_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Interval, pd.DataFrame]:
+    """The 95 % t interval of the front gap ``a − b`` at matched sizes over the seeds both have, each seed's
+    fronts built from its own runs; a seed whose comparison covers less than :data:`MIN_COVERAGE` of its
+    budgets is left out (:func:`study.intervals.front_gap_interval`; its table says which)."""
+    return front_gap_interval(a, b, min_coverage=MIN_COVERAGE)
+
+
+def decide_over_seeds(iv: Interval, per_seed: pd.DataFrame) -> str:
+    """:func:`study.intervals.decide_interval`, or ``inconclusive (coverage …)`` when seeds were compared but
+    none covers enough of its budgets."""
+    if iv.n == 0 and len(per_seed):
+        return (f"inconclusive (coverage: no seed's comparison covers {100 * MIN_COVERAGE:.0f}% of its "
+                f"budgets)")
+    return decide_interval(iv)
+
+
+def over_seeds_text(iv: Interval, per_seed: pd.DataFrame, name_a: str, name_b: str) -> str:
+    """``a − b over seeds: +0.0123 [−0.0040, +0.0290] (95 % t interval, 3 seeds); per seed 0: +0.0100
+    (coverage 86%), …``, with the seeds left out for coverage."""
+    parts = [f"{r['seed']}: {r['mean_gap']:+.4f} (coverage {100 * r['coverage']:.0f}%"
+             + ("" if r["used"] else f", left out: < {100 * MIN_COVERAGE:.0f}%") + ")"
+             for _, r in per_seed.iterrows()]
+    return f"{name_a} − {name_b} over seeds: {iv.text()}; per seed {', '.join(parts) or 'none'}"
+
+
+def seeds_text(per_seed: pd.DataFrame) -> str:
+    """The seeds an interval used: ``0, 1, 2 (each the base's and the run's seed)``."""
+    used = [str(s) for s in per_seed.loc[per_seed["used"], "seed"]] if len(per_seed) else []
+    return f"{', '.join(used)} (each the base's and the run's seed)" if used else "–"

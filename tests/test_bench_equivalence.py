@@ -195,6 +195,21 @@ def test_summary_writes_a_table_from_partial_reports(tmp_path):
     assert json.loads((tmp_path / "fisher.json").read_text())["models"]["m"]["batch"] == 4
 
 
+def test_summary_names_each_files_machine_when_they_differ():
+    from bench.summary import _machine_lines
+
+    m = {"cpu": "Intel", "logical_cores": 2, "cpu_capability": "AVX512", "torch": "x", "blas": "b",
+         "load_average_1m": 1.0, "gpu": None, "gpu_measured": False}
+    # the load average differs between runs and is not the machine: one line
+    mixed, lines = _machine_lines({"layer": {"machine": m}, "tt": {"machine": {**m, "load_average_1m": 0.2}},
+                                   "models": None})
+    assert not mixed and len([ln for ln in lines if ln]) == 1 and lines[0].startswith("Machine: Intel")
+    mixed, lines = _machine_lines({"layer": {"machine": m}, "compression": {"machine": {**m, "cpu": "AMD EPYC"}}})
+    text = "\n".join(lines)
+    assert mixed and "- `layer.json`: Intel" in text and "- `compression.json`: AMD EPYC" in text
+    assert _machine_lines({"layer": None}) == (False, [])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_retaining_freed_memory_changes_no_result():
     code = ("import torch; from bench.common import retain_freed_memory; from lowrank.utils import make_generator; "

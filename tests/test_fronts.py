@@ -7,6 +7,8 @@ point at 25 % of the parameters to budgets at 60–63 %.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -224,3 +226,56 @@ def test_a_row_without_accuracy_is_not_an_evaluation() -> None:
     a = pts((0.2, 0.5), (0.3, float("nan")))
     assert np.isnan(fronts.matched_values(a, [0.3])[0])
     assert fronts.shared_budgets(a, pts((0.2, 0.4), (0.3, 0.6))).tolist() == pytest.approx([0.2])
+
+
+def seeded_schedule_points(gaps: dict[str, list[float]]) -> pd.DataFrame:
+    """Per seed k, schedule s evaluated at the same sizes with accuracy 0.5 + gaps[s][k] + x/10: its front
+    gap to another schedule at every matched size is the difference of their offsets."""
+    return pd.concat([schedule_points({s: [0.1, 0.2, 0.4] for s in gaps}, {s: 0.5 + g[k] for s, g in gaps.items()})
+                      .assign(random_state=k) for k in range(len(next(iter(gaps.values()))))], ignore_index=True)
+
+
+def test_depth_schedule_verdict_over_seeds_is_the_t_interval_of_the_per_seed_gaps() -> None:
+    """With three seeds, claim (d) is decided by the 95 % t interval of the per-seed front gaps, here known in
+    closed form (each seed's fronts differ by a constant), against scipy's t quantile."""
+    import scipy.stats
+
+    noise = verdicts.Noise(0.5, 10.0, "test")        # a huge tolerance: the noise rule would never decide
+    inc, dec = np.array([0.05, 0.08, 0.11]), np.zeros(3)
+    (v,) = fig4.verdict_depth_schedules(
+        seeded_schedule_points({"increasing": list(inc), "constant": list(inc / 2), "decreasing": list(dec)}), noise)
+    d = inc - dec
+    half = scipy.stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert v.verdict == "reproduced"
+    lo, hi = (float(x) for x in re.findall(r"[-+]\d\.\d{4}", v.interval)[:2])
+    # the interval text carries 4 decimals: agreement to rounding
+    assert abs(lo - (d.mean() - half)) <= 5e-5 and abs(hi - (d.mean() + half)) <= 5e-5
+    assert v.effect == f"increasing − decreasing {d.mean():+.4f}" and v.seeds.startswith("0, 1, 2")
+    # one seed against the claim: the interval contains 0 → inconclusive, with the interval
+    mixed = {"increasing": [0.05, -0.04, 0.11], "constant": [0.0] * 3, "decreasing": [0.0] * 3}
+    (v,) = fig4.verdict_depth_schedules(seeded_schedule_points(mixed), noise)
+    assert v.verdict.startswith("inconclusive (interval contains 0")
+    # constant consistently below decreasing: a pair reversed beyond its interval → not reproduced
+    rev = {"increasing": [0.05, 0.06, 0.07], "constant": [-0.05, -0.06, -0.07], "decreasing": [0.0] * 3}
+    (v,) = fig4.verdict_depth_schedules(seeded_schedule_points(rev), noise)
+    assert v.verdict == "not reproduced"
+
+
+def test_local_vs_global_verdict_over_seeds() -> None:
+    noise = verdicts.Noise(0.5, 10.0, "test")
+
+    def rows(offsets: dict[str, list[float]]) -> pd.DataFrame:
+        return pd.DataFrame([{"dataset": "digits", "method": m, "kind": "epoch", X: x, Y: 0.5 + o[k] + x / 10,
+                              "random_state": k} for m, o in offsets.items() for k in range(3)
+                             for x in (0.1, 0.2, 0.4)])
+
+    zero = [0.0] * 3
+    (v,) = fig5.verdict_local_vs_global(rows({"ieht": [0.05, 0.06, 0.08], "global_ieht": zero,
+                                              "ifht": [0.03, 0.035, 0.04], "global_ifht": zero}), noise)
+    assert v.verdict == "reproduced" and v.effect == "ieht: +0.0633; ifht: +0.0350"
+    assert v.interval.startswith("ieht: [") and "ifht: [" in v.interval and "3 seeds" in v.interval
+    (v,) = fig5.verdict_local_vs_global(rows({"ieht": [0.05, 0.06, 0.08], "global_ieht": zero,
+                                              "ifht": [-0.03, -0.035, -0.04], "global_ifht": zero}), noise)
+    assert v.verdict == "not reproduced"
+    (v,) = fig5.verdict_local_vs_global(rows({"ieht": [0.05, -0.06, 0.08], "global_ieht": zero}), noise)
+    assert v.verdict.startswith("inconclusive (interval contains 0") and "ifht" not in v.effect

@@ -1,7 +1,7 @@
 """The notebooks: one jupytext percent script per registered artifact (notebooks/NN_name.py), each with one
 papermill ``parameters`` cell and prose in markdown cells, stable under a JupyterLab save (jupytext round
 trip); and the fast ones executed end to end as their DVC stages run them (02 on synthetic runs and on no
-runs at all, 00 live)."""
+runs at all, 04 and 05 on three seeds with borrowed runs, 00 live)."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from study import ARTIFACTS, artifacts, fig2, walkthrough
+from study import ARTIFACTS, artifacts, fig2, fig4, fig5, walkthrough
 
-from .helpers import write_synthetic_runs
+from .helpers import WINDOW_PATH, path_run, write_synthetic_runs
 from .notebook_runner import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +103,46 @@ def test_fig2_notebook_without_runs_says_so(tmp_path: Path) -> None:
     _assert_outputs(out, fig2.ARTIFACT)
     for stem in fig2.ARTIFACT.tables:
         assert "no runs" in (out / "tables" / f"{stem}.md").read_text()
+
+
+def _seeded_figure_runs(root: Path, own: dict[str, dict], borrowed: dict[str, dict]) -> Path:
+    """The pipeline's layout for Figures 4 / 5 on three bases: ``<sweep>/digits_k<k>/<name>`` for the figure's
+    own runs and the decisive sweep's runs it borrows, plus a decisive run it must not borrow."""
+    for k in range(3):
+        for (sweep, runs) in (("fig4" if "ieht_increasing" in own else "fig5", own), ("repeats", borrowed)):
+            for name, (method, args, scale) in runs.items():
+                path_run(root / sweep / f"digits_k{k}" / name, method, args, WINDOW_PATH,
+                         scale=scale * (1 + 0.1 * k), random_state=k)
+        path_run(root / "repeats" / f"digits_k{k}" / "ieht_90", "ieht", {"oialr_threshold": 0.9}, WINDOW_PATH,
+                 scale=0.5, random_state=k)
+    return root
+
+
+@needs_papermill
+@pytest.mark.parametrize("artifact", [fig4, fig5], ids=["fig4", "fig5"])
+def test_schedule_and_global_notebooks_borrow_the_decisive_runs_and_decide_over_seeds(artifact, tmp_path: Path) -> None:
+    """Figures 4 and 5 read their constant / local settings from the decisive sweep (the same specs): the
+    tables show seed 0's fronts, one run per front, the borrowed ones included and nothing else borrowed, and
+    the notebook's verdict is the registry's, over three seeds."""
+    from study.registry import Inputs
+
+    if artifact is fig4:
+        own = {f"ieht_{s}": ("ieht", {"oialr_threshold": 0.8, "oialr_depth_schedule": s}, sc)
+               for s, sc in (("increasing", 0.015), ("decreasing", 0.03))}
+        borrowed = {"ieht_80": ("ieht", {"oialr_threshold": 0.8}, 0.02)}
+        labels = ["ieht · constant", "ieht · decreasing", "ieht · increasing"]
+    else:
+        own = {f"global_{m}": (f"global_{m}", {"oialr_threshold": 0.8}, 0.03) for m in ("ieht", "ifht")}
+        borrowed = {f"{m}_80": (m, {"oialr_threshold": 0.8}, 0.02) for m in ("ieht", "ifht")}
+        labels = ["global_ieht", "global_ifht", "ieht", "ifht"]
+    runs = _seeded_figure_runs(tmp_path / "runs", own, borrowed)
+    out = _execute(artifact.NOTEBOOK, tmp_path, runs_dir=str(runs))
+    _assert_outputs(out, artifact.ARTIFACT)
+    best = pd.read_csv(out / "tables" / f"{artifact.BEST_AT_BUDGET}.csv")
+    hue = "label" if artifact is fig4 else "method"
+    assert sorted(best[hue]) == labels and (best["runs"] == 1).all()          # seed 0 only, ieht_90 not borrowed
+    (v,) = artifact.ARTIFACT.verdicts(Inputs(runs, out))
+    assert v.verdict == "reproduced" and "3 seeds" in v.interval and v.seeds.startswith("0, 1, 2")
 
 
 @needs_papermill

@@ -118,3 +118,68 @@ def test_verdicts_carry_the_registered_claims(tmp_path: Path) -> None:
         verdicts = a.verdicts(inputs)
         assert verdicts and all(v.claim.startswith(a.claims) for v in verdicts), a.name
         assert all(v.verdict == "no runs" for v in verdicts), a.name
+
+
+def _spec(params: dict, sweep: str, base: str, run: str, profile: str) -> dict:
+    import copy
+
+    from lowrank.config import resolve_group
+
+    # a copy: the resolved spec may share nested mappings with ``params`` (YAML anchors), and the test edits it
+    return copy.deepcopy(resolve_group(params, f"{sweep}.{base}", profile)[run])
+
+
+@pytest.mark.parametrize("profile", ["small", "paper"])
+def test_borrowed_runs_are_the_figures_own_settings(profile: str) -> None:
+    """A figure that reads another sweep's runs as its own setting (Figure 4's constant schedule, Figure 5's
+    local methods: the decisive sweep's IEHT / IFHT β = 0.8) would compare unlike runs if the specs drifted
+    apart: each borrowed spec must equal the figure's own run on the same base with only the figure's axis
+    (the depth schedule, local vs global) changed."""
+    from lowrank.config import load_params
+    from study import fig4, fig5
+
+    params = load_params(ROOT / "params.yaml")
+    (names4,) = fig4.BORROWED.values()
+    (names5,) = fig5.BORROWED.values()
+    assert names4 == ("ieht_80",) and set(names5) == {"ieht_80", "ifht_80"}
+    for base in params[fig4.SWEEP]:
+        (sweep,) = fig4.BORROWED
+        borrowed = _spec(params, sweep, base, "ieht_80", profile)
+        for schedule in ("increasing", "decreasing"):
+            own = _spec(params, fig4.SWEEP, base, f"ieht_{schedule}", profile)
+            assert own["method_args"].pop("oialr_depth_schedule") == schedule
+            assert borrowed.get("method_args", {}).get("oialr_depth_schedule", "constant") == "constant"
+            assert own == borrowed, (base, schedule)
+    for base in params[fig5.SWEEP]:
+        (sweep,) = fig5.BORROWED
+        for local, glob in fig5.PAIRS:
+            own = _spec(params, fig5.SWEEP, base, glob, profile)
+            borrowed = _spec(params, sweep, base, f"{local}_80", profile)
+            assert own.pop("method") == glob and borrowed.pop("method") == local
+            assert own == borrowed, (base, local)
+
+
+def test_figure_points_borrow_only_the_named_runs_on_the_sweeps_bases(tmp_path: Path) -> None:
+    from .helpers import ENERGY_CUTS, iterative_run
+
+    runs = tmp_path / "runs"
+    iterative_run(runs / "fig4" / "digits_k0" / "ieht_increasing", "ieht",
+                  {"oialr_threshold": 0.8, "oialr_depth_schedule": "increasing"}, ENERGY_CUTS, scale=0.02)
+    for base, k in (("digits_k0", 0), ("digits_k1", 1)):       # digits_k1 is not a base of runs/fig4
+        iterative_run(runs / "repeats" / base / "ieht_80", "ieht", {"oialr_threshold": 0.8}, ENERGY_CUTS,
+                      scale=0.02, random_state=k)
+        iterative_run(runs / "repeats" / base / "ieht_90", "ieht", {"oialr_threshold": 0.9}, ENERGY_CUTS,
+                      scale=0.02, random_state=k)
+    inputs = Inputs(runs, tmp_path / "reports")
+    p = inputs.figure_points("fig4", {"repeats": ("ieht_80",)})
+    assert set(zip(p["sweep"], p["run"])) == {("fig4", "digits_k0/ieht_increasing"), ("repeats", "digits_k0/ieht_80")}
+    assert set(p.loc[p["sweep"] == "repeats", "schedule"]) == {"constant"}
+    assert len(p) == len(inputs.points("fig4")) + len(load_points_of(runs, "repeats", "digits_k0/ieht_80"))
+    assert inputs.figure_points("fig4").equals(inputs.points("fig4"))      # nothing borrowed: its own points
+
+
+def load_points_of(runs: Path, sweep: str, run: str):
+    from study.runs import load_points, load_runs
+
+    r = load_runs(runs, sweep)
+    return load_points(runs, sweep, r[r["run"] == run])
