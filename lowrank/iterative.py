@@ -1,43 +1,53 @@
-"""The iterative methods (OIALR, IEHT, IFHT and their global variants: the paper's Algorithms 1–2) in
-*your* training loop, and as a Hugging Face ``TrainerCallback``.
+"""The iterative methods (OIALR, IEHT, IFHT and their global variants: the paper's Algorithms 1–2; TRP and
+FWTRP: its Algorithms 3–4) in *your* training loop, and as a Hugging Face ``TrainerCallback``.
 
     compressor = lowrank.IterativeCompressor(model, method="ieht", oialr_threshold=0.95,
                                              oialr_frequency=10, oialr_type="epoch", delay=5)
     optimizer = compressor.optimizer(torch.optim.AdamW, lr=1e-4)
     for epoch in range(epochs):
         for x, y in loader:
-            ...; optimizer.step()
-            if compressor.step_end():                      # cuts of oialr_type="step"
+            loss = ...; optimizer.zero_grad(); loss.backward()
+            compressor.before_optimizer_step()             # TRP / FWTRP: the nuclear-norm sub-gradient
+            optimizer.step()
+            if compressor.step_end():                      # cuts of oialr_type="step", TRP's truncations
                 optimizer = compressor.optimizer_after_change(optimizer)
         if compressor.epoch_end():                         # conversion and cuts of oialr_type="epoch"
             optimizer = compressor.optimizer_after_change(optimizer)
-    compressor.compile()                                   # U S Vᵀ → A·B, the inference form
+    compressor.compile()                                   # the inference form (A·B)
 
-:class:`IterativeCompressor` owns the conversion to ``U S Vᵀ`` at ``t = delay``, the cuts every
-``oialr_frequency`` steps or epochs after it, and the optimizer-state policy; the algorithm itself is
-the library's :class:`lowrank.methods.IterativeHardThresholding` (the same ``_tick``, conversion,
-cut rule, depth schedules, minimum rank and global threshold as the library's runs), driven through
-the small part of the training-loop interface it uses. **The library's own loop,**
-:class:`lowrank.train.Trainer`, **does not use this class**: it calls the method directly, and its
-numbers do not depend on anything here.
+:class:`IterativeCompressor` owns when the method's hooks run (after every step and epoch, never after the
+last one when the loop says how long it is: ``last_step`` / ``last_epoch``), the conversion to ``U S Vᵀ`` at
+``t = delay``, the cuts every ``oialr_frequency`` steps or epochs after it, and the optimizer after a change;
+the algorithm itself is the library's method strategy (:mod:`lowrank.methods`: the same ``_tick``,
+conversion, cut rule, depth schedules, minimum rank and global threshold, the same TRP truncation).
+**The library's own loop,** :class:`lowrank.train.Trainer`, **drives its method through this class too**
+(:meth:`IterativeCompressor.driving`, with the Trainer as the loop the method reads: its counters,
+calibration data and ``torch.distributed`` synchronisation), so there is one implementation of both the
+hook calls and the optimizer policy.
 
 Counting: ``step_end()`` is called after every optimizer step and ``epoch_end()`` after every epoch;
 each counts from 1 (the first call is "1 step / 1 epoch done"), as ``Trainer`` counts, so ``delay``
 and ``oialr_frequency`` mean what they mean in a run spec. Pass ``step=`` / ``epoch=`` to set the
 count explicitly (e.g. when resuming).
 
-Optimizer after a change (:meth:`IterativeCompressor.optimizer_after_change`): the optimizer is edited
-*in place* — replaced parameters are swapped in their own param group (a layer's ``S`` takes the
-group of the dense weight it replaced; the new bias the group of the old bias), so schedulers and
-wrappers holding the optimizer (Hugging Face's ``AcceleratedOptimizer``) stay valid; the same object
-is returned. Their state follows ``optimizer_state_after_cut`` as in ``Trainer``: ``carry`` (default)
-transports Adam's moments of a cut ``S`` into the new basis (:mod:`lowrank.optim_state`), ``slice``
-keeps their leading block (OIALR's code), ``reset`` starts afresh; a parameter replaced without a
-rotation (the conversion at ``t = delay``) starts afresh, and so does every parameter of an optimizer
-whose state is not Adam's.
+Optimizer after a change (:meth:`IterativeCompressor.optimizer_after_change`,
+:func:`lowrank.optim_state.update_optimizer_after_change`): the optimizer is edited *in place* — replaced
+parameters are swapped in their own param group (a layer's ``S`` takes the group of the dense weight it
+replaced; the new bias the group of the old bias), so schedulers and wrappers holding the optimizer (Hugging
+Face's ``AcceleratedOptimizer``) stay valid; the same object is returned. Their state follows
+``optimizer_state_after_cut`` as in ``Trainer``: ``carry`` (default) transports Adam's moments of a cut
+``S`` into the new basis (:mod:`lowrank.optim_state`), ``slice`` keeps their leading block (OIALR's code),
+``reset`` starts afresh; a parameter replaced without a rotation (the conversion at ``t = delay``) starts
+afresh, and so does every parameter of an optimizer whose state is not Adam's.
 
-Single process only (no ``torch.distributed`` synchronisation: use ``python -m lowrank run`` under
-torchrun for that). TRP / FWTRP (Algorithms 3–4) are not offered here.
+TRP / FWTRP train the dense weights and truncate them every ``trp_frequency`` steps: call
+:meth:`~IterativeCompressor.before_optimizer_step` between the backward pass and the optimizer step (it adds
+the nuclear-norm sub-gradient), and evaluate :meth:`~IterativeCompressor.scored_model` (the truncated,
+compiled copy whose size is the model's size) rather than the training model. Their ``nuclear_norm_mode:
+step`` reads the learning rate of the optimizer's first param group.
+
+A compressor built by the user runs in one process (no ``torch.distributed`` synchronisation: use ``python -m
+lowrank run`` under torchrun for that).
 """
 from __future__ import annotations
 
@@ -46,15 +56,64 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from .layers import FactorizedLinear, LowRankLinear, TTLinear
+from .layers import LowRankLinear
 from .methods import build_method
-from .methods.iht import IterativeHardThresholding
-from .optim_state import ADAM_STATE_KEYS, ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, transport_adam_state
-from .surgery import compile_model, find_linear_layers
+from .methods.base import Method
+from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, update_optimizer_after_change
+from .surgery import find_linear_layers, target_ranks
 
 __all__ = ["ITERATIVE_METHODS", "IterativeCompressor", "LowRankTrainerCallback"]
 
-ITERATIVE_METHODS = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
+#: the methods a user's loop can drive (one-shot methods: :func:`lowrank.compress`)
+ITERATIVE_METHODS = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+#: those that measure a Fisher on calibration batches (IFHT's cuts, FWTRP's truncations)
+FISHER_METHODS = ("ifht", "global_ifht", "fwtrp")
+
+
+class _OwnLoop:
+    """What a method reads of the loop it runs in — the interface :class:`lowrank.train.Trainer` offers — for a
+    user's single-process loop: the model and its target layers, the step and epoch counters, calibration
+    batches, and the no-op synchronisation of one process."""
+
+    is_main = True
+    calib_set = None
+
+    def __init__(self, compressor: "IterativeCompressor", model: nn.Module, target_names: list[str],
+                 calibration: Iterable | None, cfg: dict[str, Any]):
+        self._compressor = compressor
+        self.model = model
+        self.target_names = target_names
+        self._calibration = calibration
+        self.cfg = cfg
+        self.step = 0
+        self.epoch = 0
+        self.device = next(model.parameters()).device
+
+    @property
+    def method(self) -> Method:
+        return self._compressor.method
+
+    def sync_structure(self, names: list[str]) -> None:
+        """One process: nothing to synchronise."""
+
+    def broadcast_object(self, obj: Any) -> Any:
+        return obj
+
+    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
+        self._compressor.note_rotation(new, old, Ua, Va)
+
+    def module_ranks(self) -> dict[str, int]:
+        return target_ranks(self.model, self.target_names)
+
+    def calibration_loader(self, batch_size: int = 64):
+        return self._calibration
+
+    def lr_at(self, step: int) -> float:
+        opt = self._compressor.watched_optimizer
+        if opt is None:
+            raise ValueError("nuclear_norm_mode='step' needs the learning rate: build the optimizer with "
+                             "compressor.optimizer(...) or pass it to compressor.watch(optimizer)")
+        return float(opt.param_groups[0]["lr"])
 
 
 class IterativeCompressor:
@@ -62,14 +121,17 @@ class IterativeCompressor:
 
     ``method_args`` are the run-spec keys of the method (``oialr_threshold``, ``oialr_frequency``,
     ``oialr_type``, ``delay``, ``oialr_min_rank_percent``, ``oialr_depth_schedule``, ``max_cut_fraction``,
-    ``cut_until``; IFHT also ``fisher_labels``, ``fisher_samples``), validated by the method before any
-    work. ``calibration``: batches for IFHT's Fisher (required by ``ifht`` / ``global_ifht``, refused by
-    the others). ``targets``: as :func:`lowrank.compress` (default ``"auto"``).
+    ``cut_until``; IFHT also ``fisher_labels``, ``fisher_samples``; TRP ``trp_threshold``, ``trp_frequency``,
+    ``nuclear_norm_weight``, …), validated by the method before any work. ``calibration``: batches for the
+    Fisher of :data:`FISHER_METHODS` (required by them, refused by the others). ``targets``: as
+    :func:`lowrank.compress` (default ``"auto"``). ``last_step`` / ``last_epoch``: when the loop ends, if
+    known (then nothing is converted, cut or truncated after it: nothing would train the result).
     """
 
     def __init__(self, model: nn.Module, method: str = "ieht", *, targets: Any = "auto",
                  calibration: Iterable | None = None, optimizer_state_after_cut: str = "carry",
-                 second_moment_after_cut: str = "rotate_squares", random_state: int = 0, **method_args: Any):
+                 second_moment_after_cut: str = "rotate_squares", random_state: int = 0,
+                 last_step: int | None = None, last_epoch: int | None = None, **method_args: Any):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
         if method not in ITERATIVE_METHODS:
@@ -81,79 +143,109 @@ class IterativeCompressor:
         if second_moment_after_cut not in SECOND_MOMENT_RULES:
             raise ValueError(f"second_moment_after_cut={second_moment_after_cut!r}; allowed: "
                              f"{', '.join(SECOND_MOMENT_RULES)}")
-        weighted = method in ("ifht", "global_ifht")
+        weighted = method in FISHER_METHODS
         if weighted and calibration is None:
             raise ValueError(f"method={method!r} measures a Fisher at every cut; pass calibration=<batches>")
         if not weighted and calibration is not None:
             raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None")
         if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
             raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
-        self.method = build_method(method, method_args)          # validates every key and value
-        assert isinstance(self.method, IterativeHardThresholding)
-        self.model = model
-        self.target_names = list(find_linear_layers(model, targets, include_factorized=True))
-        for n in self.target_names:
+        for key, value in (("last_step", last_step), ("last_epoch", last_epoch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key}={value!r} must be a positive int or None")
+        built = build_method(method, method_args)          # validates every key and value
+        target_names = list(find_linear_layers(model, targets, include_factorized=True))
+        for n in target_names:
             if not isinstance(model.get_submodule(n), (nn.Linear, LowRankLinear)):
                 raise ValueError(f"{n}: is a {type(model.get_submodule(n)).__name__}; the iterative methods start "
                                  f"from dense nn.Linear (or U S Vᵀ) layers")
-        self._calibration = calibration
-        self.calib_set = None
-        self.cfg = {"random_state": random_state, "optimizer_state_after_cut": optimizer_state_after_cut,
-                    "second_moment_after_cut": second_moment_after_cut}
-        self.step = 0
-        self.epoch = 0
-        self.device = next(model.parameters()).device
+        cfg = {"random_state": random_state, "optimizer_state_after_cut": optimizer_state_after_cut,
+               "second_moment_after_cut": second_moment_after_cut}
+        self._attach(built, _OwnLoop(self, model, target_names, calibration, cfg), last_step, last_epoch)
+        self.changed = bool(self.method.setup(self.loop))   # delay = 0 converts now
+
+    @classmethod
+    def driving(cls, method: Method, loop: Any, *, last_step: int | None = None,
+                last_epoch: int | None = None) -> "IterativeCompressor":
+        """The compressor of the library's own loop (:class:`lowrank.train.Trainer`): ``method`` (any
+        registered strategy, already validated) reads ``loop`` — the Trainer: its model, target layers,
+        counters, configuration (``optimizer_state_after_cut``, ``second_moment_after_cut``), calibration
+        data and ``torch.distributed`` synchronisation. The Trainer calls ``method.setup`` itself (before it
+        builds its optimizer) and then :meth:`watch`."""
+        self = cls.__new__(cls)
+        self._attach(method, loop, last_step, last_epoch)
+        self.changed = False
+        return self
+
+    def _attach(self, method: Method, loop: Any, last_step: int | None, last_epoch: int | None) -> None:
+        self.method = method
+        self.loop = loop
+        self.last_step, self.last_epoch = last_step, last_epoch
         self._rotations: dict[int, tuple] = {}
         self._synced = self._trainable()
-        self.changed = bool(self.method.setup(self))         # delay = 0 converts now
+        self.watched_optimizer: torch.optim.Optimizer | None = None
 
     # ---------------------------------------------------------------- what the method calls
-    is_main = True
-
-    def sync_structure(self, names: list[str]) -> None:
-        """Single process: nothing to synchronise."""
-
     def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
+        """A cut replaced ``old`` by ``new = Uaᵀ old Va``: the ``carry`` policy transports its Adam state."""
         self._rotations[id(new)] = (old, Ua, Va)
-
-    def module_ranks(self) -> dict[str, int]:
-        out = {}
-        for n in self.target_names:
-            m = self.model.get_submodule(n)
-            out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear, TTLinear)) else min(m.weight.shape)
-        return out
-
-    def calibration_loader(self, batch_size: int = 64):
-        return self._calibration
 
     # ---------------------------------------------------------------- the user's calls
     @property
+    def model(self) -> nn.Module:
+        return self.loop.model
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.loop.target_names
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    @property
+    def epoch(self) -> int:
+        return self.loop.epoch
+
+    @property
     def kind(self) -> str:
-        """``"step"`` or ``"epoch"``: when the method converts and cuts (``oialr_type``)."""
-        return self.method.kind
+        """``"step"`` or ``"epoch"``: when the method converts and cuts (``oialr_type``; TRP truncates at steps)."""
+        return getattr(self.method, "kind", "step")
 
     def ranks(self) -> dict[str, int]:
-        """Current rank of every target layer."""
-        return self.module_ranks()
+        """Current rank of every target layer (TRP: the rank of its last truncation)."""
+        return self.method.ranks(self.loop)
 
     @property
     def trajectory(self) -> list[dict]:
-        """One record per conversion / cut: step, epoch, event and every layer's rank."""
+        """One record per conversion / cut / truncation: step, epoch, event and every layer's rank."""
         return self.method.trajectory
+
+    def before_optimizer_step(self) -> None:
+        """Call after the backward pass, before the optimizer step (TRP adds its nuclear-norm sub-gradient;
+        the other methods do nothing here)."""
+        self.method.before_optimizer_step(self.loop)
 
     def step_end(self, step: int | None = None) -> bool:
         """Call after every optimizer step; ``True`` when parameters were replaced (then call
-        :meth:`optimizer_after_change`)."""
-        self.step = self.step + 1 if step is None else int(step)
-        changed = bool(self.method.after_step(self))
+        :meth:`optimizer_after_change`). Nothing happens at or after ``last_step``."""
+        if (isinstance(self.loop, _OwnLoop) and getattr(self.method, "nn_mode", None) == "step"
+                and self.watched_optimizer is None):
+            self.loop.lr_at(self.loop.step)               # refused before any work: the error says what to do
+        self.loop.step = self.loop.step + 1 if step is None else int(step)
+        if self.last_step is not None and self.loop.step >= self.last_step:
+            return False
+        changed = bool(self.method.after_step(self.loop))
         self.changed |= changed
         return changed
 
     def epoch_end(self, epoch: int | None = None) -> bool:
         """Call after every epoch (``epoch``: epochs completed, from 1); ``True`` when parameters were
-        replaced."""
-        self.epoch = self.epoch + 1 if epoch is None else int(epoch)
-        changed = bool(self.method.after_epoch(self))
+        replaced. Nothing happens at or after ``last_epoch``."""
+        self.loop.epoch = self.loop.epoch + 1 if epoch is None else int(epoch)
+        if self.last_epoch is not None and self.loop.epoch >= self.last_epoch:
+            return False
+        changed = bool(self.method.after_epoch(self.loop))
         self.changed |= changed
         return changed
 
@@ -167,63 +259,57 @@ class IterativeCompressor:
         return [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay},
                 {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
 
-    def optimizer(self, cls: type[torch.optim.Optimizer] = torch.optim.AdamW, *, weight_decay: float = 0.0,
-                  **kwargs: Any) -> torch.optim.Optimizer:
-        """``cls(self.param_groups(weight_decay), **kwargs)`` over the current trainable parameters."""
+    @staticmethod
+    def group_of(p: nn.Parameter) -> int:
+        """The group of :meth:`param_groups` a parameter belongs to (0: decayed, 1: not)."""
+        return 0 if p.ndim >= 2 else 1
+
+    def watch(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """From now on, changes are measured against the model's current parameters, which ``optimizer``
+        optimises (after building or loading it); returns ``optimizer``."""
         self._synced = self._trainable()
         self._rotations = {}
         self.changed = False
-        return cls(self.param_groups(weight_decay), **kwargs)
-
-    def optimizer_after_change(self, optimizer: Any) -> Any:
-        """Swap the replaced parameters into ``optimizer`` in place and set their state (module docstring);
-        returns ``optimizer``. Harmless when nothing changed."""
-        groups = optimizer.param_groups
-        state = optimizer.state
-        current = self._trainable()
-        old = self._synced
-        where = {id(p): gi for gi, g in enumerate(groups) for p in g["params"]}
-        policy = self.cfg["optimizer_state_after_cut"]
-        placed: dict[int, list[nn.Parameter]] = {}
-        for name, p in current.items():
-            if old.get(name) is p:
-                continue
-            prev = old.get(name)
-            if prev is None and name.endswith(".S"):
-                prev = old.get(name[:-2] + ".weight")      # the conversion: S replaces the dense weight
-            if prev is None or id(prev) not in where:
-                continue                                    # its predecessor was not being optimised
-            placed.setdefault(where[id(prev)], []).append(p)
-            rot = self._rotations.get(id(p))
-            st = state.get(rot[0]) if rot is not None else None
-            if rot is not None and st and policy != "reset" and set(st) <= set(ADAM_STATE_KEYS):
-                new = transport_adam_state(st, rot[1], rot[2], policy=policy, like=p,
-                                           second_moment=self.cfg["second_moment_after_cut"])
-                if new and not torch.is_tensor(new["step"]):
-                    new["step"] = torch.tensor(float(new["step"]), dtype=torch.float32)
-                state[p] = new
-        alive = {id(p) for p in self.model.parameters()}
-        for gi, g in enumerate(groups):
-            for p in g["params"]:
-                if id(p) not in alive:                      # replaced: its state goes with it
-                    state.pop(p, None)
-            g["params"] = [p for p in g["params"] if id(p) in alive] + placed.get(gi, [])
-        self._synced = current
-        self._rotations = {}
-        self.changed = False
+        self.watched_optimizer = optimizer
         return optimizer
 
+    def optimizer(self, cls: type[torch.optim.Optimizer] = torch.optim.AdamW, *, weight_decay: float = 0.0,
+                  **kwargs: Any) -> torch.optim.Optimizer:
+        """``cls(self.param_groups(weight_decay), **kwargs)`` over the current trainable parameters."""
+        return self.watch(cls(self.param_groups(weight_decay), **kwargs))
+
+    def optimizer_after_change(self, optimizer: Any, *, group_of: Any = None) -> Any:
+        """Swap the replaced parameters into ``optimizer`` in place and set their state (module docstring,
+        :func:`lowrank.optim_state.update_optimizer_after_change`); returns ``optimizer``. Harmless when nothing
+        changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
+        is left out, as its predecessor was)."""
+        cfg = self.loop.cfg
+        distributed = getattr(self.loop, "world_size", 1) > 1
+        update_optimizer_after_change(
+            optimizer, self.model, self._synced, self._rotations, policy=cfg["optimizer_state_after_cut"],
+            second_moment=cfg["second_moment_after_cut"], group_of=group_of, is_main=self.loop.is_main,
+            broadcast=self.loop.broadcast_object if distributed else None)
+        return self.watch(optimizer)
+
+    def scored_model(self) -> tuple[nn.Module, dict[str, int]]:
+        """``(model, ranks)`` to evaluate: the training model, or for TRP / FWTRP between truncations the
+        truncated, compiled copy (so that an accuracy comes with the size of the model that produced it)."""
+        scored = self.method.scoring_model(self.loop)
+        return scored if scored is not None else (self.model, self.ranks())
+
     def compile(self) -> dict[str, nn.Module]:
-        """End of the paper's Algorithms 1–2: every ``U S Vᵀ`` layer becomes ``A·B`` (or dense where ``A·B``
-        does not pay); returns name → new layer."""
-        return compile_model(self.model)
+        """End of the paper's algorithms (the method's ``finalize``): every ``U S Vᵀ`` layer becomes ``A·B``
+        (or dense where ``A·B`` does not pay); TRP truncates once more and compiles. Returns name → new layer."""
+        before = {n: self.model.get_submodule(n) for n in self.target_names}
+        self.method.finalize(self.loop)
+        return {n: m for n in self.target_names if (m := self.model.get_submodule(n)) is not before[n]}
 
     def state_dict(self) -> dict[str, Any]:
         """What a resumed loop needs besides the model and optimizer: the counters and the method's state."""
         return {"step": self.step, "epoch": self.epoch, "method": self.method.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.loop.step, self.loop.epoch = int(state["step"]), int(state["epoch"])
         self.method.load_state_dict(state["method"])
 
 
@@ -237,9 +323,10 @@ def _callback_base():
 
 class LowRankTrainerCallback(_callback_base()):
     """A ``transformers.TrainerCallback`` that drives an :class:`IterativeCompressor` inside
-    ``transformers.Trainer``: ``step_end`` after every optimizer step, ``epoch_end`` after every epoch,
-    and the Trainer's own optimizer edited in place after a change (so its LR scheduler stays attached);
-    as in :class:`lowrank.train.Trainer`, nothing happens after the last step / epoch.
+    ``transformers.Trainer``: ``before_optimizer_step`` before every optimizer step (after Hugging Face's
+    gradient clipping), ``step_end`` after every optimizer step, ``epoch_end`` after every epoch, and the
+    Trainer's own optimizer edited in place after a change (so its LR scheduler stays attached); as in
+    :class:`lowrank.train.Trainer`, nothing happens after the last step / epoch.
     ``compile_at_end=True`` compiles to ``A·B`` when training ends.
 
     Build the compressor *before* the ``transformers.Trainer`` (a ``delay=0`` conversion then happens before
@@ -251,18 +338,20 @@ class LowRankTrainerCallback(_callback_base()):
         self.compressor = compressor
         self.compile_at_end = compile_at_end
 
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        self.compressor.before_optimizer_step()
+        return control
+
     # As lowrank.train.Trainer: no conversion or cut after the last step / epoch (nothing would train after it).
     def on_step_end(self, args, state, control, optimizer=None, **kwargs):
-        last = bool(getattr(state, "max_steps", 0)) and state.global_step >= state.max_steps
-        if self.compressor.kind == "step" and not last and self.compressor.step_end(state.global_step):
+        self.compressor.last_step = getattr(state, "max_steps", 0) or None
+        if self.compressor.kind == "step" and self.compressor.step_end(state.global_step):
             self.compressor.optimizer_after_change(optimizer)
         return control
 
     def on_epoch_end(self, args, state, control, optimizer=None, **kwargs):
-        epoch = round(state.epoch)
-        total = getattr(args, "num_train_epochs", None)
-        last = total is not None and epoch >= total
-        if self.compressor.kind == "epoch" and not last and self.compressor.epoch_end(epoch):
+        self.compressor.last_epoch = getattr(args, "num_train_epochs", None)
+        if self.compressor.kind == "epoch" and self.compressor.epoch_end(round(state.epoch)):
             self.compressor.optimizer_after_change(optimizer)
         return control
 

@@ -71,7 +71,7 @@ loads an old state).
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
 import torch
@@ -80,7 +80,7 @@ __all__ = [
     "ADAM_STATE_POLICIES", "SECOND_MOMENT_RULES", "ADAM_STATE_KEYS",
     "validate_adam_state_policy", "validate_second_moment_rule",
     "rotate_first_moment", "rotate_squares", "slice_leading", "basis_change", "cut_rotations",
-    "transport_adam_state", "carry_state",
+    "transport_adam_state", "carry_state", "update_optimizer_after_change",
 ]
 
 ADAM_STATE_POLICIES = ("reset", "carry", "slice")
@@ -258,3 +258,81 @@ def carry_state(old_states, new_states, old_param: torch.Tensor, new_param: torc
     else:
         new_states.pop(new_param, None)
     return new
+
+
+def update_optimizer_after_change(optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                                  previous: Mapping[str, torch.nn.Parameter],
+                                  rotations: Mapping[int, tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]], *,
+                                  policy: str = "carry", second_moment: str = "rotate_squares",
+                                  group_of: Callable[[torch.nn.Parameter], int] | None = None,
+                                  is_main: bool = True, broadcast: Callable[[Any], Any] | None = None) -> None:
+    """Edit ``optimizer`` in place after a method replaced parameters of ``model`` (a conversion to ``U S Vᵀ``,
+    a cut): the one implementation of the optimizer policy, used by :class:`lowrank.train.Trainer` and by
+    :class:`lowrank.iterative.IterativeCompressor` in a user's loop.
+
+    ``previous`` is name → trainable parameter when the optimizer last matched the model; ``rotations`` maps
+    ``id(new S')`` → ``(old S, Ua, Va)`` for every cut core (``S = Ua S' Vaᵀ``). Then:
+
+    * a parameter that kept its identity keeps its place and its state;
+    * a replaced one is swapped into the param group of its predecessor (same name; for a conversion's
+      ``S``, the dense ``weight`` it replaced), or of ``group_of(p)`` when it has none (without
+      ``group_of`` it is left out: the caller did not optimise its predecessor either);
+    * its state follows ``policy`` (:data:`ADAM_STATE_POLICIES`): transported by :func:`transport_adam_state`
+      when it was rotated from a parameter with an Adam state, otherwise empty (AdamW initialises it);
+    * parameters gone from the model leave the groups and the state;
+    * each group's parameters are ordered as ``model.parameters()`` orders them — the order a fresh
+      optimizer over the model would have, so that order-dependent reductions over the parameters
+      (the total norm of gradient clipping) are bit-identical to rebuilding the optimizer.
+
+    Under ``torch.distributed`` the cut is computed on one process: pass ``is_main`` and ``broadcast``
+    (``obj → rank 0's obj``, called on every process); the transported states are then computed on rank 0
+    and installed everywhere by parameter name.
+    """
+    validate_adam_state_policy(policy)
+    validate_second_moment_rule(second_moment)
+    groups, state = optimizer.param_groups, optimizer.state
+    current = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    where = {id(p): gi for gi, g in enumerate(groups) for p in g["params"]}
+    placed: dict[int, list[torch.nn.Parameter]] = {}
+    new_names: dict[str, torch.nn.Parameter] = {}
+    for name, p in current.items():
+        if previous.get(name) is p or id(p) in where:
+            continue
+        prev = previous.get(name)
+        if prev is None and name.endswith(".S"):
+            prev = previous.get(name[:-2] + ".weight")       # a conversion: S replaces the dense weight
+        gi = where.get(id(prev)) if prev is not None else None
+        if gi is None and group_of is not None:
+            gi = group_of(p)
+        if gi is None:
+            continue
+        placed.setdefault(gi, []).append(p)
+        new_names[name] = p
+    carried: dict[str, dict] = {}
+    if policy != "reset" and is_main:
+        for name, p in new_names.items():
+            rot = rotations.get(id(p))
+            st = state.get(rot[0]) if rot is not None else None
+            if st and set(st) <= set(ADAM_STATE_KEYS):
+                carried[name] = transport_adam_state(st, rot[1], rot[2], policy=policy, like=p,
+                                                     second_moment=second_moment)
+    if policy != "reset" and broadcast is not None:
+        # only rank 0 knows Ua, Va: every rank installs rank 0's transported state (one broadcast, on every rank)
+        carried = broadcast({n: {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in st.items()}
+                             for n, st in carried.items()} if is_main else None)
+    order = {id(p): i for i, p in enumerate(model.parameters())}
+    alive = set(order)
+    for gi, g in enumerate(groups):
+        for q in g["params"]:
+            if id(q) not in alive:                           # replaced: its state goes with it
+                state.pop(q, None)
+        kept = [q for q in g["params"] if id(q) in alive] + placed.get(gi, [])
+        g["params"] = sorted(kept, key=lambda q: order[id(q)])
+    for name, st in carried.items():
+        p = new_names.get(name)
+        if p is None or not st:
+            continue
+        st = {k: (v.to(p.device) if torch.is_tensor(v) and v.ndim else v) for k, v in st.items()}
+        if not torch.is_tensor(st["step"]):
+            st["step"] = torch.tensor(float(st["step"]), dtype=torch.float32)
+        state[p] = st

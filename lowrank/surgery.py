@@ -41,6 +41,7 @@ __all__ = [
     "compile_model",
     "to_low_rank",
     "CompressionReport",
+    "target_ranks",
 ]
 
 TARGET_PRESETS: dict[str, dict[str, list[str]]] = {
@@ -98,6 +99,16 @@ def find_linear_layers(model: nn.Module, targets: str | Sequence[str] | Mapping[
         raise ValueError(f"targets={targets!r} matched no Linear layer; presets: {sorted(TARGET_PRESETS)}; "
                          f"some Linear names in this model: {linears}")
     return found
+
+
+def target_ranks(model: nn.Module, names: Iterable[str]) -> dict[str, int]:
+    """Rank of every named layer: the factor rank, ``min(out, in)`` for a dense layer, and the largest bond
+    rank for a tensor train (one int per layer keeps logs and reports uniform)."""
+    out = {}
+    for n in names:
+        m = model.get_submodule(n)
+        out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear, TTLinear)) else min(m.weight.shape)
+    return out
 
 
 def get_module(model: nn.Module, name: str) -> nn.Module:

@@ -41,6 +41,12 @@ that keep their identity keep their Adam moments; a replaced one (the rotated/cu
 
 Which is the default was chosen by measurement (the study's report compares them at the same β).
 
+The loop drives its method through :class:`lowrank.iterative.IterativeCompressor` — the class a user drives
+from their own loop — so the hook calls (never a conversion, cut or truncation after the last step or epoch)
+and the optimizer after a change (:func:`lowrank.optim_state.update_optimizer_after_change`: in place, each
+group in the model's parameter order, so gradient clipping's total norm is the one a fresh optimizer would
+compute) have one implementation.
+
 Under ``torchrun`` (``torch.distributed``: gloo on CPU, nccl on GPU) each process takes its slice
 of every global batch and gradients are averaged by one all-reduce per step; methods compute SVDs
 and cuts on rank 0 and broadcast the result (:meth:`Trainer.sync_structure`), because SVDs on
@@ -64,10 +70,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import batch_targets, collate_of, make_loader, move_batch
+from .iterative import IterativeCompressor
 from .layers import FactorizedLinear, LowRankLinear, TTLinear
 from .models import classifier_logits
-from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, transport_adam_state
-from .surgery import count_parameters, find_linear_layers, replace_module
+from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES
+from .surgery import count_parameters, find_linear_layers, replace_module, target_ranks
 from .tt import TTShape
 from .utils import atomic_save, atomic_write_json, atomic_write_text, make_generator, resolve_device, set_random_state
 
@@ -217,7 +224,10 @@ class Trainer:
         #: the smallest fraction of target parameters the method can reach (its rank floor compiled), or None
         self.floor_ratio = (self.compiled_target_params(floor) / self.original.target) if floor else None
         self.optimizer: torch.optim.Optimizer | None = None
-        self._rotations: dict[int, tuple] = {}
+        # the one driver of a method's hooks and of the optimizer after a change, shared with users' own
+        # loops (lowrank.iterative): nothing is converted, cut or truncated after the last step / epoch
+        self.compressor = IterativeCompressor.driving(method, self, last_step=self.total_steps,
+                                                      last_epoch=self.cfg["epochs"])
         self.log: list[dict] = []
 
     # ---------------------------------------------------------------- distributed
@@ -242,47 +252,21 @@ class Trainer:
                 {"params": no_decay, "weight_decay": 0.0}]
 
     def build_optimizer(self) -> None:
-        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
+        self.optimizer = self.compressor.watch(torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step)))
 
     def rebuild_optimizer(self) -> None:
-        """New AdamW over the current trainable parameters; surviving parameters keep their state,
-        replaced ones follow ``optimizer_state_after_cut`` (module docstring): a method that replaced a
-        core ``S`` by ``S' = Uaᵀ S Va`` announces it with :meth:`note_rotation`; under ``reset`` (or
-        without an announcement) the new parameter starts from an empty state."""
-        old = self.optimizer.state if self.optimizer is not None else {}
-        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
-        rotations, self._rotations = self._rotations, {}
-        policy = self.cfg["optimizer_state_after_cut"]
-        carry = policy != "reset"
-        params = dict(self.model.named_parameters())
-        carried: dict[str, dict] = {}
-        if carry and self.is_main:
-            for name, p in params.items():
-                if p not in old and id(p) in rotations:
-                    prev, Ua, Va = rotations[id(p)]
-                    if old.get(prev):
-                        carried[name] = transport_adam_state(old[prev], Ua, Va, policy=policy, like=p,
-                                                             second_moment=self.cfg["second_moment_after_cut"])
-        if carry and _is_dist():
-            # cuts are computed on rank 0 (only it knows Ua, Va): every rank installs rank 0's transported
-            # state, so that all ranks keep applying identical updates. One broadcast per rebuild, on
-            # every rank, whether or not anything was carried.
-            carried = self.broadcast_object({n: {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in st.items()}
-                                             for n, st in carried.items()} if self.is_main else None)
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p in old:
-                    self.optimizer.state[p] = old[p]
-        for name, st in carried.items():
-            p = params[name]
-            if p not in old:
-                self.optimizer.state[p] = {k: (v.to(p.device) if torch.is_tensor(v) and v.ndim else v)
-                                           for k, v in st.items()}
+        """The optimizer after the method replaced parameters, edited in place by the compressor
+        (:func:`lowrank.optim_state.update_optimizer_after_change`, the policy of the module docstring):
+        surviving parameters keep their state, replaced ones follow ``optimizer_state_after_cut`` — a method
+        that replaced a core ``S`` by ``S' = Uaᵀ S Va`` announces it with :meth:`note_rotation`; under
+        ``reset`` (or without an announcement) the new parameter starts from an empty state. Each group keeps
+        the model's parameter order, as a fresh AdamW over :meth:`_param_groups` would."""
+        self.compressor.optimizer_after_change(self.optimizer, group_of=self.compressor.group_of)
 
     def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
         """Announce that ``new = Uaᵀ old Va`` replaced ``old`` (called on rank 0 by a cut, before the
         optimizer is rebuilt): the ``carry`` policy transports ``old``'s Adam state to ``new``."""
-        self._rotations[id(new)] = (old, Ua, Va)
+        self.compressor.note_rotation(new, old, Ua, Va)
 
     def allreduce_gradients(self) -> None:
         """Average the gradients of all trainable parameters over the processes (one flat buffer).
@@ -342,13 +326,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- bookkeeping
     def module_ranks(self) -> dict[str, int]:
-        """Rank of every target layer: the factor rank, ``min(out, in)`` for a dense layer, and the
-        largest bond rank for a tensor train (one int per layer keeps logs and reports uniform)."""
-        out = {}
-        for n in self.target_names:
-            m = self.model.get_submodule(n)
-            out[n] = m.rank if isinstance(m, (LowRankLinear, FactorizedLinear, TTLinear)) else min(m.weight.shape)
-        return out
+        """Rank of every target layer (:func:`lowrank.surgery.target_ranks`): the factor rank, ``min(out, in)``
+        for a dense layer, the largest bond rank for a tensor train."""
+        return target_ranks(self.model, self.target_names)
 
     def compiled_target_params(self, ranks: dict[str, int] | None = None, model: nn.Module | None = None) -> int:
         """Target-layer parameters of ``model`` (default: the training model) once compiled to ``A·B`` at
@@ -411,8 +391,8 @@ class Trainer:
         return EvalResult(loss / n, correct / n, n)
 
     def _log_eval(self, kind: str, train_loss: float | None = None) -> dict:
-        scored = self.method.scoring_model(self)
-        model, ranks = scored if scored is not None else (self.model, self.method.ranks(self))
+        model, ranks = self.compressor.scored_model()
+        scored = model is not self.model
         res = self.evaluate(model)
         pc = count_parameters(model, self.target_names, original=self.original)
         compiled = self.compiled_target_params(ranks, model)
@@ -423,7 +403,7 @@ class Trainer:
                "params_total_compiled": pc.total - pc.target + compiled,
                "compression_ratio_total": (pc.total - pc.target + compiled) / self.original.total,
                "lr": self.lr_at(self.step), "ranks": ranks}
-        if scored is not None:
+        if scored:
             # the training form (dense, re-grown weights) beside the scored compiled copy: informative only,
             # never a point of a front (its size is not the logged one)
             dense = self.evaluate()
@@ -504,7 +484,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.allreduce_gradients()
-                self.method.before_optimizer_step(self)  # e.g. TRP's nuclear-norm sub-gradient
+                self.compressor.before_optimizer_step()  # e.g. TRP's nuclear-norm sub-gradient
                 if self.cfg["grad_clip"]:
                     torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
                                                    self.cfg["grad_clip"])
@@ -514,7 +494,7 @@ class Trainer:
                 running += loss.item()
                 seen += 1
                 bar.update(1)
-                if self.step < self.total_steps and self.method.after_step(self):
+                if self.compressor.step_end(self.step):   # never after the last step
                     self.rebuild_optimizer()
                 every = self.cfg["checkpoint_every_steps"]
                 if every and self.step % every == 0:
@@ -523,12 +503,12 @@ class Trainer:
             self.step_in_epoch = 0
             self._log_eval("epoch", running / max(seen, 1))
             # no cut after the last epoch: nothing would train after it
-            if self.epoch < epochs and self.method.after_epoch(self):
+            if self.compressor.epoch_end(self.epoch):
                 self.rebuild_optimizer()
             self.save_checkpoint()
         bar.close()
         before = self._parameter_fingerprint()
-        self.method.finalize(self)
+        self.compressor.compile()
         last = self.log[-1] if self.log else None
         if last is not None and last["step"] == self.step and self._parameter_fingerprint() == before:
             # finalize changed nothing (no compile, no truncation): the model is the one just evaluated,

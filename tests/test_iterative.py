@@ -68,6 +68,67 @@ def test_user_loop_reproduces_the_trainer(policy):
     assert all(isinstance(model.get_submodule(n), FactorizedLinear) for n in names)
 
 
+TRP_ARGS = {"trp_threshold": 0.9, "trp_frequency": 2, "nuclear_norm_weight": 1e-3}
+
+
+@pytest.mark.parametrize("mode", ["gradient", "step"])
+def test_user_loop_reproduces_the_trainers_trp_run(mode):
+    """TRP (Algorithm 3) in a user's loop: the nuclear-norm sub-gradient before the optimizer step, truncations
+    at steps, never at the last one, the compiled model — bit-identical to the library's Trainer."""
+    torch.manual_seed(0)
+    base, names = ms.vit()
+    train, test = _data(), _data(32, seed=1)
+    args = {**TRP_ARGS, "nuclear_norm_mode": mode}
+    ref_model = copy.deepcopy(base)
+    ref = Trainer(ref_model, build_method("trp", args), train, test, CFG, targets="auto", progress=False)
+    ref.fit()
+
+    model = copy.deepcopy(base)
+    total = CFG["epochs"] * len(ref.epoch_batches(0))
+    comp = IterativeCompressor(model, "trp", last_step=total, **args)
+    opt = comp.optimizer(torch.optim.AdamW, lr=CFG["lr"], weight_decay=CFG["weight_decay"])
+    model.train()
+    for epoch in range(CFG["epochs"]):
+        for x, y in ref.train_loader(epoch):
+            loss = F.cross_entropy(classifier_logits(model, x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            comp.before_optimizer_step()
+            opt.step()
+            assert not comp.step_end()                  # TRP keeps its parameters: nothing to swap
+        comp.epoch_end()
+        scored, ranks = comp.scored_model()
+        assert scored is not model                      # the truncated, compiled copy of the current weights
+        factored = {n: scored.get_submodule(n).rank for n in names
+                    if isinstance(scored.get_submodule(n), FactorizedLinear)}
+        assert factored and all(ranks[n] == k for n, k in factored.items())
+    assert [r["step"] for r in comp.trajectory if r["event"] == "truncate"] == list(range(2, total, 2))
+    replaced = comp.compile()
+    assert set(replaced) == {n for n in names if isinstance(model.get_submodule(n), FactorizedLinear)} != set()
+    assert [(r["step"], r["event"], r["ranks"]) for r in comp.trajectory] == \
+        [(r["step"], r["event"], r["ranks"]) for r in ref.method.trajectory]
+    sa, sb = model.state_dict(), ref_model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
+
+
+def test_fwtrp_needs_calibration_and_step_mode_needs_an_optimizer():
+    torch.manual_seed(0)
+    model, _ = ms.vit()
+    with pytest.raises(ValueError, match=r"method='fwtrp' measures a Fisher at every cut; pass calibration"):
+        IterativeCompressor(model, "fwtrp", **TRP_ARGS)
+    comp = IterativeCompressor(model, "trp", **{**TRP_ARGS, "trp_frequency": 1, "nuclear_norm_frequency": 1,
+                                                "nuclear_norm_mode": "step"})
+    x, y = ms.image_batches()[0]
+    F.cross_entropy(model(x), y).backward()
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match=r"nuclear_norm_mode='step' needs the learning rate"):
+        comp.step_end()                                  # would truncate, then take a nuclear-norm step of size lr
+    assert comp.step == 0 and not comp.trajectory        # refused before any work
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
 def test_optimizer_is_edited_in_place_and_state_carried():
     torch.manual_seed(0)
     model, names = ms.vit()
@@ -127,7 +188,8 @@ def test_callback_follows_the_hooks_of_transformers_trainer():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"method": "svd"}, r"method='svd' is not an iterative method this class drives; allowed: oialr, ieht"),
+    ({"method": "svd"}, r"method='svd' is not an iterative method this class drives; allowed: oialr, ieht, .*trp"),
+    ({"method": "ieht", "last_step": 0}, r"last_step=0 must be a positive int or None"),
     ({"method": "ieht", "oialr_threshold": 1.5}, r"oialr_threshold=1.5 is outside the allowed range \(0, 1\]"),
     ({"method": "ieht", "bogus": 1}, r"unknown config keys \['bogus'\]"),
     ({"method": "ieht", "optimizer_state_after_cut": "keep"}, r"optimizer_state_after_cut='keep'; allowed"),

@@ -53,6 +53,29 @@ def test_rate_check_is_the_summed_decrease(tiny_runs: Path) -> None:
     assert np.all(r["min_dP2"] <= r["bound"] + allowance / lam)
 
 
+def test_decrease_margin_and_training_accuracy_are_reported(tiny_runs: Path) -> None:
+    """(g1)'s power: the margin is the decrease over the guaranteed λ‖ΔP‖², recomputed here from the objective
+    history alone (not from the recorded slack); and the table shows tenBCD's training accuracy."""
+    df, hist = rt.load_tenbcd(tiny_runs)
+    lam = float(df["alpha"].iloc[0]) / 2
+    h = hist["digits"]["0.3"]["tenbcd"]
+    r = rt.rate_check(hist["digits"]["0.3"], 2 * lam)
+    obj, dp = np.asarray(h["objective"], float), np.asarray([np.nan if v is None else v for v in h["dP2"]], float)
+    expected = (obj[:-1] - obj[1:]) / (lam * dp[1:])
+    # the slack and the objective are both float64 sums of the same terms: agreement to float64 rounding of Φ
+    np.testing.assert_allclose(r["margin"], expected, rtol=1e-9 * max(1.0, float(np.abs(obj).max())) / float(
+        np.min(lam * dp[1:])))
+    assert (r["margin"] >= 1 - 1e-6).all()                 # (g1) holds on these runs
+    g1 = {x.claim: x for x in rt.verdict_tenbcd(df, hist)}["(g1)"]
+    least = min(float(np.nanmin(rt.rate_check(h, 2 * lam)["margin"])) for h in hist["digits"].values())
+    assert f"Its power is small: the decrease exceeds the guaranteed (α/2)‖ΔP‖² by a factor of {least:.1f} at least" \
+        in g1.evidence
+    table = rt.tenbcd_table(df)
+    assert table["tenBCD train (TT net)"].between(0, 1).all()
+    g3 = {x.claim: x for x in rt.verdict_tenbcd(df, hist)}["(g3) digits"]
+    assert "train / test accuracy per CR" in g3.evidence
+
+
 def test_verdicts_on_real_runs_and_on_a_broken_history(tiny_runs: Path) -> None:
     df, hist = rt.load_tenbcd(tiny_runs)
     v = {x.claim: x for x in rt.verdict_tenbcd(df, hist)}

@@ -113,6 +113,54 @@ def test_compiled_model_reproduces_training_form(base, cache):
     torch.testing.assert_close(seen["after"], seen["before"], rtol=1e-4, atol=1e-5)
 
 
+class _FreshOptimizer(Trainer):
+    """The optimizer policy written as a fresh AdamW after every change (what the loop did before it shared the
+    in-place edit with users' loops): surviving parameters keep their state object, a rotated core gets its
+    transported state, everything else starts empty; groups from ``_param_groups`` (the model's order)."""
+
+    def rebuild_optimizer(self) -> None:
+        from lowrank.optim_state import transport_adam_state
+
+        old = self.optimizer.state
+        rotations, self.compressor._rotations = self.compressor._rotations, {}
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step))
+        policy = self.cfg["optimizer_state_after_cut"]
+        for g in self.optimizer.param_groups:
+            for p in g["params"]:
+                if p in old:
+                    self.optimizer.state[p] = old[p]
+                elif policy != "reset" and id(p) in rotations and old.get(rotations[id(p)][0]):
+                    prev, Ua, Va = rotations[id(p)]
+                    self.optimizer.state[p] = transport_adam_state(
+                        old[prev], Ua, Va, policy=policy, like=p, second_moment=self.cfg["second_moment_after_cut"])
+        self.compressor.watch(self.optimizer)
+
+
+@pytest.mark.parametrize("method,args,policy", [
+    ("ieht", {"oialr_threshold": 0.8, "oialr_frequency": 3, "oialr_type": "step", "delay": 2}, "carry"),
+    ("ieht", {"oialr_threshold": 0.8, "oialr_frequency": 1, "delay": 1}, "reset"),
+    ("oialr", {"oialr_threshold": 0.3, "oialr_frequency": 1, "delay": 0}, "slice"),
+    ("ifht", {"oialr_threshold": 0.9, "oialr_frequency": 4, "oialr_type": "step", "delay": 0}, "carry"),
+])
+def test_in_place_optimizer_edit_is_bit_identical_to_a_fresh_optimizer(method, args, policy, base, cache):
+    """The loop edits its optimizer in place after a cut (one implementation with users' loops); with gradient
+    clipping on (its total norm sums over the parameters in group order) the run is bit-identical to one that
+    builds a fresh AdamW after every change: the same weights, the same logged accuracies."""
+    runs = {}
+    for cls in (Trainer, _FreshOptimizer):
+        t = _trainer(method, args, base, cache, epochs=3, grad_clip=1.0, optimizer_state_after_cut=policy)
+        t.__class__ = cls
+        t.fit()
+        runs[cls] = t
+    a, b = runs[Trainer], runs[_FreshOptimizer]
+    assert "cut" in [r["event"] for r in a.method.trajectory]
+    assert [(r["accuracy"], r["eval_loss"]) for r in a.log] == [(r["accuracy"], r["eval_loss"]) for r in b.log]
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=0, atol=0, msg=k)
+
+
 @pytest.mark.parametrize("policy", ["reset", "carry", "slice"])
 def test_optimizer_policy_after_a_cut(policy, base, cache):
     """A replaced S core starts from an empty Adam state (``reset``) or from the old state transported into
