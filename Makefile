@@ -1,7 +1,11 @@
 # Two commands set everything up on a fresh machine:
 #   make test    create/update .venv with the pinned stack, then run the test suite
-#   make repro   create/update .venv, then every stage of dvc.yaml but the benchmarks (the `small`
-#                profile of params.yaml), two stages at a time (study/pipeline.py wraps `dvc repro`)
+#   make repro   create/update .venv, then the core set of dvc.yaml's stages (the `small` profile of
+#                params.yaml), two stages at a time (study/pipeline.py wraps `dvc repro`): every stage but
+#                the benchmarks and the extended set (`meta: {set: extended}`), whose committed evidence
+#                (reports/evidence) the report and the notebooks read instead
+#   make repro-extended  the same with the extended set too: the text chain, the budget axis, Figure 2's
+#                families, Figures 4 and 5; it rewrites reports/evidence (commit it with dvc.lock)
 #   make bench   the performance benchmarks (`dvc repro bench`: machine-specific ratios, ~5 min)
 #   make test-kernels  the numeric tests again under other MKL / ATen kernels and one thread, with a
 #                fingerprint of how far results move (tests/kernel_variation.py; run before a release)
@@ -17,7 +21,7 @@ PYTEST_ARGS ?=
 
 JOBS   ?= 2
 
-.PHONY: venv test test-kernels repro bench lab clean-venv
+.PHONY: venv test test-kernels repro repro-extended bench lab clean-venv
 
 venv: $(STAMP)
 
@@ -40,6 +44,9 @@ test-kernels: venv
 
 repro: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline --jobs $(JOBS)
+
+repro-extended: venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline --jobs $(JOBS) --with extended
 
 bench: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro bench

@@ -39,7 +39,7 @@
 # ```bash
 # mkdir -p notebooks/build
 # jupytext --to ipynb notebooks/01_table1_zero_shot.py -o notebooks/build/01_table1_zero_shot.ipynb
-# papermill notebooks/build/01_table1_zero_shot.ipynb out.ipynb -k python3 -p runs_dir runs -p out_dir reports -p paper_dir reports
+# papermill notebooks/build/01_table1_zero_shot.ipynb out.ipynb -k python3 -p runs_dir runs -p evidence_dir reports/evidence/runs -p out_dir reports -p paper_dir reports
 # ```
 #
 # or open this file as a notebook in JupyterLab (`make lab`).
@@ -49,6 +49,7 @@
 runs_dir = "runs"
 out_dir = "reports"
 paper_dir = "reports"        # the folder holding paper/table1.csv
+evidence_dir = ""           # the committed runs of the extended set (dvc.yaml: reports/evidence/runs)
 
 # %%
 from pathlib import Path
@@ -61,7 +62,7 @@ from study.runs import BASES, load_runs
 from study.verdicts import verdict_frame
 from study.writers import markdown_table, publish_figure, publish_table
 
-runs, out, figures, tables = folders(runs_dir, out_dir)
+runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
 
 # %%
 table1_runs = load_runs(runs, table1.SWEEP)

@@ -34,7 +34,7 @@
 # ```bash
 # mkdir -p notebooks/build
 # jupytext --to ipynb notebooks/02_fig2_pareto.py -o notebooks/build/02_fig2_pareto.ipynb
-# papermill notebooks/build/02_fig2_pareto.ipynb out.ipynb -k python3 -p runs_dir runs -p out_dir reports
+# papermill notebooks/build/02_fig2_pareto.ipynb out.ipynb -k python3 -p runs_dir runs -p evidence_dir reports/evidence/runs -p out_dir reports
 # ```
 #
 # or open this file as a notebook in JupyterLab (`make lab`).
@@ -43,6 +43,7 @@
 # Parameters (papermill)
 runs_dir = "runs"
 out_dir = "reports"
+evidence_dir = ""           # the committed runs of the extended set (dvc.yaml: reports/evidence/runs)
 
 # %%
 from IPython.display import Markdown, display
@@ -56,7 +57,7 @@ from study.runs import load_points, load_rank_trajectories, load_runs
 from study.verdicts import noise_level, verdict_frame
 from study.writers import markdown_table, publish_figure, publish_table, write_table
 
-runs, out, figures, tables = folders(runs_dir, out_dir)
+runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
 
 # %% [markdown]
 # ## Claim (b) at matched sizes, over seeds

@@ -3,6 +3,7 @@
     python -m study.pipeline --jobs 2                 # what `make repro` runs (skips `bench`)
     python -m study.pipeline --jobs 2 --skip ''       # every stage, the benchmarks included
     python -m study.pipeline --dry                    # print what is stale
+    python -m study.pipeline --jobs 2 --with extended # also the extended set (`make repro-extended`)
 
 Why: the sweeps are dozens of independent single-threaded runs (``train.threads: 1``), and plain
 ``dvc repro`` executes one stage at a time, so on a 2-core machine half of it idles. DVC (3.x) lets
@@ -12,6 +13,13 @@ ourselves — a stage starts when the stages it depends on are done, the longest
 expected seconds first (``meta: {cost_s: …}`` hints in dvc.yaml) — with a pool of ``--jobs`` workers. Each stage is reproduced by DVC itself, so its lock entry, cache and
 outputs are exactly what ``dvc repro`` would leave; a final plain ``dvc repro`` of the same targets
 finds nothing left to do (or reproduces what went stale while the stages ran).
+
+Parameter sets: a stage whose ``meta`` says ``set: extended`` (the text chain, the budget axis, Figure 2's
+families, Figures 4 and 5) is left out unless ``--with extended`` asks for it. Unlike ``--skip``, the stages
+downstream of it still run, on its committed outputs (the report and the notebooks read the extended runs from
+``reports/evidence``, :mod:`study.evidence`); DVC is then asked stage by stage (``--single-item``), and the
+closing check is ``dvc status`` of the stages that ran, since a plain ``dvc repro`` would also reproduce the
+left-out stages upstream.
 
 For a queue spread over machines or many workers, DVC's own ``dvc exp run --queue`` +
 ``dvc queue start -j N`` is the tool (README); this script is the single-machine fast path.
@@ -34,23 +42,29 @@ _LOCK_RETRIES = 20
 
 #: cost of a stage without a ``meta: {cost_s: …}`` hint in dvc.yaml
 DEFAULT_COST_S = 10.0
+#: the parameter set of a stage without ``meta: {set: …}``: what ``make repro`` runs
+CORE = "core"
 
 
-def stage_graph(skip: set[str] = frozenset(), costs: dict[str, float] | None = None) -> dict[str, list[str]]:
+def stage_graph(skip: set[str] = frozenset(), costs: dict[str, float] | None = None,
+                sets: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Stage name → the stages it depends on, without the ``skip`` stages (a name or a foreach group)
     and everything downstream of them. ``costs``, when given, is filled with each stage's
-    ``meta.cost_s`` (expected seconds; :data:`DEFAULT_COST_S` without one)."""
+    ``meta.cost_s`` (expected seconds; :data:`DEFAULT_COST_S` without one); ``sets`` with its
+    ``meta.set`` (:data:`CORE` without one)."""
     from dvc.repo import Repo
 
     with Repo() as repo:
         graph = repo.index.graph                  # edge (stage, dependency)
         names = {s: s.addressing for s in graph.nodes}
         deps = {names[s]: sorted(names[d] for d in graph.successors(s)) for s in graph.nodes}
-        if costs is not None:
-            for s in graph.nodes:
-                meta = getattr(s, "meta", None) or {}
-                costs[names[s]] = float(meta.get("cost_s", DEFAULT_COST_S)) if isinstance(meta, dict) \
-                    else DEFAULT_COST_S
+        for s in graph.nodes:
+            meta = getattr(s, "meta", None) or {}
+            meta = meta if isinstance(meta, dict) else {}
+            if costs is not None:
+                costs[names[s]] = float(meta.get("cost_s", DEFAULT_COST_S))
+            if sets is not None:
+                sets[names[s]] = str(meta.get("set", CORE))
     unknown = set(skip) - set(deps) - {n.split("@")[0] for n in deps}
     if unknown:
         raise ValueError(f"--skip: {sorted(unknown)} are not stages of dvc.yaml; stages: {sorted(deps)}")
@@ -110,8 +124,10 @@ def _priorities(deps: dict[str, list[str]], costs: dict[str, float] | None = Non
     return {n: (chain[n], len(below[n])) for n in deps}
 
 
-def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = False) -> list[tuple[str, float]]:
-    """Reproduce every stale stage (except ``skip``) with ``jobs`` workers; returns (stage, seconds).
+def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = False,
+              include: set[str] = frozenset()) -> list[tuple[str, float]]:
+    """Reproduce every stale stage (except ``skip``, and except the stages of a parameter set other than
+    :data:`CORE` and ``include``) with ``jobs`` workers; returns (stage, seconds).
 
     A stage starts as soon as the stages it depends on are finished. It is handed to DVC when ``dvc
     status`` found it stale at the start or when something upstream of it ran; DVC then re-checks it
@@ -120,13 +136,21 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
     costs: dict[str, float] = {}
-    deps = stage_graph(set(skip), costs)
-    stale = stale_stages(sorted(deps))
+    sets: dict[str, str] = {}
+    deps = stage_graph(set(skip), costs, sets)
+    unknown = set(include) - set(sets.values())
+    if unknown:
+        raise ValueError(f"--with: {sorted(unknown)} are not parameter sets of dvc.yaml (meta.set); "
+                         f"sets: {sorted(set(sets.values()))}")
+    left_out = {n for n in deps if sets.get(n, CORE) not in {CORE, *include}}
+    targets = sorted(set(deps) - left_out)
+    stale = stale_stages(targets)
     prio = _priorities(deps, costs)
-    print(f"{len(stale)} of {len(deps)} stages stale" + (f": {', '.join(sorted(stale))}" if stale else ""), flush=True)
+    print(f"{len(stale)} of {len(targets)} stages stale" + (f": {', '.join(sorted(stale))}" if stale else "")
+          + (f"; {len(left_out)} left to other parameter sets" if left_out else ""), flush=True)
     if dry:
         return []
-    done: set[str] = set()
+    done: set[str] = set(left_out)   # never run here: their committed outputs stand
     ran: set[str] = set()
     timings: list[tuple[str, float]] = []
     running: dict = {}
@@ -157,9 +181,18 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
                 ran.add(n)
                 timings.append((name, seconds))
                 print(f"  done {name} ({seconds:.1f} s; {len(done)}/{len(deps)})", flush=True)
-    # the same targets through plain `dvc repro`: a no-op unless something went stale while the stages ran
-    # (a source file edited meanwhile), which it then reproduces one stage at a time
-    subprocess.run(["dvc", "repro", "--quiet", *sorted(deps)], check=True)
+    if not left_out:
+        # the same targets through plain `dvc repro`: a no-op unless something went stale while the stages ran
+        # (a source file edited meanwhile), which it then reproduces one stage at a time
+        subprocess.run(["dvc", "repro", "--quiet", *targets], check=True)
+        return timings
+    # with stages left out, a plain `dvc repro` would reproduce them as upstream of ours: check with `dvc
+    # status` instead, and reproduce what went stale meanwhile one stage at a time, upstream first
+    for n in sorted(stale_stages(targets), key=lambda n: (-prio[n][0], n)):
+        timings.append(_repro_one(n))
+    still = stale_stages(targets)
+    if still:
+        raise RuntimeError(f"stages still stale after the pipeline: {sorted(still)}")
     return timings
 
 
@@ -169,11 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="bench",
                     help="comma-separated stages (or foreach groups) to leave out, with everything that needs "
                          "them (default: bench; '' for none)")
+    ap.add_argument("--with", dest="include", default="",
+                    help="comma-separated parameter sets (meta.set of dvc.yaml) to run besides the core one "
+                         "(default: none; `extended` for the whole study)")
     ap.add_argument("--dry", action="store_true", help="only print what is stale")
     args = ap.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    include = {s.strip() for s in args.include.split(",") if s.strip()}
     t0 = time.perf_counter()
-    timings = reproduce(args.jobs, skip, args.dry)
+    timings = reproduce(args.jobs, skip, args.dry, include)
     if not args.dry:
         busy = sum(t for _, t in timings)
         print(f"pipeline: {len(timings)} stages in {time.perf_counter() - t0:.0f} s with {args.jobs} workers "

@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from .runs import BASES, bases_of, borrowed_runs, load_points, load_rank_trajectories, load_runs
+from .runs import (BASES, RunsDirs, bases_of, borrowed_runs, load_points, load_rank_trajectories, load_runs,
+                   run_roots)
 from .verdicts import NOISE_SWEEP, Noise, Verdict, noise_level, single_seed
 
 __all__ = ["Artifact", "ARTIFACTS", "Inputs", "register", "artifacts", "sweeps", "claim_order", "from_points",
@@ -113,8 +114,11 @@ class Inputs:
     """The run folders and reports an artifact's verdicts, metrics and REPORT.md section read; each sweep
     is loaded once, whichever artifacts read it."""
 
-    def __init__(self, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports"):
-        self.runs_dir = runs_dir
+    def __init__(self, runs_dir: RunsDirs = "runs", reports_dir: str | Path = "reports"):
+        # runs_dir: one folder, or several searched in order (this checkout's runs, then the committed
+        # evidence of the extended parameter set: study.runs); ``primary`` is the first, where runs are made
+        self.runs_dir = run_roots(runs_dir)
+        self.primary = self.runs_dir[0]
         self.reports_dir = Path(reports_dir)
         self._memo: dict[Any, Any] = {}
 

@@ -27,6 +27,7 @@ from .families import sort_labels
 from .fronts import MATCH_RTOL
 from .intervals import LEVEL, MIN_SEEDS
 from .prop43 import CORRECTED
+from .evidence import manifest_text
 from .registry import Inputs, artifacts, claim_order, sweeps
 from .runs import BASES
 from .verdicts import MIN_COVERAGE, VERDICT_COLUMNS, Noise, Verdict
@@ -53,7 +54,11 @@ def _inventory(inputs: Inputs) -> tuple[list[dict[str, Any]], bool, set[str]]:
         r = inputs.runs(sweep)
         synthetic |= bool(not r.empty and r["synthetic"].fillna(False).astype(bool).any())
         models |= set(r["model"].dropna().astype(str)) if len(r) else set()
+        n_ev = int(r["evidence"].fillna(False).astype(bool).sum()) if len(r) else 0
         inventory.append({"sweep": f"runs/{sweep}", "runs": len(r),
+                          "read from": "–" if not len(r) else "this checkout's runs" if not n_ev else
+                          ("the committed evidence (reports/evidence)" if n_ev == len(r) else
+                           f"{len(r) - n_ev} this checkout's, {n_ev} the committed evidence (reports/evidence)"),
                           "methods": ", ".join(sort_labels(r["method"].astype(str))) if len(r) else "–",
                           "datasets": ", ".join(sorted(r["dataset"].dropna().astype(str).unique()))
                           if len(r) else "–",
@@ -199,6 +204,7 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         "## Runs found",
         "",
         markdown_table(pd.DataFrame(inventory)),
+        *[line for root in inputs.runs_dir[1:] if (text := manifest_text(root.parent)) for line in ("", text)],
     ]
     for artifact in artifacts():
         if artifact.section is not None:
@@ -255,15 +261,18 @@ def summary_metrics(verdicts: Sequence[Verdict], runs_dir: str | Path = "runs", 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m study.report [--runs runs] [--reports reports]``: write ``<reports>/REPORT.md``."""
+    """``python -m study.report [--runs runs] [--evidence DIR] [--reports reports]``: write ``<reports>/REPORT.md``."""
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m study.report", description="Write REPORT.md: every claim "
                                  "of the paper with the numbers of our runs that decide it.")
     ap.add_argument("--runs", default="runs", help="folder holding the sweeps (default: runs)")
+    ap.add_argument("--evidence", default="",
+                    help="committed runs of the extended parameter set (reports/evidence/runs, study.evidence), read "
+                         "for the sweeps --runs lacks (default: none)")
     ap.add_argument("--reports", default="reports", help="folder of the notebooks' outputs (default: reports)")
     args = ap.parse_args(argv)
-    inputs = Inputs(args.runs, args.reports)
+    inputs = Inputs((args.runs, args.evidence), args.reports)
     verdicts = claim_verdicts(inputs=inputs)
     path = write_report(args.runs, args.reports, inputs=inputs, verdicts=verdicts)
     print(f"{path}: " + ", ".join(f"{v.claim} {v.verdict}" for v in verdicts[0]))

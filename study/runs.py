@@ -11,20 +11,26 @@ budget), never by its folder name; a folder without ``metrics.json`` (a run stil
     from study.runs import load_runs, load_points
     runs = load_runs("runs", "fig2")       # one row per finished run, spec fields flattened
     points = load_points("runs", "fig2")   # one row per evaluation (log.jsonl record)
+
+``runs_dir`` may also be a sequence of folders searched in order, a run found in an earlier one hiding the
+same run (same path below the sweep) in a later one: ``("runs", "reports/evidence/runs")`` reads this
+checkout's runs and, for the sweeps it did not run, the committed evidence of the extended parameter set
+(:mod:`study.evidence`). Every row says where it came from (``evidence``: read from a folder after the
+first).
 """
 from __future__ import annotations
 
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from .families import IHT_FAMILY
 
-__all__ = ["BASES", "read_run", "load_runs", "load_points", "load_rank_trajectories", "borrowed_runs",
+__all__ = ["BASES", "RunsDirs", "run_roots", "read_run", "load_runs", "load_points", "load_rank_trajectories", "borrowed_runs",
            "bases_of"]
 
 #: the sweep of pre-trained bases every compression run starts from (the paper's Table 3, "Base Training")
@@ -34,7 +40,19 @@ _RECORD_FIELDS = ("kind", "step", "epoch", "train_loss", "eval_loss", "accuracy"
                   "params_target_compiled", "compression_ratio_target", "params_total_compiled",
                   "compression_ratio_total", "lr")
 _RUN_KEYS = ("run", "sweep", "path", "method", "setting", "dataset", "model", "epochs", "random_state",
-             "schedule", "rank", "synthetic")
+             "schedule", "rank", "synthetic", "evidence")
+
+#: one run folder, or several searched in order (the first that has a run wins)
+RunsDirs = Union[str, Path, Sequence[Union[str, Path]]]
+
+
+def run_roots(runs_dir: RunsDirs) -> tuple[Path, ...]:
+    """``runs_dir`` as a tuple of folders, in search order (empty entries dropped)."""
+    dirs = [runs_dir] if isinstance(runs_dir, (str, Path)) else list(runs_dir)
+    roots = tuple(Path(d) for d in dirs if str(d))
+    if not roots:
+        raise ValueError(f"runs_dir={runs_dir!r}: no folder to read runs from")
+    return roots
 
 
 def _flatten(d: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -112,7 +130,7 @@ def read_run(run_dir: str | Path, sweep: str = "", root: str | Path | None = Non
         "run": rel, "sweep": sweep, "path": str(run_dir), "method": method, "setting": _setting(margs),
         "dataset": metrics.get("dataset", spec.get("dataset")), "model": metrics.get("model", spec.get("model")),
         "epochs": train.get("epochs"), "random_state": train.get("random_state"), "schedule": schedule,
-        "rank": margs.get("rank"), "synthetic": bool(metrics.get("synthetic", False)),
+        "rank": margs.get("rank"), "synthetic": bool(metrics.get("synthetic", False)), "evidence": False,
     }
     for k, v in metrics.items():
         if k not in ("spec",) and not isinstance(v, (Mapping, list, tuple)) and k not in row:
@@ -124,18 +142,27 @@ def read_run(run_dir: str | Path, sweep: str = "", root: str | Path | None = Non
     return row
 
 
-def _run_dirs(runs_dir: str | Path, sweep: str) -> tuple[Path, list[Path]]:
-    root = Path(runs_dir) / sweep
-    if not root.is_dir():
-        return root, []
-    return root, sorted(p.parent for p in root.rglob("metrics.json"))
+def _run_dirs(runs_dir: RunsDirs, sweep: str) -> list[tuple[Path, Path, bool]]:
+    """(sweep root, run folder, from a later folder) of every finished run, the first folder's run winning
+    over a later one's at the same path below the sweep."""
+    found: dict[str, tuple[Path, Path, bool]] = {}
+    for i, base in enumerate(run_roots(runs_dir)):
+        root = base / sweep
+        if not root.is_dir():
+            continue
+        for p in sorted(q.parent for q in root.rglob("metrics.json")):
+            found.setdefault(p.relative_to(root).as_posix(), (root, p, i > 0))
+    return [found[k] for k in sorted(found)]
 
 
-def load_runs(runs_dir: str | Path, sweep: str) -> pd.DataFrame:
-    """One row per finished run of ``runs_dir/sweep`` (see :func:`read_run`); empty (with the key
-    columns) when the sweep is absent."""
-    root, dirs = _run_dirs(runs_dir, sweep)
-    rows = [r for d in dirs if (r := read_run(d, sweep, root)) is not None]
+def load_runs(runs_dir: RunsDirs, sweep: str) -> pd.DataFrame:
+    """One row per finished run of ``runs_dir/sweep`` (see :func:`read_run`; several folders: see the
+    module's docstring); empty (with the key columns) when the sweep is absent."""
+    rows = []
+    for root, d, later in _run_dirs(runs_dir, sweep):
+        if (r := read_run(d, sweep, root)) is not None:
+            r["evidence"] = later
+            rows.append(r)
     if not rows:
         return pd.DataFrame(columns=list(_RUN_KEYS) + ["accuracy", "compression_ratio_target", "start_accuracy"])
     return pd.DataFrame(rows).sort_values("run", kind="mergesort").reset_index(drop=True)
@@ -157,7 +184,7 @@ def bases_of(runs: pd.DataFrame) -> set[str]:
     return {str(r).split("/")[0] for r in runs["run"]} if len(runs) else set()
 
 
-def load_points(runs_dir: str | Path, sweep: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_points(runs_dir: RunsDirs, sweep: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per evaluation record (``log.jsonl``) of every finished run, with the run's key columns
     (method, setting, dataset, epochs, random_state, schedule, rank) attached; ``pct_target`` is
     ``100 · compression_ratio_target``. A run without ``log.jsonl`` contributes its final metrics."""
@@ -185,7 +212,7 @@ def load_points(runs_dir: str | Path, sweep: str, runs: pd.DataFrame | None = No
     return df[cols]
 
 
-def load_rank_trajectories(runs_dir: str | Path, sweep: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+def load_rank_trajectories(runs_dir: RunsDirs, sweep: str, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (run, rank event, layer) from ``ranks.json``: run keys + ``event_index``, ``event``
     (convert / cut / project / truncate / compile), ``step``, ``epoch``, ``layer``, ``layer_index`` and
     ``rank``."""

@@ -240,7 +240,7 @@ def verdict_tenbcd(df: pd.DataFrame, histories: dict[str, dict]) -> list[Verdict
 
 
 def _loaded(inputs: Inputs) -> tuple[pd.DataFrame, dict[str, dict]]:
-    return inputs.memo(SWEEP, lambda: load_tenbcd(inputs.runs_dir))
+    return inputs.memo(SWEEP, lambda: load_tenbcd(inputs.primary))
 
 
 def verdicts(inputs: Inputs) -> list[Verdict]:

@@ -71,3 +71,47 @@ def test_reproduce_runs_independent_stages_together_and_leaves_dvc_clean(project
 def test_reproduce_validates_jobs(project):
     with pytest.raises(ValueError, match="jobs"):
         pipeline.reproduce(jobs=0)
+
+
+EXTENDED_YAML = """
+stages:
+  long:
+    meta: {set: extended}
+    cmd: echo fresh > evidence.txt && echo w > weights.bin
+    outs:
+      - weights.bin
+      - evidence.txt: {cache: false}
+  report:
+    cmd: cat evidence.txt > report.txt
+    deps: [evidence.txt]
+    outs: [report.txt]
+"""
+
+
+@pytest.fixture()
+def extended_project(project):
+    (project / "dvc.yaml").write_text(EXTENDED_YAML)
+    (project / "evidence.txt").write_text("committed\n")     # the extended stage's committed output
+    return project
+
+
+def test_a_left_out_parameter_set_does_not_run_but_its_downstream_does(extended_project):
+    p = extended_project
+    sets: dict[str, str] = {}
+    pipeline.stage_graph(set(), sets=sets)
+    assert sets == {"long": "extended", "report": pipeline.CORE}
+    timings = pipeline.reproduce(jobs=2, skip=set())
+    assert [n for n, _ in timings] == ["report"]
+    assert (p / "report.txt").read_text() == "committed\n"      # read the committed output
+    assert not (p / "weights.bin").exists()                      # the extended stage never ran
+    status = subprocess.run(["dvc", "status", "--json", "report"], capture_output=True, text=True, check=True)
+    assert status.stdout.strip() in ("{}", "")
+    # the whole study: the extended stage runs, and the report follows its new output
+    timings = pipeline.reproduce(jobs=2, skip=set(), include={"extended"})
+    assert [n for n, _ in timings] == ["long", "report"]
+    assert (p / "report.txt").read_text() == "fresh\n"
+
+
+def test_reproduce_refuses_an_unknown_parameter_set(extended_project):
+    with pytest.raises(ValueError, match="parameter sets"):
+        pipeline.reproduce(jobs=1, skip=set(), include={"nope"})

@@ -1,0 +1,163 @@
+"""The committed evidence of the extended parameter set: the small files of its runs, kept in git.
+
+    python -m study.evidence --runs runs --out reports/evidence     # the `evidence` stage of dvc.yaml
+
+Why: ``make repro`` has an hour on two cores, and the whole study takes longer. The stages of dvc.yaml marked
+``meta: {set: extended}`` (the text chain, the budget axis, Figure 2's method families, Figures 4 and 5) run
+only in ``make repro-extended`` (or a plain ``dvc repro``); ``make repro`` runs the rest, which decides
+claim (b) on both datasets with intervals. So that the report and the notebooks still cover every claim, the
+extended runs' ``metrics.json``, ``log.jsonl`` and ``ranks.json`` (never their weights) are copied into
+``reports/evidence/runs/<sweep>/...`` and committed, with a manifest saying which machine and which library
+made them. A sweep is read from ``runs/`` first and from here for the runs this checkout lacks
+(:mod:`study.runs`); REPORT.md says, per sweep, which of the two it read.
+
+The run folders copied are the ``runs/`` outputs of the extended stages, read from DVC's own resolution of
+dvc.yaml (:func:`extended_run_folders`), so the list is never written twice.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXTENDED", "FILES", "MANIFEST", "extended_run_folders", "library_hash", "collect", "manifest_text",
+           "main"]
+
+#: the ``meta.set`` of dvc.yaml's stages that ``make repro`` leaves to ``make repro-extended``
+EXTENDED = "extended"
+#: what is kept of a run: its numbers and its rank history, not its weights
+FILES = ("metrics.json", "log.jsonl", "ranks.json")
+#: the manifest's name inside the evidence folder
+MANIFEST = "MANIFEST.json"
+
+
+def extended_run_folders(repo_root: str | Path = ".") -> list[str]:
+    """The run folders (outputs under ``runs/``) of dvc.yaml's stages whose ``meta.set`` is :data:`EXTENDED`,
+    from DVC's resolution of dvc.yaml (``foreach`` expanded)."""
+    from dvc.repo import Repo
+
+    folders = []
+    with Repo(str(repo_root)) as repo:
+        for stage in repo.index.stages:
+            meta = getattr(stage, "meta", None) or {}
+            if isinstance(meta, dict) and meta.get("set") == EXTENDED:
+                folders += [Path(o.def_path).as_posix() for o in stage.outs
+                            if Path(o.def_path).as_posix().startswith("runs/")]
+    return sorted(folders)
+
+
+def library_hash(root: str | Path) -> str:
+    """SHA-256 over the relative paths and bytes of every ``*.py`` file of the package folder ``root``
+    (``lowrank``): equal hashes mean the evidence was made by the library this checkout holds."""
+    h = hashlib.sha256()
+    root = Path(root)
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _library_root() -> Path:
+    """The folder of the installed ``lowrank`` package (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lowrank")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("lowrank is not installed (pip install -e .)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, command: str,
+            library: str | Path | None = None) -> dict[str, Any]:
+    """Copy :data:`FILES` of every finished run (a folder with ``metrics.json``) under each of ``folders``
+    (paths ``runs/<sweep>/...`` relative to the repository, ``runs_dir`` standing for ``runs``) into
+    ``out_dir/runs/...``, with :data:`MANIFEST`; the old ``out_dir`` is replaced in one rename. A folder with
+    no finished run is an error (the evidence would silently lose a sweep)."""
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        counts: dict[str, int] = {}
+        for folder in folders:
+            rel = Path(folder).relative_to("runs")
+            src = runs_dir / rel
+            runs = sorted(p.parent for p in src.rglob("metrics.json")) if src.is_dir() else []
+            if not runs:
+                raise FileNotFoundError(f"evidence: {src} holds no finished run (no metrics.json); run its stage first")
+            for run in runs:
+                dest = tmp / "runs" / run.relative_to(runs_dir)
+                dest.mkdir(parents=True, exist_ok=True)
+                for name in FILES:
+                    if (run / name).is_file():
+                        shutil.copyfile(run / name, dest / name)
+            counts[folder] = len(runs)
+        manifest = {"made_by": command, "machine": _machine(),
+                    "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "library_sha256": library_hash(_library_root() if library is None else library),
+                    "runs_per_folder": counts}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        old = out_dir.with_name(f".{out_dir.name}-old")
+        if old.exists():
+            shutil.rmtree(old)
+        if out_dir.exists():
+            out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def manifest_text(evidence_dir: str | Path, library: str | Path | None = None) -> str:
+    """One paragraph for REPORT.md: where the committed evidence came from, and whether the library that made
+    it is this checkout's (empty when there is no evidence folder)."""
+    path = Path(evidence_dir) / MANIFEST
+    if not path.is_file():
+        return ""
+    m = json.loads(path.read_text())
+    same = m.get("library_sha256") == library_hash(_library_root() if library is None else library)
+    n = sum(m.get("runs_per_folder", {}).values())
+    return (f"`make repro` runs the core parameter set of dvc.yaml; the sweeps read from the committed evidence "
+            f"above come from the extended set (`make repro-extended`, which also rewrites the evidence). The "
+            f"evidence (`{Path(evidence_dir).as_posix()}`, {n} runs without their weights: "
+            f"{', '.join(f'`{k}`' for k in sorted(m.get('runs_per_folder', {})))}) was copied from those stages' "
+            f"runs by `{m.get('made_by')}` on {m.get('machine')} at {m.get('utc')}; they were made with "
+            + ("the library this checkout holds (same `lowrank` source hash)." if same else
+               "**a different `lowrank` source than this checkout's**: re-run `make repro-extended` before "
+               "trusting the verdicts that read it."))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m study.evidence", description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
+    ap.add_argument("--out", default="reports/evidence", help="the evidence folder (default: reports/evidence)")
+    args = ap.parse_args(argv)
+    folders = extended_run_folders()
+    command = "python -m study.evidence " + " ".join(sys.argv[1:] if argv is None else argv)
+    m = collect(args.runs, args.out, folders, command=command.strip())
+    print(f"evidence: {sum(m['runs_per_folder'].values())} runs of {len(folders)} folders → {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
