@@ -53,6 +53,7 @@ from study.fronts import pareto_points
 from study.matched import decisive_table
 from study.notebook import folders
 from study.pareto import best_at_budget_table, fronts_table, pareto_figure
+from study.registry import Inputs
 from study.runs import load_points, load_rank_trajectories, load_runs
 from study.verdicts import noise_level, verdict_frame
 from study.writers import markdown_table, publish_figure, publish_table, write_table
@@ -110,9 +111,8 @@ print(noise.source)
 trajectories = fig2.figure_rows(load_rank_trajectories(runs, fig2.SWEEP, fig2_only),
                                 load_rank_trajectories(runs, fig2.REPEATS_SWEEP, repeats_runs), repeats_runs)
 first_cuts = fig2.first_cut_table(trajectories)
-verdicts = (fig2.verdict_iterative_vs_oneshot(decisive, repeats_runs)
-            + fig2.verdict_energy_vs_sigma_max(fig2_points[fig2_points["dataset"].isin(set(fig2_only["dataset"]))],
-                                               noise, first_cuts))
+# the registry's verdicts, as REPORT.md gives them: (b) over seeds, (c) over every seed with OIALR runs
+verdicts = fig2.verdicts(Inputs(runs, out))
 display(Markdown(markdown_table(verdict_frame(verdicts))))
 
 # %% [markdown]

@@ -25,13 +25,14 @@ from matplotlib.figure import Figure
 
 from .families import IHT_FAMILY, ITERATIVE, METHOD_ORDER, ONE_SHOT, label_key
 from .fronts import compare_fronts
-from .intervals import decide_interval, t_interval
+from .intervals import MIN_SEEDS, decide_interval, t_interval
 from .matched import WINDOW, budget_gaps, budget_summary, decisive_table, roles
 from .pareto import best_accuracy_metrics
 from .registry import Artifact, Inputs, register
 from .style import method_colors, no_runs_axes
-from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, front_comparison_text, per_dataset_verdicts,
-                       single_seed)
+from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, decide_over_seeds,
+                       front_comparison_text, front_gap_over_seeds, over_seeds_text, per_dataset_verdicts, seeds_of,
+                       seeds_text, single_seed)
 from .writers import include_figure, include_table, new_figure, no_runs_table
 
 __all__ = ["NOTEBOOK", "SWEEP", "BUDGET_SWEEP", "REPEATS_SWEEP", "PARETO", "BEST_AT_BUDGET", "FRONTS",
@@ -58,12 +59,15 @@ METRIC_BUDGET = 0.10
 
 def figure_rows(fig2_rows: pd.DataFrame, repeats_rows: pd.DataFrame, repeats_runs: pd.DataFrame,
                 seed: Any = 0) -> pd.DataFrame:
-    """Figure 2's rows (runs, points or rank events): every run of ``runs/fig2`` (all families, one seed) and
-    the decisive sweep's runs of the same seed (one-shot SVD across the window, IEHT, IFHT), the latter's
-    ``run`` prefixed ``repeats/`` — every point a model that exists. The S-only one-shot runs stay out: an
-    ablation, not a method of the paper's Table 2."""
-    keep = repeats_runs[(repeats_runs["random_state"] == seed) & (roles(repeats_runs) != "one-shot, S only")] \
-        if len(repeats_runs) else repeats_runs
+    """Figure 2's rows (runs, points or rank events): the runs of ``runs/fig2`` of ``seed`` (every family on
+    seed 0; OIALR on every digits base, for claim (c)) and the decisive sweep's runs of the same seed
+    (one-shot SVD across the window, IEHT, IFHT), the latter's ``run`` prefixed ``repeats/`` — every point a
+    model that exists. ``seed=None``: every seed of both. The S-only one-shot runs stay out: an ablation, not
+    a method of the paper's Table 2."""
+    if seed is not None and len(fig2_rows) and "random_state" in fig2_rows.columns:
+        fig2_rows = fig2_rows[fig2_rows["random_state"] == seed]
+    keep = repeats_runs[((repeats_runs["random_state"] == seed) if seed is not None else True)
+                        & (roles(repeats_runs) != "one-shot, S only")] if len(repeats_runs) else repeats_runs
     extra = repeats_rows[repeats_rows["run"].isin(set(keep["run"]))] if len(keep) and len(repeats_rows) \
         else repeats_rows.iloc[0:0]
     extra = extra.assign(run="repeats/" + extra["run"].astype(str))
@@ -349,6 +353,16 @@ def verdict_energy_vs_sigma_max(points: pd.DataFrame, noise: Noise, first_cuts: 
         if a.empty or b.empty:
             missing = " and ".join(m for m, g in (("ieht", a), ("oialr", b)) if g.empty)
             return Verdict(lab, statement, paper_txt, "no runs", f"{ds}: no compressed {missing} points")
+        shared = sorted(set(seeds_of(a)) & set(seeds_of(b)))
+        if len(shared) >= MIN_SEEDS:
+            # each seed's IEHT front (the decisive sweep's runs on that base) against its OIALR front
+            iv, per_seed = front_gap_over_seeds(a, b)
+            return Verdict(lab, statement, paper_txt, decide_over_seeds(iv, per_seed),
+                           f"{ds}: " + over_seeds_text(iv, per_seed, "IEHT", "OIALR") + cut_txt(ds),
+                           effect=iv.effect_text(), interval=iv.bounds_text(),
+                           sizes="coverage per seed " + ", ".join(f"{r['seed']}: {100 * r['coverage']:.0f}%"
+                                                                  for _, r in per_seed.iterrows()),
+                           datasets=str(ds), seeds=seeds_text(per_seed))
         cmp = compare_fronts(a, b)
         ev = f"{ds}: " + front_comparison_text(cmp, "IEHT", "OIALR") + cut_txt(ds)
         iv = t_interval([cmp["mean_gap"]] if np.isfinite(cmp["mean_gap"]) else [])
@@ -363,7 +377,8 @@ def verdict_energy_vs_sigma_max(points: pd.DataFrame, noise: Noise, first_cuts: 
 def verdicts(inputs: Inputs) -> list[Verdict]:
     decisive = inputs.memo("decisive", lambda: decisive_table(inputs.runs(REPEATS_SWEEP), inputs.points(REPEATS_SWEEP)))
     rep = inputs.runs(REPEATS_SWEEP)
-    points = figure_rows(inputs.points(SWEEP), inputs.points(REPEATS_SWEEP), rep)
+    # claim (c) over every seed that has both: OIALR (runs/fig2) against the decisive sweep's IEHT
+    points = figure_rows(inputs.points(SWEEP), inputs.points(REPEATS_SWEEP), rep, seed=None)
     # claim (c) needs OIALR, which only runs/fig2 runs: its datasets only
     points = points[points["dataset"].isin(set(inputs.runs(SWEEP)["dataset"]))] if len(points) else points
     first = first_cut_table(figure_rows(inputs.trajectories(SWEEP), inputs.trajectories(REPEATS_SWEEP), rep))

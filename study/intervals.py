@@ -166,6 +166,8 @@ def front_gap_interval(a: pd.DataFrame, b: pd.DataFrame, *, min_coverage: float,
     whose comparison covers at least ``min_coverage`` of its grid; the per-seed table (with a ``used``
     column) comes with it, so that a report can say which seeds were left out and why."""
     per_seed = per_seed_front_gaps(a, b, **kwargs)
-    used = (per_seed["n_compared"] > 0) & (per_seed["coverage"] >= min_coverage) & np.isfinite(per_seed["mean_gap"])
+    # astype: an empty table (no shared seed: one side has no runs) has object columns isfinite refuses
+    gaps = per_seed["mean_gap"].astype(float)
+    used = (per_seed["n_compared"] > 0) & (per_seed["coverage"] >= min_coverage) & np.isfinite(gaps)
     per_seed = per_seed.assign(used=used)
     return t_interval(per_seed.loc[used, "mean_gap"].to_numpy(dtype=float), level), per_seed

@@ -20,7 +20,7 @@ from study import families, fronts, pareto, verdicts, writers
 from study.verdicts import Verdict
 from study.runs import load_points, load_rank_trajectories, load_runs
 
-from .helpers import write_synthetic_runs
+from .helpers import ENERGY_CUTS, OIALR_CUTS, iterative_run, write_synthetic_runs
 
 
 def write_theory_claims(theory_dir: Path) -> None:
@@ -234,6 +234,27 @@ def test_energy_vs_sigma_max_verdict(synthetic: Path, tmp_path: Path) -> None:
     same = write_synthetic_runs(tmp_path / "same", oialr_scale=0.02, repeats=False)
     (v,) = fig2.verdict_energy_vs_sigma_max(load_points(same, "fig2"), verdicts.Noise(0.02, 0.06, "t"))
     assert v.verdict.startswith("inconclusive (within noise")
+
+
+@pytest.mark.parametrize("ieht_scale, oialr_scale, expected", [(0.02, 0.06, "reproduced"),
+                                                                 (0.06, 0.02, "not reproduced")])
+def test_energy_vs_sigma_max_is_decided_over_seeds(tmp_path: Path, ieht_scale: float, oialr_scale: float,
+                                                   expected: str) -> None:
+    """Claim (c) on three bases: OIALR of runs/fig2 on each seed against the decisive sweep's IEHT of the same
+    seed, decided by the 95 % t interval of the per-seed front gaps (noise 0.003 per point: far below the gap)."""
+    from study.registry import Inputs
+
+    for k in range(3):
+        for t in (0.15, 0.25):
+            iterative_run(tmp_path / "fig2" / f"digits_k{k}" / f"oialr_{t}", "oialr", {"oialr_threshold": t},
+                          OIALR_CUTS, scale=oialr_scale, random_state=k)
+        iterative_run(tmp_path / "repeats" / f"digits_k{k}" / "ieht_80", "ieht", {"oialr_threshold": 0.8},
+                      ENERGY_CUTS, scale=ieht_scale, random_state=k)
+    (v,) = [v for v in fig2.verdicts(Inputs(tmp_path, tmp_path)) if v.claim.startswith("(c)")]
+    assert v.verdict == expected, v.evidence
+    assert "over seeds" in v.evidence and "3 seeds" in v.interval and v.seeds.startswith("0, 1, 2")
+    lo, hi = (float(x) for x in v.interval.split("]")[0].strip("[").split(","))
+    assert (lo > 0) if expected == "reproduced" else (hi < 0)
 
 
 #: a verdict on one seed (:func:`study.verdicts.single_seed`)
