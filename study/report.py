@@ -30,7 +30,7 @@ from .prop43 import CORRECTED
 from .evidence import manifest_text
 from .registry import Inputs, artifacts, claim_order, sweeps
 from .runs import BASES
-from .verdicts import MIN_COVERAGE, VERDICT_COLUMNS, Noise, Verdict
+from .verdicts import MIN_COVERAGE, NOISE_SWEEP, VERDICT_COLUMNS, Noise, Verdict
 from .writers import markdown_table
 
 __all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_line", "kind_of", "summary_metrics", "mlrc_summary",
@@ -115,6 +115,7 @@ def mlrc_summary(verdicts: Sequence[Verdict], inputs: Inputs) -> list[str]:
         f"{datasets} (seeds {', '.join(map(str, seeds)) or '–'}; the seed is the base's and the compression "
         "run's), instead of the paper's ViT-B/16 on CIFAR-10 / ImageNet and BERT-base on GLUE.",
         "",
+        *_provenance_lines(inputs),
         f"**Decision rule.** A claim is reproduced (not reproduced) only when the {100 * LEVEL:.0f} % interval of "
         f"its effect over at least {MIN_SEEDS} seeds lies above (below) zero; otherwise it is inconclusive, with "
         "the interval. A claim measured on fewer seeds is inconclusive whatever its effect.",
@@ -144,6 +145,26 @@ def mlrc_summary(verdicts: Sequence[Verdict], inputs: Inputs) -> list[str]:
         "",
     ]
     return lines
+
+
+def _provenance_lines(inputs: Inputs) -> list[str]:
+    """Which sweeps were read (wholly or partly) from the committed evidence of the extended parameter set
+    (:mod:`study.evidence`) rather than from this checkout's runs; nothing when every run is this checkout's."""
+    parts = []
+    for sweep in SWEEPS:
+        r = inputs.runs(sweep)
+        n = int(r["evidence"].fillna(False).astype(bool).sum()) if len(r) else 0
+        if n:
+            parts.append(f"`runs/{sweep}`" + ("" if n == len(r) else f" ({n} of its {len(r)} runs)"))
+    if not parts:
+        return []
+    decisive = inputs.runs(NOISE_SWEEP)
+    own = bool(len(decisive)) and not decisive["evidence"].fillna(False).astype(bool).any()
+    return [f"**Where the runs come from.** Read from the committed evidence of the extended parameter set "
+            f"(`make repro-extended`, `reports/evidence`; \"Runs found\" says where and with which library it "
+            f"was made): {', '.join(parts)}. Every other run"
+            + (f", the decisive sweep of claim (b) (`runs/{NOISE_SWEEP}`) among them," if own else "")
+            + " was made by this run of the pipeline.", ""]
 
 
 def _bases_section(inputs: Inputs) -> list[str]:

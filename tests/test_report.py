@@ -320,8 +320,32 @@ def test_write_report_end_to_end(synthetic: Path, tmp_path: Path) -> None:
     assert "pooled std of final accuracy over runs/repeats" in text
     assert "not generated yet" in text          # the notebooks' tables are absent here
     assert report.main(["--runs", str(synthetic), "--reports", str(reports)]) == 0
+    assert "Where the runs come from" not in text             # every run is this checkout's
     empty = report.write_report(tmp_path / "nothing", tmp_path / "empty_reports").read_text()
     assert empty.count("| no runs ") >= 6 and "no repeats" in empty
+
+
+def test_report_names_the_sweeps_it_read_from_the_committed_evidence(synthetic: Path, tmp_path: Path) -> None:
+    """The same runs, with Figure 4's moved into an evidence folder: the verdicts are the same, and the report
+    says which sweep came from the evidence and that the decisive sweep did not."""
+    import shutil
+
+    from study.evidence import collect
+
+    runs = tmp_path / "runs"
+    shutil.copytree(synthetic, runs)
+    collect(runs, tmp_path / "evidence", ["runs/fig4"], command="test")
+    shutil.rmtree(runs / "fig4")
+    both = report.claim_verdicts(inputs=report.Inputs((runs, tmp_path / "evidence" / "runs"), tmp_path))[0]
+    alone = report.claim_verdicts(synthetic, tmp_path)[0]
+    assert [(v.claim, v.verdict, v.effect) for v in both] == [(v.claim, v.verdict, v.effect) for v in alone]
+    assert report.main(["--runs", str(runs), "--evidence", str(tmp_path / "evidence" / "runs"),
+                        "--reports", str(tmp_path / "reports")]) == 0
+    text = (tmp_path / "reports" / "REPORT.md").read_text()
+    where = text.split("**Where the runs come from.**")[1].split("\n")[0]
+    assert "`runs/fig4`" in where and "`runs/fig2`" not in where and "`runs/repeats`) among them" in where
+    assert "| runs/fig4 " in text and "the committed evidence (reports/evidence)" in text
+    assert "was copied from those stages' runs" in text         # the manifest's paragraph under Runs found
 
 
 def test_language_model_verdict_follows_the_front_gap() -> None:
