@@ -180,7 +180,7 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
                 done.add(n)
                 ran.add(n)
                 timings.append((name, seconds))
-                print(f"  done {name} ({seconds:.1f} s; {len(done)}/{len(deps)})", flush=True)
+                print(f"  done {name} ({seconds:.1f} s; {len(done - left_out)}/{len(targets)})", flush=True)
     if not left_out:
         # the same targets through plain `dvc repro`: a no-op unless something went stale while the stages ran
         # (a source file edited meanwhile), which it then reproduces one stage at a time
