@@ -20,7 +20,7 @@
 # depth: constant, increasing with depth (early layers keep more) or decreasing. The claim (d): increasing ≥
 # constant ≥ decreasing, because early layers stabilise first and need flexibility. Our schedules keep the mean
 # tolerated error fixed (`lowrank/schedules.py`). Reads `runs/fig4` (`spec.method_args.oialr_depth_schedule`: the
-# increasing and decreasing schedules on the three digits bases) and, as the constant schedule, the decisive
+# increasing and decreasing schedules on the three bases of each vision dataset) and, as the constant schedule, the decisive
 # sweep's IEHT β = 0.8 on the same bases (`runs/repeats`: the same spec, run once). The figure and tables show
 # seed 0; the claim is decided over the three seeds.
 #

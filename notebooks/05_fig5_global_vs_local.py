@@ -19,7 +19,7 @@
 # Appendix D compares per-layer (local) energy thresholds, IEHT and IFHT, with one threshold over the spectra of
 # all layers together (globalIEHT, globalIFHT). The claim (e): local beats global; globalIEHT "does not perform
 # well", globalIFHT "underperforms, though not significantly". Reads `runs/fig5` (the global methods on the three
-# digits bases) and, as the local methods, the decisive sweep's IEHT and IFHT β = 0.8 on the same bases
+# bases of each vision dataset) and, as the local methods, the decisive sweep's IEHT and IFHT β = 0.8 on the same bases
 # (`runs/repeats`: the same specs, run once). The figure and tables show seed 0; the claim is decided over the
 # three seeds.
 #

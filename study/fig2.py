@@ -60,7 +60,7 @@ METRIC_BUDGET = 0.10
 def figure_rows(fig2_rows: pd.DataFrame, repeats_rows: pd.DataFrame, repeats_runs: pd.DataFrame,
                 seed: Any = 0) -> pd.DataFrame:
     """Figure 2's rows (runs, points or rank events): the runs of ``runs/fig2`` of ``seed`` (every family on
-    seed 0; OIALR on every digits base, for claim (c)) and the decisive sweep's runs of the same seed
+    seed 0; OIALR on every vision base, for claim (c)) and the decisive sweep's runs of the same seed
     (one-shot SVD across the window, IEHT, IFHT), the latter's ``run`` prefixed ``repeats/`` — every point a
     model that exists. ``seed=None``: every seed of both. The S-only one-shot runs stay out: an ablation, not
     a method of the paper's Table 2."""

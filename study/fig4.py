@@ -2,11 +2,11 @@
 constant, increasing or decreasing with the layer's depth), and its claim (d): increasing ≥ constant ≥
 decreasing.
 
-Reads ``runs/fig4`` (``spec.method_args.oialr_depth_schedule``) on three digits bases, and the constant
-schedule from the decisive sweep (``runs/repeats``: its IEHT β = 0.8 is this figure's constant setting, the
-same spec on the same bases, so it is run once); notebook ``notebooks/04_fig4_depth_schedules.py`` writes
-the figure and tables (:mod:`study.pareto`, one front per method · schedule, seed 0) and decides the claim
-over the seeds.
+Reads ``runs/fig4`` (``spec.method_args.oialr_depth_schedule``) on the three bases of each vision dataset
+(digits, MNIST-1D), and the constant schedule from the decisive sweep (``runs/repeats``: its IEHT β = 0.8 is
+this figure's constant setting, the same spec on the same bases, so it is run once); notebook
+``notebooks/04_fig4_depth_schedules.py`` writes the figure and tables (:mod:`study.pareto`, one front per
+method · schedule, seed 0) and decides the claim over the seeds.
 """
 from __future__ import annotations
 

@@ -2,10 +2,10 @@
 (IEHT, IFHT) against one threshold over the spectra of all layers (globalIEHT, globalIFHT), and its claim
 (e): local beats global.
 
-Reads ``runs/fig5`` (the global methods, three digits bases) and the local ones from the decisive sweep
-(``runs/repeats``: its IEHT and IFHT β = 0.8 are this figure's local settings, the same specs on the same
-bases, so each is run once); notebook ``notebooks/05_fig5_global_vs_local.py`` writes the figure and tables
-(:mod:`study.pareto`, seed 0) and decides the claim over the seeds.
+Reads ``runs/fig5`` (the global methods, the three bases of each vision dataset) and the local ones from the
+decisive sweep (``runs/repeats``: its IEHT and IFHT β = 0.8 are this figure's local settings, the same specs
+on the same bases, so each is run once); notebook ``notebooks/05_fig5_global_vs_local.py`` writes the figure
+and tables (:mod:`study.pareto`, seed 0) and decides the claim over the seeds.
 """
 from __future__ import annotations
 
