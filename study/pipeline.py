@@ -89,7 +89,9 @@ def stale_stages(names: list[str]) -> set[str]:
 def _repro_one(name: str) -> tuple[str, float]:
     t0 = time.perf_counter()
     for attempt in range(_LOCK_RETRIES):
-        res = subprocess.run(["dvc", "repro", "--single-item", "--quiet", name], capture_output=True, text=True)
+        # no --quiet: it silences DVC's errors too, the lock message included, and a busy lock would
+        # then look like a failed stage (exit 255, no text)
+        res = subprocess.run(["dvc", "repro", "--single-item", name], capture_output=True, text=True)
         if res.returncode == 0:
             return name, time.perf_counter() - t0
         text = res.stdout + res.stderr

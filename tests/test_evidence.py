@@ -119,3 +119,18 @@ def test_a_core_stage_never_needs_an_extended_stages_uncommitted_output() -> Non
             if inside or (holds and not any(_under(o, d) or _under(d, o) for o in core_outs)):
                 bad.append((name, d))
     assert bad == []
+
+
+def test_every_stage_on_an_mnist1d_base_caches_its_arrays_outside_the_corpus_folder() -> None:
+    """MNIST-1D is generated once and cached; in ``cache/text`` (the CLI's default) the arrays would change
+    the corpus stage's output, so the text chain would re-run on the next ``dvc repro``."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        cmds = {s.addressing: str(s.cmd) for s in repo.index.stages}
+    on_mnist1d = {n: c for n, c in cmds.items() if "@mnist1d" in n and "python -m lowrank" in c}
+    assert {n.split("@")[0] for n in on_mnist1d} >= {"pretrain", "repeats", "table1", "fig2", "fig4", "fig5"}
+    # `lowrank run` / `sweep` default to cache/text; `lowrank tenbcd` to the user's cache, outside the repository
+    writes_corpus = [n for n, c in on_mnist1d.items()
+                     if "--cache-dir cache/data" not in c and "python -m lowrank tenbcd" not in c]
+    assert writes_corpus == []

@@ -115,3 +115,24 @@ def test_a_left_out_parameter_set_does_not_run_but_its_downstream_does(extended_
 def test_reproduce_refuses_an_unknown_parameter_set(extended_project):
     with pytest.raises(ValueError, match="parameter sets"):
         pipeline.reproduce(jobs=1, skip=set(), include={"nope"})
+
+
+def test_a_stage_waits_for_a_busy_repository_lock_instead_of_failing(project):
+    """Another DVC process holding the repository lock is not a failed stage: _repro_one retries until
+    the lock is free (DVC's lock message must reach it, so the call cannot be --quiet)."""
+    import threading
+
+    from dvc.lock import make_lock
+
+    lock = make_lock(project / ".dvc" / "tmp" / "lock", tmp_dir=str(project / ".dvc" / "tmp"),
+                     hardlink_lock=False)
+    lock.lock()
+    # held well past one DVC start-up (≈ 1–2 s), so at least one try meets the busy lock; freed while
+    # _repro_one is still retrying (20 tries, each a start-up plus ≥ 0.5 s of backoff)
+    timer = threading.Timer(8.0, lock.unlock)
+    timer.start()
+    try:
+        name, _ = pipeline._repro_one("d")
+    finally:
+        timer.join()
+    assert name == "d" and (project / "d.txt").read_text() == "d\n"
