@@ -6,7 +6,6 @@
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
     python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0  # a run group, one process
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
-    python -m lowrank tenbcd params:tenbcd.mnist1d --out runs/tenbcd/mnist1d  # tenBCD vs AdamW over CRs
     python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \
         --calibration digits --out compressed/                           # a checkpoint on disk (one shot)
 
@@ -88,18 +87,6 @@ def _sweep(args) -> None:
     print(f"{len(finals)} runs → {args.out}")
 
 
-def _tenbcd(args) -> None:
-    from .tenbcd import run_tenbcd_experiment
-
-    spec = load_spec(args.spec, args.params)
-    metrics = run_tenbcd_experiment(spec, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
-    for row in metrics["per_cr"]:
-        print(f"CR {row['cr']:.3f} (rank {row['tt_rank']}): tenBCD TT {row['tenbcd_tt_test_acc']:.4f}, "
-              f"W {row['tenbcd_w_test_acc']:.4f}; AdamW TT {row['adamw_tt_test_acc']:.4f}, "
-              f"dense {row['adamw_dense_test_acc']:.4f}")
-    print(f"tenbcd: {metrics['dataset']} → {args.out}")
-
-
 def _compress(args) -> None:
     import json
 
@@ -150,13 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_sweep)
-    p = sub.add_parser("tenbcd", help="tenBCD vs AdamW on a TT-compressed MLP over compression ratios")
-    p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
-    p.add_argument("--params", default="params.yaml")
-    p.add_argument("--cache-dir", default=None, help="dataset cache (default: the library's cache folder)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(fn=_tenbcd)
     p = sub.add_parser("compress", help="one-shot compression of a timm / Hugging Face checkpoint on disk")
     p.add_argument("--model", required=True, help="a Hugging Face model folder or a timm model name")
     p.add_argument("--method", required=True, help="svd | fwsvd | tfwsvd | asvd | ttm | fwttm")

@@ -129,7 +129,7 @@ def test_the_project_params_resolve_under_both_profiles(real_params, tmp_path):
 @pytest.mark.parametrize("profile, name", [("small", "mnist1d"), ("small", "digits"), ("paper", "mnist1d"),
                                            ("paper", "digits")])
 def test_the_project_tenbcd_specs_validate(real_params, profile, name):
-    from lowrank.tenbcd import validate_tenbcd_experiment
+    from tenbcd import validate_tenbcd_experiment
 
     validate_tenbcd_experiment(resolve_spec(real_params, f"tenbcd.{name}", profile))
 

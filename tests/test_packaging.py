@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("lowrank", "theory", "study")
+PACKAGES = ("lowrank", "theory", "study", "tenbcd")
 FIRST_PARTY = frozenset(PACKAGES)
 
 #: distribution -> why it is needed at run time but not declared in pyproject.toml
@@ -189,7 +189,7 @@ class Report:
         add("missing from pyproject.toml [project].dependencies:", self.missing)
         add("needed outside a guarded import, but only in [project.optional-dependencies]:", self.optional_only)
         if self.unused:
-            lines.append("declared in pyproject.toml but not imported by lowrank/, theory/ or study/: "
+            lines.append("declared in pyproject.toml but not imported by lowrank/, theory/, study/ or tenbcd/: "
                          + ", ".join(sorted(self.unused)))
         add("imported but installed by no distribution in this environment (cannot map to a name):",
             self.unresolved)
@@ -249,7 +249,7 @@ def test_pyproject_declares_exactly_the_imported_distributions():
     uses = [u for path, src in sources.items() for u in imports_of(src, path)] + runtime_lookups(sources)
     required, optional = declared_dependencies()
     report = check(uses, required, optional, importlib.metadata.packages_distributions(), KNOWN_UNDECLARED)
-    assert report.ok(), "pyproject.toml does not match the imports of lowrank/, theory/ and study/:\n" + report.message()
+    assert report.ok(), "pyproject.toml does not match the imports of lowrank/, theory/, study/ and tenbcd/:\n" + report.message()
     # the deliberately undeclared ones stay undeclared, and the Makefile still installs them
     nodeps = _pins(ROOT / "requirements-nodeps.txt")
     for dist in KNOWN_UNDECLARED:

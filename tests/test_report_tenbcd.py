@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lowrank.tenbcd import run_tenbcd_experiment
+from tenbcd import run_tenbcd_experiment
 from study import tenbcd as rt
 
 from .notebook_runner import execute_notebook

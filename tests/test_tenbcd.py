@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from lowrank import tenbcd as tb
+import tenbcd as tb
 from study.tenbcd import SLACK_TOLERANCE
 from lowrank.tt import TTShape, tt_to_matrix
 from lowrank.utils import make_generator, set_random_state
@@ -42,6 +42,7 @@ def _phi(W, U, V, G, X, Y, cfg, shapes):
         val = val + 0.5 * cfg.rho_ * ((U[i] - W[i] @ v_in) ** 2).sum() / n
         if G is not None:
             val = val + 0.5 * cfg.tau * ((W[i] - tt_to_matrix(G[i], shapes[i])) ** 2).sum()
+        val = val + 0.5 * cfg.weight_decay * (W[i] ** 2).sum()
     return val
 
 
@@ -57,6 +58,7 @@ def _phi_magnitude(W, U, V, G, X, Y, cfg, shapes):
         val = val + 0.5 * cfg.rho_ * ((U[i].abs() + W[i].abs() @ v_in) ** 2).sum() / n
         if G is not None:
             val = val + 0.5 * cfg.tau * ((W[i].abs() + tt_to_matrix([c.abs() for c in G[i]], shapes[i])) ** 2).sum()
+        val = val + 0.5 * cfg.weight_decay * (W[i] ** 2).sum()
     return val
 
 
@@ -91,6 +93,8 @@ def _phi_rounding(phi: float, mag: float, entries: int, inner: int, margin: floa
     ({"tau": -0.1}, "tau"),
     ({"alpha": 0.0}, "alpha"),
     ({"alpha": float("nan")}, "alpha"),
+    ({"alpha_uv": 0.0}, "alpha_uv"),
+    ({"weight_decay": -0.1}, "weight_decay"),
     ({"iterations": -1}, "iterations"),
     ({"eval_every": 0}, "eval_every"),
     ({"tt_init": "random"}, "tt_init"),
@@ -203,16 +207,21 @@ def test_w_and_v_closed_forms_have_zero_gradient():
     n, d_in, d_out = 30, 7, 5
     U, V, T, W0 = (torch.randn(d_out, n, generator=gen, dtype=F64), torch.randn(d_in, n, generator=gen, dtype=F64),
                    torch.randn(d_out, d_in, generator=gen, dtype=F64), torch.randn(d_out, d_in, generator=gen, dtype=F64))
-    rho, tau, alpha = 2.0, 0.7, 0.05
-    W = tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha).requires_grad_()
-    f = 0.5 * rho * ((U - W @ V) ** 2).sum() / n + 0.5 * tau * ((W - T) ** 2).sum() + 0.5 * alpha * ((W - W0) ** 2).sum()
-    (g,) = torch.autograd.grad(f, W)
-    # At the exact minimiser the gradient's terms cancel; what is left is the solve's backward error and the
-    # gradient's own rounding, entrywise ≲ (n + d_in)·eps·(sum of the terms' absolute values), margin 4
-    Wd = W.detach()
-    terms = (rho / n) * (U.abs() + Wd.abs() @ V.abs()) @ V.abs().mT + tau * (Wd.abs() + T.abs()) \
-        + alpha * (Wd.abs() + W0.abs())
-    assert bool((g.abs() <= sum_rounding(n + d_in, terms)).all()), g.abs().max()
+    rho, tau, alpha, lam = 2.0, 0.7, 0.05, 0.3
+    for wd in (0.0, lam):
+        W = tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha, weight_decay=wd).requires_grad_()
+        f = (0.5 * rho * ((U - W @ V) ** 2).sum() / n + 0.5 * tau * ((W - T) ** 2).sum()
+             + 0.5 * wd * (W ** 2).sum() + 0.5 * alpha * ((W - W0) ** 2).sum())
+        (g,) = torch.autograd.grad(f, W)
+        # At the exact minimiser the gradient's terms cancel; what is left is the solve's backward error and the
+        # gradient's own rounding, entrywise ≲ (n + d_in)·eps·(sum of the terms' absolute values), margin 4
+        Wd = W.detach()
+        terms = (rho / n) * (U.abs() + Wd.abs() @ V.abs()) @ V.abs().mT + tau * (Wd.abs() + T.abs()) \
+            + wd * Wd.abs() + alpha * (Wd.abs() + W0.abs())
+        assert bool((g.abs() <= sum_rounding(n + d_in, terms)).all()), g.abs().max()
+    # the penalty changes the minimiser (the check above can tell the two apart)
+    assert not torch.allclose(tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha),
+                              tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha, weight_decay=lam))
     # without a train the τ term is absent
     W = tb.update_w(U, V, W0, None, rho=rho, tau=tau, alpha=alpha).requires_grad_()
     f = 0.5 * rho * ((U - W @ V) ** 2).sum() / n + 0.5 * alpha * ((W - W0) ** 2).sum()
@@ -242,15 +251,16 @@ def _blocks(N, d, compressed):
                 yield ("G", i, k)
 
 
+@pytest.mark.parametrize("extra", [{}, {"alpha_uv": 1.7, "weight_decay": 0.3}], ids=["one-alpha", "alpha_uv+decay"])
 @pytest.mark.parametrize("rank", [None, 2])
-def test_every_block_of_an_iteration_is_the_exact_proximal_minimiser(rank):
+def test_every_block_of_an_iteration_is_the_exact_proximal_minimiser(rank, extra):
     """Walk the sweep block by block: with the blocks before it at their new values and those after
     at their old ones, each new block must minimise Φ + its proximal term (gradient 0 for the smooth
     blocks; for the ReLU U blocks no perturbation may do better)."""
     widths, d = (8, 12, 8, 4), 2
     X, Y, _ = _problem(widths)
     cfg = tb.TenBCDConfig(widths=widths, tt_cores=d, tt_rank=rank, gamma=1.3, rho=0.8, tau=0.9, alpha=0.2,
-                          init_scale=0.7)
+                          init_scale=0.7, **extra)
     old = tb.tenbcd_iteration(tb.init_state(X, Y, cfg), cfg)   # start away from the forward-pass init
     new = tb.tenbcd_iteration(old, cfg)
     n, N = old.n, old.num_layers
@@ -265,7 +275,8 @@ def test_every_block_of_an_iteration_is_the_exact_proximal_minimiser(rank):
         else:
             cur[kind][i] = getattr(new, kind)[i]
             prev, val = getattr(old, kind)[i], getattr(new, kind)[i]
-        weight = cfg.alpha / n if kind in "UV" else cfg.alpha
+        # the per-sample blocks are damped by α_uv/n, W and the cores by α
+        weight = cfg.alpha_uv_ / n if kind in "UV" else cfg.alpha
 
         def total(b, phi=_phi):
             blocks = {key: (None if v is None else [list(x) if isinstance(x, list) else x for x in v])
@@ -313,25 +324,31 @@ def test_iteration_leaves_the_previous_state_intact():
 
 @settings(max_examples=15)
 @given(gamma=st.floats(0.1, 10), rho=st.one_of(st.none(), st.floats(0.1, 10)), tau=st.floats(0.0, 10),
-       alpha=st.floats(1e-3, 2), init_scale=st.floats(0.1, 2), rank=st.sampled_from([None, 1, 2, 3]),
-       d=st.sampled_from([2, 3]), key=st.integers(0, 1000))
-def test_sufficient_decrease_holds_at_every_iteration(gamma, rho, tau, alpha, init_scale, rank, d, key):
+       alpha=st.floats(1e-3, 2), alpha_uv=st.one_of(st.none(), st.floats(1e-3, 10)), weight_decay=st.floats(0.0, 1.0),
+       init_scale=st.floats(0.1, 2), rank=st.sampled_from([None, 1, 2, 3]), d=st.sampled_from([2, 3]),
+       key=st.integers(0, 1000))
+def test_sufficient_decrease_holds_at_every_iteration(gamma, rho, tau, alpha, alpha_uv, weight_decay, init_scale,
+                                                      rank, d, key):
     widths = (8, 12, 8, 4)
     X, Y, _ = _problem(widths, key=key)
     cfg = tb.TenBCDConfig(widths=widths, tt_cores=d, tt_rank=rank, gamma=gamma, rho=rho, tau=tau, alpha=alpha,
-                          init_scale=init_scale, random_state=key)
+                          alpha_uv=alpha_uv, weight_decay=weight_decay, init_scale=init_scale, random_state=key)
     state = tb.init_state(X, Y, cfg)
     phi = tb.objective(state, cfg)
     entries, inner = _sizes(state, cfg)
     for _ in range(6):
         new = tb.tenbcd_iteration(state, cfg)
-        new_phi, dP2 = tb.objective(new, cfg), tb.proximal_distance(new, state)
+        new_phi, prox = tb.objective(new, cfg), tb.proximal_term(new, state, cfg)
         # exact in exact arithmetic (each block is an exact proximal minimiser; the computed ones are off at
-        # second order); rounding: the two Φ values (_phi_rounding) and the entries-term sum ‖ΔP‖²
+        # second order); rounding: the two Φ values (_phi_rounding) and the entries-term sum of D_k
         tol = (_phi_rounding(phi, _state_magnitude(state, cfg), entries, inner)
                + _phi_rounding(new_phi, _state_magnitude(new, cfg), entries, inner)
-               + sum_rounding(entries, 0.5 * alpha * dP2))
-        assert phi - new_phi >= 0.5 * alpha * dP2 - tol
+               + sum_rounding(entries, prox))
+        assert phi - new_phi >= prox - tol
+        # D_k weighs the distance of proximal_distance by α (W, cores) and α_uv (U, V)
+        dP2 = tb.proximal_distance(new, state)
+        lo, hi = sorted((cfg.alpha, cfg.alpha_uv_))
+        assert 0.5 * lo * dP2 * (1 - 4 * EPS64 * entries) <= prox <= 0.5 * hi * dP2 * (1 + 4 * EPS64 * entries)
         state, phi = new, new_phi
 
 
@@ -359,8 +376,8 @@ def test_objective_decreases_and_the_o_1_over_k_bound_holds():
     assert dP2.sum() <= (obj[0] - obj[-1] + len(dP2) * step_tol) / lam
     assert dP2[-1] < 0.1 * dP2[0]
     # the terms add up, and evaluations happen on the documented schedule: the objective is the sum of the
-    # same four non-negative floats, in the same order; any order is within 3·eps/2 relative (margin ~3)
-    terms = sum(np.array(h[t]) for t in ("loss", "act", "lin", "tt"))
+    # same five non-negative floats, in the same order; any order is within 3·eps/2 relative (margin ~3)
+    terms = sum(np.array(h[t]) for t in ("loss", "act", "lin", "tt", "reg"))
     np.testing.assert_allclose(terms, obj, rtol=4 * EPS64)
     assert [i for i, a in zip(h["iteration"], h["test_acc_tt"]) if a is not None] == [0, 10, 20, 30, 40]
 

@@ -12,28 +12,35 @@ cores G_i = (G_{i,1}, …, G_{i,d}), each of shape (r_{k−1}, m_k, n_k, r_k) wi
 
     Φ(P) = 1/(2n) ‖V_N − Y‖²
          + γ/(2n) Σ_i ‖V_i − σ_i(U_i)‖²  +  ρ/(2n) Σ_i ‖U_i − W_i V_{i−1}‖²
-         + τ/2    Σ_i ‖W_i − TTD(G_i)‖²
+         + τ/2    Σ_i ‖W_i − TTD(G_i)‖²  +  λ/2 Σ_i ‖W_i‖²
 
 One iteration (Algorithm 1 of the companion paper, arXiv 2303.06815) visits the blocks in reverse layer order,
 V_N, U_N, W_N, G_N (cores k = 1 … d), then V_i, U_i, W_i, G_i for i = N−1 … 1, and replaces each block
-B by the exact minimiser of Φ + (α/2)‖B − B^{k−1}‖² over that block. Because every block update is an
-exact proximal minimisation, Φ(P_k) + (α/2)‖P_k − P_{k−1}‖² ≤ Φ(P_{k−1}) holds at every iteration
-(the sufficient-decrease lemma), which gives min_{j≤k} ‖P_j − P_{j−1}‖² ≤ 2(Φ(P_0) − inf Φ)/(α k),
-the O(1/k) rate. The history returned by :func:`run_tenbcd` records both sides of that inequality.
+B by the exact minimiser of Φ + (α_B/2)‖B − B^{k−1}‖² over that block, with α_B = α for W and the cores
+and α_B = α_uv/n for the per-sample blocks U, V. Because every block update is an exact proximal
+minimisation, Φ(P_k) + D_k ≤ Φ(P_{k−1}) holds at every iteration, D_k = Σ_B (α_B/2)‖B_k − B_{k−1}‖²
+(:func:`proximal_term`; the sufficient-decrease lemma), which gives
+min_{j≤k} ‖P_j − P_{j−1}‖² ≤ 2(Φ(P_0) − inf Φ)/(min(α, α_uv) k), the O(1/k) rate, with ‖·‖ the norm of
+:func:`proximal_distance`. The history returned by :func:`run_tenbcd` records both sides of that inequality.
 
 Deviations from the companion paper, all deliberate:
 
 * squared loss ½‖V_N − Y‖² on one-hot targets (the paper allows a general loss R_n; the square keeps
   the V_N update in closed form, as in Zeng et al.'s experiments);
-* bias-free layers and no extra regularisers r_i(W_i), s_i(V_i) (they would only add terms to the
-  same closed forms);
+* bias-free layers; of the regularisers r_i(W_i), s_i(V_i) the companion paper allows, only the weight
+  penalty r_i(W_i) = (λ/2)‖W_i‖² (``weight_decay``; it adds λ to the diagonal of the W update's normal
+  equations and stays in closed form);
 * the data terms are averaged over samples (the 1/n above), so γ, ρ, τ and α do not depend on the
   training-set size; consequently the proximal term of the per-sample blocks U_i, V_i is averaged
   as well, (α/(2n))‖U − U^{k−1}‖², and ‖P_k − P_{k−1}‖² is measured in the matching norm
   Σ‖ΔW_i‖² + Σ‖ΔG_i‖² + (1/n)Σ(‖ΔU_i‖² + ‖ΔV_i‖²). With n = 1 this is the paper's single α;
   without the averaging, an α that is a sensible step for W would freeze U, V (their curvature is
   O(1/n) once the data terms are averaged);
-* a single α for every block (the simplest choice the sufficient-decrease argument covers);
+* two proximal weights: α for W and the cores, α_uv for U and V (``alpha_uv``; ``None`` means α). In
+  summed units (Φ times n) W's proximal weight is n·α and U's, V's is α_uv, so with α_uv = α the per-sample
+  blocks are barely damped against their curvature γ + ρ (a ratio of about 4,000 on MNIST-1D); Zeng et
+  al.'s reference code uses one weight in summed units (α = 5 with γ = ρ = 1), which is α = 5/n,
+  α_uv = 5 here. The sufficient-decrease argument covers any positive weights per block;
 * ρ defaults to γ (one weight for both coupling terms); the companion paper names them separately,
   and ``rho`` sets ρ on its own;
 * compressed runs start, by default, from a rescaled TT-SVD of the random init (``tt_init``, see
@@ -54,8 +61,9 @@ from typing import Any, Sequence
 
 import torch
 
-from ..tt import TTShape, matrix_to_tt_tensor, tt_num_params, tt_shape_for, tt_svd, tt_to_matrix
-from ..utils import make_generator
+from lowrank.tt import TTShape, matrix_to_tt_tensor, tt_num_params, tt_shape_for, tt_svd, tt_to_matrix
+from lowrank.utils import make_generator
+from .cost import count_macs
 
 __all__ = [
     "DTYPE",
@@ -72,6 +80,7 @@ __all__ = [
     "objective_terms",
     "objective",
     "proximal_distance",
+    "proximal_term",
     "relu_prox",
     "update_tt_cores",
     "update_w",
@@ -106,7 +115,9 @@ class TenBCDConfig:
 
     ``widths`` are all layer widths, input and output included: (d₀, d₁, …, d_N). ``tt_rank`` is the
     uniform bond rank (capped per bond by :func:`tt_bond_ranks`); ``None`` means no TT constraint
-    (dense BCD, compression ratio 1). ``rho=None`` means ρ = γ. ``init_scale`` multiplies the
+    (dense BCD, compression ratio 1). ``rho=None`` means ρ = γ. ``alpha`` is the proximal weight of W and
+    the cores, ``alpha_uv`` that of U and V per sample (``None``: α); ``weight_decay`` is λ of the penalty
+    (λ/2)Σ‖W_i‖². ``init_scale`` multiplies the
     He-normal standard deviation √(2/fan_in) of the initial weights. ``tt_init`` (compressed runs):
     ``"svd"`` starts from G_i = TT-SVD(W_i) of the random W_i; ``"rescaled"`` also rescales the train
     to ‖TTD(G_i)‖ = ‖W_i‖ and starts from W_i = TTD(G_i) (see :func:`init_state`). Train and test
@@ -122,6 +133,8 @@ class TenBCDConfig:
     tau: float = 0.1
     alpha: float = 0.003
     iterations: int = 100
+    alpha_uv: float | None = None
+    weight_decay: float = 0.0
     init_scale: float = 0.3
     eval_every: int = 10
     tt_init: str = "rescaled"
@@ -138,12 +151,14 @@ class TenBCDConfig:
         if self.tt_rank is not None and (not _is_int(self.tt_rank) or self.tt_rank < 1):
             raise ValueError(f"TenBCDConfig: tt_rank={self.tt_rank!r} must be None (dense) or an int >= 1")
         for name, lo, strict in (("gamma", 0.0, True), ("tau", 0.0, False), ("alpha", 0.0, True),
-                                 ("init_scale", 0.0, True)):
+                                 ("weight_decay", 0.0, False), ("init_scale", 0.0, True)):
             v = getattr(self, name)
             if not _is_number(v) or (v <= lo if strict else v < lo):
                 raise ValueError(f"TenBCDConfig: {name}={v!r} must be a finite number {'>' if strict else '>='} {lo}")
         if self.rho is not None and (not _is_number(self.rho) or self.rho <= 0):
             raise ValueError(f"TenBCDConfig: rho={self.rho!r} must be None (= gamma) or a finite number > 0")
+        if self.alpha_uv is not None and (not _is_number(self.alpha_uv) or self.alpha_uv <= 0):
+            raise ValueError(f"TenBCDConfig: alpha_uv={self.alpha_uv!r} must be None (= alpha) or a finite number > 0")
         if not _is_int(self.iterations) or self.iterations < 0:
             raise ValueError(f"TenBCDConfig: iterations={self.iterations!r} must be an int >= 0")
         if not _is_int(self.eval_every) or self.eval_every < 1:
@@ -161,6 +176,11 @@ class TenBCDConfig:
     def rho_(self) -> float:
         """ρ, the weight of ‖U_i − W_i V_{i−1}‖² (γ unless given)."""
         return float(self.gamma if self.rho is None else self.rho)
+
+    @property
+    def alpha_uv_(self) -> float:
+        """α_uv, the per-sample proximal weight of U and V (α unless given)."""
+        return float(self.alpha if self.alpha_uv is None else self.alpha_uv)
 
     @property
     def compressed(self) -> bool:
@@ -353,8 +373,9 @@ def _sq(x: torch.Tensor) -> torch.Tensor:
 
 
 def objective_terms(state: TenBCDState, cfg: TenBCDConfig) -> dict[str, float]:
-    """The four terms of Φ: ``loss`` ½‖V_N − Y‖²/n, ``act`` γ/(2n)Σ‖V_i − σ(U_i)‖²,
-    ``lin`` ρ/(2n)Σ‖U_i − W_iV_{i−1}‖², ``tt`` τ/2 Σ‖W_i − TTD(G_i)‖² (0 when uncompressed)."""
+    """The five terms of Φ: ``loss`` ½‖V_N − Y‖²/n, ``act`` γ/(2n)Σ‖V_i − σ(U_i)‖²,
+    ``lin`` ρ/(2n)Σ‖U_i − W_iV_{i−1}‖², ``tt`` τ/2 Σ‖W_i − TTD(G_i)‖² (0 when uncompressed),
+    ``reg`` λ/2 Σ‖W_i‖² (the weight penalty)."""
     n, N = state.n, state.num_layers
     loss = 0.5 * _sq(state.V[-1] - state.Y) / n
     act = 0.5 * cfg.gamma * sum(_sq(state.V[i] - _act(i, N, state.U[i])) for i in range(N)) / n
@@ -362,7 +383,8 @@ def objective_terms(state: TenBCDState, cfg: TenBCDConfig) -> dict[str, float]:
     tt = 0.0
     if state.G is not None:
         tt = 0.5 * cfg.tau * sum(_sq(state.W[i] - state.tt_matrix(i)) for i in range(N))
-    return {"loss": float(loss), "act": float(act), "lin": float(lin), "tt": float(tt)}
+    reg = 0.5 * cfg.weight_decay * sum(_sq(w) for w in state.W) if cfg.weight_decay else 0.0
+    return {"loss": float(loss), "act": float(act), "lin": float(lin), "tt": float(tt), "reg": float(reg)}
 
 
 def objective(state: TenBCDState, cfg: TenBCDConfig) -> float:
@@ -377,6 +399,17 @@ def proximal_distance(new: TenBCDState, old: TenBCDState) -> float:
     if new.G is not None:
         total = total + sum(_sq(a - b) for ga, gb in zip(new.G, old.G) for a, b in zip(ga, gb))
     return float(total)
+
+
+def proximal_term(new: TenBCDState, old: TenBCDState, cfg: TenBCDConfig) -> float:
+    """D_k = (α/2)(Σ‖ΔW‖² + Σ‖ΔG‖²) + (α_uv/(2n))Σ(‖ΔU‖² + ‖ΔV‖²): the decrease of Φ that one iteration of
+    exact proximal block updates guarantees (Φ(P_k) + D_k ≤ Φ(P_{k−1})). With α_uv = α it is
+    (α/2) :func:`proximal_distance`."""
+    wg = sum(_sq(a - b) for a, b in zip(new.W, old.W))
+    if new.G is not None:
+        wg = wg + sum(_sq(a - b) for ga, gb in zip(new.G, old.G) for a, b in zip(ga, gb))
+    uv = sum(_sq(a - b) + _sq(c - d) for a, b, c, d in zip(new.U, old.U, new.V, old.V)) / new.n
+    return float(0.5 * cfg.alpha * wg + 0.5 * cfg.alpha_uv_ * uv)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -408,15 +441,16 @@ def _spd_solve_right(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def update_w(U: torch.Tensor, V_in: torch.Tensor, W0: torch.Tensor, T: torch.Tensor | None, *,
-             rho: float, tau: float, alpha: float) -> torch.Tensor:
-    """argmin_W ρ/(2n)‖U − W V‖² + τ/2 ‖W − T‖² + α/2 ‖W − W0‖² (T = TTD(G), or None: no τ term).
+             rho: float, tau: float, alpha: float, weight_decay: float = 0.0) -> torch.Tensor:
+    """argmin_W ρ/(2n)‖U − W V‖² + τ/2 ‖W − T‖² + λ/2 ‖W‖² + α/2 ‖W − W0‖² (T = TTD(G), or None: no τ
+    term; λ = ``weight_decay``).
 
-    Normal equations W (ρ V Vᵀ/n + (τ+α) I) = ρ U Vᵀ/n + τ T + α W0, an SPD system of size d_in.
+    Normal equations W (ρ V Vᵀ/n + (τ+λ+α) I) = ρ U Vᵀ/n + τ T + α W0, an SPD system of size d_in.
     """
     n = V_in.shape[1]
     tau = tau if T is not None else 0.0
     A = (rho / n) * (V_in @ V_in.mT)
-    A.diagonal().add_(tau + alpha)
+    A.diagonal().add_(tau + weight_decay + alpha)
     B = (rho / n) * (U @ V_in.mT) + alpha * W0
     if T is not None:
         B = B + tau * T
@@ -425,7 +459,8 @@ def update_w(U: torch.Tensor, V_in: torch.Tensor, W0: torch.Tensor, T: torch.Ten
 
 def update_v_hidden(S: torch.Tensor, U_next: torch.Tensor, W_next: torch.Tensor, V0: torch.Tensor, *,
                     gamma: float, rho: float, alpha: float) -> torch.Tensor:
-    """argmin_V γ/(2n)‖V − S‖² + ρ/(2n)‖U_next − W_next V‖² + α/(2n)‖V − V0‖² with S = σ(U_i).
+    """argmin_V γ/(2n)‖V − S‖² + ρ/(2n)‖U_next − W_next V‖² + α/(2n)‖V − V0‖² with S = σ(U_i) (α is
+    the per-sample weight α_uv of the iteration).
 
     Normal equations (ρ W_nextᵀW_next + (γ+α) I) V = γ S + ρ W_nextᵀ U_next + α V0 (the 1/n of the
     data terms and of the per-sample proximal term cancel), an SPD system of size d_i.
@@ -481,21 +516,23 @@ def tenbcd_iteration(state: TenBCDState, cfg: TenBCDConfig) -> TenBCDState:
     for i = N−1 … 1, each the exact proximal minimiser given the latest values of the other blocks.
     Returns a new state; ``state`` is left untouched."""
     s = state.copy()
-    N, g, r, t, a = s.num_layers, float(cfg.gamma), cfg.rho_, float(cfg.tau), float(cfg.alpha)
+    N, g, r, t = s.num_layers, float(cfg.gamma), cfg.rho_, float(cfg.tau)
+    # α for W and the cores, α_uv for the per-sample blocks U and V
+    a, auv, lam = float(cfg.alpha), cfg.alpha_uv_, float(cfg.weight_decay)
     for i in range(N - 1, -1, -1):
         if i == N - 1:
-            # argmin ½‖V − Y‖² + γ/2‖V − U_N‖² + α/2‖V − V⁰‖² (all per sample, the 1/n cancels)
-            s.V[i] = (s.Y + g * s.U[i] + a * s.V[i]) / (1 + g + a)
+            # argmin ½‖V − Y‖² + γ/2‖V − U_N‖² + α_uv/2‖V − V⁰‖² (all per sample, the 1/n cancels)
+            s.V[i] = (s.Y + g * s.U[i] + auv * s.V[i]) / (1 + g + auv)
         else:
-            s.V[i] = update_v_hidden(_act(i, N, s.U[i]), s.U[i + 1], s.W[i + 1], s.V[i], gamma=g, rho=r, alpha=a)
+            s.V[i] = update_v_hidden(_act(i, N, s.U[i]), s.U[i + 1], s.W[i + 1], s.V[i], gamma=g, rho=r, alpha=auv)
         lin = s.W[i] @ s.v_in(i)
         if i == N - 1:
-            # σ_N = id: argmin γ/2‖V_N − U‖² + ρ/2‖U − W_N V_{N−1}‖² + α/2‖U − U⁰‖²
-            s.U[i] = (g * s.V[i] + r * lin + a * s.U[i]) / (g + r + a)
+            # σ_N = id: argmin γ/2‖V_N − U‖² + ρ/2‖U − W_N V_{N−1}‖² + α_uv/2‖U − U⁰‖²
+            s.U[i] = (g * s.V[i] + r * lin + auv * s.U[i]) / (g + r + auv)
         else:
-            s.U[i] = relu_prox(s.V[i], lin, s.U[i], g, r, a)
+            s.U[i] = relu_prox(s.V[i], lin, s.U[i], g, r, auv)
         T = s.tt_matrix(i) if s.G is not None else None
-        s.W[i] = update_w(s.U[i], s.v_in(i), s.W[i], T, rho=r, tau=t, alpha=a)
+        s.W[i] = update_w(s.U[i], s.v_in(i), s.W[i], T, rho=r, tau=t, alpha=a, weight_decay=lam)
         if s.G is not None:
             s.G[i] = update_tt_cores(s.W[i], s.G[i], s.shapes[i], tau=t, alpha=a)
     return s
@@ -531,52 +568,74 @@ def accuracy(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def run_tenbcd(X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor, y_test: torch.Tensor,
-               cfg: TenBCDConfig, *, weights: Sequence[torch.Tensor] | None = None,
-               progress: bool = True) -> dict[str, Any]:
+               cfg: TenBCDConfig, *, X_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+               weights: Sequence[torch.Tensor] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run ``cfg.iterations`` tenBCD iterations from :func:`init_state`.
 
-    X (d₀, n), Y one-hot (d_N, n), X_test (d₀, m), y_test (m,) labels; all on one device. Returns
-    ``{"state", "history", "train_acc_tt", "test_acc_tt", "train_acc_w", "test_acc_w", "seconds"}``.
+    X (d₀, n), Y one-hot (d_N, n), X_test (d₀, m), y_test (m,) labels, optionally a validation set X_val,
+    y_val in the same layout; all on one device. Returns ``{"state", "history", "train_acc_tt",
+    "val_acc_tt", "test_acc_tt", "train_acc_w", "test_acc_w", "seconds", "macs_per_iteration"}`` (the
+    multiply-adds of one iteration, :func:`tenbcd.cost.count_macs` on the first).
     ``history`` is columnar, one entry per ``iteration`` k = 0 … K (k = 0 is the initial point):
-    ``objective`` and its terms (``loss``, ``act``, ``lin``, ``tt``), ``dP2`` = ‖P_k − P_{k−1}‖²,
-    ``slack`` = Φ(P_{k−1}) − Φ(P_k) − (α/2)‖P_k − P_{k−1}‖² (≥ 0 up to rounding: sufficient decrease),
-    ``train_acc_tt``, ``test_acc_tt``, ``test_acc_w`` (None between evaluations) and ``seconds`` (wall).
+    ``objective`` and its terms (``loss``, ``act``, ``lin``, ``tt``, ``reg``), ``dP2`` = ‖P_k − P_{k−1}‖²
+    (:func:`proximal_distance`), ``prox`` = D_k (:func:`proximal_term`, the guaranteed decrease),
+    ``slack`` = Φ(P_{k−1}) − Φ(P_k) − D_k (≥ 0 up to rounding: sufficient decrease), ``train_acc_tt``,
+    ``val_acc_tt`` (None without a validation set), ``test_acc_tt``, ``test_acc_w`` (None between
+    evaluations) and ``seconds``: wall time of the iterations alone, evaluations excluded, so that it is the
+    cost of training to that iteration.
     """
     from tqdm.auto import tqdm
 
     state = init_state(X, Y, cfg, weights)
-    X_test = torch.as_tensor(X_test).to(device=state.X.device, dtype=DTYPE)
-    y_test = torch.as_tensor(y_test).to(state.X.device)
+    dev = state.X.device
+    X_test = torch.as_tensor(X_test).to(device=dev, dtype=DTYPE)
+    y_test = torch.as_tensor(y_test).to(dev)
+    if (X_val is None) != (y_val is None):
+        raise ValueError("run_tenbcd: give both X_val and y_val, or neither")
+    if X_val is not None:
+        X_val = torch.as_tensor(X_val).to(device=dev, dtype=DTYPE)
+        y_val = torch.as_tensor(y_val).to(dev)
     y_train = state.Y.argmax(0)
-    keys = ("objective", "loss", "act", "lin", "tt", "dP2", "slack", "train_acc_tt", "test_acc_tt",
-            "test_acc_w", "seconds")
+    keys = ("objective", "loss", "act", "lin", "tt", "reg", "dP2", "prox", "slack", "train_acc_tt", "val_acc_tt",
+            "test_acc_tt", "test_acc_w", "seconds")
     hist: dict[str, list] = {k: [] for k in keys}
     hist["iteration"] = []
-    t0 = time.perf_counter()
+    train_seconds = 0.0
 
-    def record(k: int, st: TenBCDState, terms: dict, dP2: float | None, slack: float | None) -> None:
+    def record(k: int, st: TenBCDState, terms: dict, dP2: float | None, prox: float | None,
+               slack: float | None) -> None:
         hist["iteration"].append(k)
         hist["objective"].append(sum(terms.values()))
         for name, v in terms.items():
             hist[name].append(v)
         hist["dP2"].append(dP2)
+        hist["prox"].append(prox)
         hist["slack"].append(slack)
         evaluate = k % cfg.eval_every == 0 or k == cfg.iterations
         hist["train_acc_tt"].append(accuracy(forward_tt(st, st.X), y_train) if evaluate else None)
+        hist["val_acc_tt"].append(accuracy(forward_tt(st, X_val), y_val) if evaluate and X_val is not None
+                                  else None)
         hist["test_acc_tt"].append(accuracy(forward_tt(st, X_test), y_test) if evaluate else None)
         hist["test_acc_w"].append(accuracy(forward_dense(st, X_test), y_test) if evaluate else None)
-        hist["seconds"].append(time.perf_counter() - t0)
+        hist["seconds"].append(train_seconds)
 
     terms = objective_terms(state, cfg)
-    record(0, state, terms, None, None)
+    record(0, state, terms, None, None, None)
     bar = tqdm(range(1, cfg.iterations + 1), desc=f"tenBCD rank={cfg.tt_rank}", disable=not progress,
                leave=False)
+    macs_per_iteration = 0
     for k in bar:
-        new = tenbcd_iteration(state, cfg)
+        t0 = time.perf_counter()
+        if k == 1:
+            # every iteration does the same products and factorisations: count the first
+            new, macs_per_iteration = count_macs(tenbcd_iteration, state, cfg)
+        else:
+            new = tenbcd_iteration(state, cfg)
+        train_seconds += time.perf_counter() - t0
         new_terms = objective_terms(new, cfg)
-        dP2 = proximal_distance(new, state)
-        slack = sum(terms.values()) - sum(new_terms.values()) - 0.5 * cfg.alpha * dP2
-        record(k, new, new_terms, dP2, slack)
+        prox = proximal_term(new, state, cfg)
+        slack = sum(terms.values()) - sum(new_terms.values()) - prox
+        record(k, new, new_terms, proximal_distance(new, state), prox, slack)
         state, terms = new, new_terms
         last_acc = next((a for a in reversed(hist["test_acc_tt"]) if a is not None), None)
         bar.set_postfix(obj=f"{hist['objective'][-1]:.4g}", test_tt=f"{last_acc:.3f}")
@@ -584,8 +643,10 @@ def run_tenbcd(X: torch.Tensor, Y: torch.Tensor, X_test: torch.Tensor, y_test: t
         "state": state,
         "history": hist,
         "train_acc_tt": hist["train_acc_tt"][-1],
+        "val_acc_tt": hist["val_acc_tt"][-1],
         "test_acc_tt": hist["test_acc_tt"][-1],
         "train_acc_w": accuracy(forward_dense(state, state.X), y_train),
         "test_acc_w": hist["test_acc_w"][-1],
-        "seconds": time.perf_counter() - t0,
+        "seconds": train_seconds,
+        "macs_per_iteration": macs_per_iteration,
     }
