@@ -481,42 +481,137 @@ TINY = {
     "hidden": [8],
     "tt_cores": 2,
     "compression_ratios": [1.0, 0.3],
-    "tenbcd": {"iterations": 3, "eval_every": 2},
-    "adamw": {"epochs": 1, "batch_size": 256},
+    "seeds": [0, 1],
+    "tenbcd": {"fixed": {"iterations": 4, "eval_every": 2}, "grid": {"alpha_uv": [0.003, 1.0]}},
+    "baselines": {name: {"fixed": {"epochs": 2, "eval_every": 1, "batch_size": 256}, "grid": {"lr": [0.001, 0.01]}}
+                  for name in tb.BASELINES},
 }
 
 
-def test_experiment_writes_metrics_and_history(tmp_path):
-    from lowrank.cli import main
+def _at(hist, axis, k, key):
+    return hist[key][hist[axis].index(k)]
+
+
+def test_experiment_chooses_on_validation_and_reports_every_seed(tmp_path):
+    from tenbcd.__main__ import main
 
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(TINY))
     out = tmp_path / "out"
-    assert main(["tenbcd", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert main([str(spec), "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     history = json.loads((out / "history.json").read_text())
     assert [r["target_cr"] for r in metrics["per_cr"]] == [1.0, 0.3]
-    assert set(history) == {"1.0", "0.3"}
-    keys = {"target_cr", "cr", "tt_rank", "tenbcd_tt_test_acc", "tenbcd_tt_train_acc", "tenbcd_w_test_acc",
-            "adamw_tt_test_acc", "adamw_dense_test_acc", "final_objective", "min_slack", "tenbcd_seconds",
-            "adamw_tt_seconds"}
-    obj0 = {cr: h["tenbcd"]["objective"][0] for cr, h in history.items()}
-    for row in metrics["per_cr"]:
-        assert set(row) == keys
-        # sufficient decrease as the report judges it (verdict (g1)): slack ≥ −SLACK_TOLERANCE·max(|Φ|, 1), with
-        # Φ ≤ Φ₀ (a per-iteration rounding allowance; the state needed for _phi_rounding is not written out)
-        allowance = SLACK_TOLERANCE * max(abs(obj0[str(row["target_cr"])]), 1.0)
-        assert 0 <= row["tenbcd_tt_test_acc"] <= 1 and row["min_slack"] >= -allowance
     dense, tt = metrics["per_cr"]
-    assert dense["tt_rank"] is None and dense["cr"] == 1.0
-    assert tt["tt_rank"] >= 1 and tt["cr"] < 1
-    assert dense["adamw_dense_test_acc"] == tt["adamw_dense_test_acc"] == dense["adamw_tt_test_acc"]
-    assert metrics["widths"] == [64, 8, 10]
-    assert set(history) == {"1.0", "0.3"}
-    h = history["0.3"]
-    assert set(h) == {"tenbcd", "adamw_tt", "adamw_dense"}
-    assert len(h["tenbcd"]["objective"]) == 4 and len(h["tenbcd"]["dP2"]) == 4
-    assert h["adamw_tt"]["epoch"] == [1]
+    assert dense["tt_rank"] is None and dense["cr"] == 1.0 and tt["tt_rank"] >= 1 and tt["cr"] < 1
+    assert metrics["widths"] == [64, 8, 10] and metrics["n_train"] + metrics["n_val"] == 1348
+    # the validation split is stratified: every class keeps its share within one sample
+    assert abs(metrics["n_val"] - 0.2 * 1348) <= 10
+    assert len(metrics["grid"]) == 2 * len(tb.METHODS) * 2        # 2 CRs × 4 methods × 2 configurations
+    assert len(metrics["selected"]) == 2 * len(tb.METHODS)
+    for sel in metrics["selected"]:
+        method, target = sel["method"], sel["target_cr"]
+        axis = "iteration" if method == "tenbcd" else "epoch"
+        val_key = "val_acc_tt" if method == "tenbcd" else "val_acc"
+        test_key = "test_acc_tt" if method == "tenbcd" else "test_acc"
+        grid = [h for h in history if h["method"] == method and h["target_cr"] == target and h["role"] == "grid"]
+        assert len(grid) == 2
+        # the choice, recomputed from the validation curves alone: the highest validation accuracy over every
+        # (configuration, checkpoint > 0), ties to the earlier checkpoint, then the earlier configuration
+        cands = [(-a, k, i) for i, h in enumerate(grid) for k, a in zip(h["history"][axis], h["history"][val_key])
+                 if k > 0 and a is not None]
+        _, k, i = min(cands)
+        assert (sel["checkpoint"], sel["config"]) == (k, grid[i]["config"])
+        assert [r["seed"] for r in sel["per_seed"]] == [0, 1]
+        first = sel["per_seed"][0]
+        assert first["test_acc"] == _at(grid[i]["history"], axis, k, test_key)
+        # the other seed trains to the chosen checkpoint with the chosen configuration, and stops there
+        other = [h for h in history if h["method"] == method and h["target_cr"] == target and h["role"] == "seed"]
+        assert len(other) == 1 and other[0]["config"] == sel["config"] and other[0]["seed"] == 1
+        assert other[0]["history"][axis][-1] == k
+        assert sel["per_seed"][1]["test_acc"] == _at(other[0]["history"], axis, k, test_key)
+        for r in sel["per_seed"]:
+            assert 0 <= r["train_acc"] <= 1 and r["seconds"] > 0 and r["macs"] > 0
+            # the cost grows with the checkpoint: the multiply-adds are per iteration (epoch) × k
+            assert r["macs"] % k == 0
+        assert sel["tuning_macs"] >= first["macs"]
+    # tenBCD's histories carry the sufficient-decrease terms of claim (g1) for every iteration
+    for h in history:
+        if h["method"] == "tenbcd":
+            t = h["history"]
+            obj0 = t["objective"][0]
+            assert len(t["slack"]) == len(t["prox"]) == len(t["iteration"])
+            assert min(x for x in t["slack"] if x is not None) >= -SLACK_TOLERANCE * max(abs(obj0), 1.0)
+
+
+def test_choose_checkpoint_ties_and_the_initial_point():
+    runs = [{"checkpoints": [0, 2, 4], "val_acc": [0.9, 0.5, 0.7]},
+            {"checkpoints": [0, 2, 4], "val_acc": [0.1, 0.7, 0.6]}]
+    # the initial point (0.9) is not a trained model; 0.7 at checkpoint 2 (run 1) beats 0.7 at 4 (run 0)
+    assert tb.choose_checkpoint(runs) == (1, 2)
+    runs[0]["val_acc"][1] = 0.7
+    assert tb.choose_checkpoint(runs) == (0, 2)                   # same accuracy and checkpoint: the earlier run
+    with pytest.raises(ValueError, match="no run"):
+        tb.choose_checkpoint([{"checkpoints": [0], "val_acc": [0.5]}])
+
+
+def test_split_validation_is_a_stratified_partition():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    tr, va = tb.split_validation(y, 0.2, 0)
+    assert sorted(torch.cat([tr, va]).tolist()) == list(range(100)) and len(set(tr.tolist()) & set(va.tolist())) == 0
+    assert [int((y[va] == c).sum()) for c in range(3)] == [10, 6, 4]
+    assert not torch.equal(tb.split_validation(y, 0.2, 1)[1], va)   # the seed moves it
+
+
+def test_grid_expands_in_the_written_order():
+    assert tb.expand_grid({}) == [{}]
+    assert tb.expand_grid({"a": [1, 2], "b": ["x", "y"]}) == [{"a": 1, "b": "x"}, {"a": 1, "b": "y"},
+                                                            {"a": 2, "b": "x"}, {"a": 2, "b": "y"}]
+
+
+def test_the_squared_loss_baseline_minimises_tenbcds_loss_term():
+    """On the same network, the baseline's squared loss equals the loss term ½‖V_N − Y‖²/n of tenBCD's Φ at
+    the initial point (tenBCD's forward pass: V_N = W_N σ(… W_1 X)), up to two float64 sums of n·d_N terms."""
+    from tenbcd.baselines import _baseline_mlp, _loss
+
+    widths = (8, 12, 8, 4)
+    X, Y, y = _problem(widths, n=40)
+    cfg = tb.TenBCDConfig(widths=widths, tt_cores=2, init_scale=0.7)
+    phi_loss = tb.objective_terms(tb.init_state(X, Y, cfg), cfg)["loss"]
+    model = _baseline_mlp(widths, 2, None, 0.7, "rescaled", 0, torch.device("cpu"))
+    with torch.no_grad():
+        sq = float(_loss("squared", model(X.mT), y))
+    assert sq == pytest.approx(phi_loss, rel=sum_rounding(40 * 4 * 12, 1.0))
+
+
+def test_baseline_macs_are_forward_and_backward_products():
+    """One epoch of the dense MLP: every sample's forward products Σ d_i d_(i+1), and the backward ones twice
+    over (the gradient of the weights and of the layer's input), except the input gradient of the first layer
+    (the data needs none)."""
+    widths, n = (8, 12, 8, 4), 40
+    X, _, y = _problem(widths, n=n)
+    res = tb.train_baseline(X.mT, y, X.mT[:0], y[:0], widths, epochs=1, batch_size=16, progress=False)
+    fwd = sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    assert res["macs_per_epoch"] == n * (3 * fwd - widths[0] * widths[1])
+
+
+def test_tenbcd_macs_of_a_dense_iteration():
+    """The dense iteration's products and factorisations, counted by hand from the update formulas of
+    tenbcd.algorithm (top layer: U_N, W_N; hidden layer i: V_i's Gram and right-hand side, its Cholesky solve,
+    U_i's W_i V_(i−1), W_i's Gram, right-hand side and Cholesky solve)."""
+    widths, n = (8, 12, 8, 4), 20
+    X, Y, _ = _problem(widths, n=n)
+    cfg = tb.TenBCDConfig(widths=widths, tt_cores=2)
+    d, N, flops = widths, len(widths) - 1, 0
+    for i in range(N - 1, -1, -1):
+        m, k = d[i + 1], d[i]                       # layer i maps k → m
+        if i < N - 1:
+            m2 = d[i + 2]
+            flops += 2 * (m * m * m2 + m * m2 * n + m * m * n) + 2 * m ** 3 // 3    # V_i: WᵀW, WᵀU, solve, Cholesky
+        flops += 2 * m * k * n                                                      # W_i V_(i−1) for U_i
+        flops += 2 * (k * k * n + m * k * n + k * k * m) + 2 * k ** 3 // 3          # W_i: VVᵀ, UVᵀ, solve, Cholesky
+    _, macs = tb.count_macs(tb.tenbcd_iteration, tb.init_state(X, Y, cfg), cfg)
+    assert macs == flops // 2
 
 
 @pytest.mark.parametrize("change, name", [
@@ -524,10 +619,27 @@ def test_experiment_writes_metrics_and_history(tmp_path):
     ({"hidden": [8, 0]}, "hidden"),
     ({"compression_ratios": [1.5]}, "compression_ratios"),
     ({"compression_ratios": []}, "compression_ratios"),
-    ({"tenbcd": {"alpha": 0}}, "alpha"),
-    ({"tenbcd": {"step": 1}}, "step"),
-    ({"adamw": {"lr": -1}}, "lr"),
-    ({"adamw": {"batch_size": 0}}, "batch_size"),
+    ({"seeds": []}, "seeds"),
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+    ({"tenbcd": {"fixed": {"alpha": 0}}}, "alpha"),
+    ({"tenbcd": {"fixed": {"step": 1}}}, "step"),
+    ({"tenbcd": {"fixed": {"iterations": 4, "eval_every": 2}, "grid": {"alpha_uv": [1.0, 1.0]}}}, "alpha_uv"),
+    # a grid of another size than the others': unequal tuning effort
+    ({"tenbcd": {"fixed": {"iterations": 4, "eval_every": 2}, "grid": {"alpha_uv": [0.1, 1.0, 3.0]}}},
+     "grid sizes"),
+    # as many configurations, but another number of validation checkpoints per run
+    ({"tenbcd": {"fixed": {"iterations": 6, "eval_every": 2}, "grid": {"alpha_uv": [0.003, 1.0]}}},
+     "checkpoints"),
+    ({"tenbcd": {"fixed": {"iterations": 4, "eval_every": 2, "alpha_uv": 1.0}, "grid": {"alpha_uv": [0.1, 1.0]}}},
+     "both fixed and searched"),
+    ({"baselines": {"adamw_ce": TINY["baselines"]["adamw_ce"]}}, "baselines"),
+    ({"baselines": {**TINY["baselines"], "adamw_ce": {"fixed": {"epochs": 2, "eval_every": 1, "momentum": 0.9},
+                                                       "grid": {"lr": [0.001, 0.01]}}}}, "momentum"),
+    ({"baselines": {**TINY["baselines"], "sgd_ce": {"fixed": {"epochs": 2, "eval_every": 1},
+                                                     "grid": {"lr": [-1.0, 0.01]}}}}, "lr"),
+    ({"baselines": {**TINY["baselines"], "sgd_ce": {"fixed": {"epochs": 2, "eval_every": 1, "batch_size": 0},
+                                                     "grid": {"lr": [0.1, 0.01]}}}}, "batch_size"),
     ({"dataset_args": {"num_samples": 100}}, "dataset_args"),
     ({"extra": 1}, "extra"),
     ({"device": "nonsense"}, "device"),
@@ -537,3 +649,12 @@ def test_bad_experiment_config_fails_before_writing(tmp_path, change, name):
     with pytest.raises(ValueError, match=name):
         tb.run_tenbcd_experiment({**TINY, **change}, out, progress=False)
     assert not out.exists()
+
+
+def test_cli_refuses_a_bad_spec_with_a_message(tmp_path, capsys):
+    from tenbcd.__main__ import main
+
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**TINY, "seeds": "0"}))
+    assert main([str(spec), "--out", str(tmp_path / "out")]) == 2
+    assert "seeds" in capsys.readouterr().err and not (tmp_path / "out").exists()
