@@ -658,3 +658,35 @@ def test_cli_refuses_a_bad_spec_with_a_message(tmp_path, capsys):
     spec.write_text(json.dumps({**TINY, "seeds": "0"}))
     assert main([str(spec), "--out", str(tmp_path / "out")]) == 2
     assert "seeds" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_paper_profile_runs_the_companion_papers_mnist_mlp_on_a_standin(tmp_path):
+    """The paper profile's tenBCD study is the companion paper's MNIST setting, 784-256-256-10, on torchvision's
+    MNIST files; here the study runs end to end on a stand-in of those files (random images, 60 + 20), with
+    the widths and the budget shrunk to seconds — everything else as the profile resolves it."""
+    from pathlib import Path
+
+    import yaml
+
+    from lowrank.config import resolve_spec
+    from .test_data import _write_idx
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    paper = resolve_spec({**params, "profile": "paper"}, "tenbcd.mnist1d")
+    assert paper["dataset"] == "mnist" and paper["hidden"] == [256, 256] and paper["device"] == "cuda"
+    assert resolve_spec({**params, "profile": "small"}, "tenbcd.mnist1d")["dataset"] == "mnist1d"   # offline
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 60), ("t10k", 20)):
+        _write_idx(raw / f"{part}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{part}-labels-idx1-ubyte", np.arange(n) % 10)
+    small = {**paper, "device": "cpu", "dataset_args": {"root": str(tmp_path), "download": False}, "hidden": [6],
+             "compression_ratios": [1.0, 0.1], "seeds": [0, 1],
+             "tenbcd": {"fixed": {**paper["tenbcd"]["fixed"], "iterations": 20, "eval_every": 2},
+                        "grid": paper["tenbcd"]["grid"]},
+             "baselines": {k: {"fixed": {**b["fixed"], "epochs": 10, "eval_every": 1}, "grid": b["grid"]}
+                           for k, b in paper["baselines"].items()}}
+    metrics = tb.run_tenbcd_experiment(small, tmp_path / "out", progress=False)
+    assert metrics["widths"] == [784, 6, 10] and metrics["n_train"] + metrics["n_val"] == 60
+    assert metrics["n_test"] == 20 and len(metrics["selected"]) == 2 * len(tb.METHODS)
