@@ -52,7 +52,7 @@ _STYLE = {"tenbcd": ("o-", "tab:blue"), "adamw_ce": ("s-", "tab:orange"), "adamw
           "sgd_ce": ("v-", "tab:red")}
 _COLUMNS = ["dataset", "method", "target_cr", "cr", "tt_rank", "config", "checkpoint", "unit", "seed", "train_acc",
             "val_acc", "test_acc", "test_acc_w", "seconds", "macs", "tuning_seconds", "tuning_macs", "n_train",
-            "n_val", "n_test"]
+            "n_val", "n_test", "machine"]
 
 
 def _config_text(config: dict[str, Any]) -> str:
@@ -72,7 +72,7 @@ def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, list[dict
             raise ValueError(f"{mpath}: not a metrics file of the tuned study (no 'selected'); re-run "
                              f"`python -m tenbcd` for it")
         name = str(metrics.get("dataset", mpath.parent.name))
-        sizes = {k: metrics.get(k) for k in ("n_train", "n_val", "n_test")}
+        sizes = {k: metrics.get(k) for k in ("n_train", "n_val", "n_test", "machine")}
         for sel in metrics["selected"]:
             for rec in sel["per_seed"]:
                 rows.append({"dataset": name, "method": sel["method"], "target_cr": sel["target_cr"],
@@ -324,7 +324,7 @@ def verdict_tenbcd(df: pd.DataFrame, histories: dict[str, list[dict]]) -> list[V
                 f"configuration and checkpoint): {per_cr}. Training-accuracy gap tenBCD − baseline "
                 f"{tr.text()}: a test gap with no training gap is generalisation, not optimisation. Cost to the "
                 f"chosen checkpoint, tenBCD over the baseline: {cost:.2g}× the multiply-adds, {secs:.2g}× the "
-                f"wall time", effect=iv.effect_text(), interval=iv.bounds_text(),
+                f"wall time ({d['machine'].iloc[0]})", effect=iv.effect_text(), interval=iv.bounds_text(),
                 sizes=f"{cr_text} (mean over the compressed CRs)", datasets=ds,
                 seeds=", ".join(str(int(s)) for s in per["seed"]) or "–"))
     return out

@@ -37,7 +37,7 @@ from .algorithm import (DTYPE, TT_INITS, TenBCDConfig, TenBCDState, accuracy, de
                         tenbcd_iteration, tt_bond_ranks, tt_compression_ratio, update_tt_cores, update_v_hidden,
                         update_w)
 from .baselines import BASELINES, LOSSES, OPTIMIZERS, train_baseline
-from .cost import FACTORISATION_MACS, count_macs
+from .cost import FACTORISATION_MACS, count_macs, machine
 from .experiment import (METHODS, TENBCD_EXPERIMENT_DEFAULTS, choose_checkpoint, expand_grid, run_tenbcd_experiment,
                          split_validation, validate_tenbcd_experiment)
 

@@ -16,12 +16,15 @@ the number of entries, while every counted product is a factor of the width larg
 from __future__ import annotations
 
 import math
+import os
+import platform
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_macs", "FACTORISATION_MACS"]
+__all__ = ["count_macs", "FACTORISATION_MACS", "machine"]
 
 
 def _batch(shape) -> int:
@@ -56,3 +59,18 @@ def count_macs(fn: Callable[..., Any], *args, **kwargs) -> tuple[Any, int]:
     with FlopCounterMode(display=False, custom_mapping=FACTORISATION_MACS) as counter:
         out = fn(*args, **kwargs)
     return out, int(counter.get_total_flops()) // 2
+
+
+def machine(device: Any = "cpu") -> str:
+    """What the wall times were measured on: the CPU's model name and core count, or the CUDA device's name."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores"

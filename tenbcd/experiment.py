@@ -39,6 +39,7 @@ from lowrank.utils import atomic_write_json, resolve_device
 from .algorithm import (DTYPE, TT_INITS, TenBCDConfig, _is_int, _is_number, dense_num_params, rank_for_compression,
                         run_tenbcd)
 from .baselines import BASELINES, train_baseline
+from .cost import machine
 
 __all__ = ["METHODS", "TENBCD_EXPERIMENT_DEFAULTS", "validate_tenbcd_experiment", "expand_grid",
            "choose_checkpoint", "split_validation", "run_tenbcd_experiment"]
@@ -258,44 +259,60 @@ def _at(hist: Mapping[str, list], axis: str, k: int, key: str):
     return hist[key][hist[axis].index(k)]
 
 
-class _Study:
-    """The runs of one dataset: data, widths and the two kinds of run (tenBCD, a baseline) with their costs."""
+class _Run:
+    """One run of a method, read alike for tenBCD and the baselines: its history, the axis its checkpoints are
+    counted in (``iteration`` / ``epoch``), the validation curve the choice reads and the multiply-adds of one
+    step of that axis."""
 
-    def __init__(self, s: Mapping[str, Any], cache_dir, progress: bool):
-        self.s, self.progress = s, progress
+    def __init__(self, method: str, history: Mapping[str, list], macs_per_step: int):
+        self.history, self.macs_per_step = history, macs_per_step
+        bcd = method == "tenbcd"
+        self.axis = "iteration" if bcd else "epoch"
+        self.keys = {"train_acc": "train_acc_tt", "val_acc": "val_acc_tt", "test_acc": "test_acc_tt",
+                     "test_acc_w": "test_acc_w"} if bcd else {"train_acc": "train_acc", "val_acc": "val_acc",
+                                                               "test_acc": "test_acc"}
+        pts = [(k, a) for k, a in zip(history[self.axis], history[self.keys["val_acc"]]) if a is not None]
+        self.curve = {"checkpoints": [k for k, _ in pts], "val_acc": [a for _, a in pts]}
+
+    @property
+    def length(self) -> int:
+        return self.history[self.axis][-1]
+
+    def at(self, k: int) -> dict[str, Any]:
+        """What the run reached at checkpoint ``k``: accuracies, training seconds and multiply-adds."""
+        return {"checkpoint": k, **{name: _at(self.history, self.axis, k, key) for name, key in self.keys.items()},
+                "seconds": _at(self.history, self.axis, k, "seconds"), "macs": self.macs_per_step * k}
+
+
+class _Study:
+    """The runs of one dataset: its data (train / validation / test), the widths, and one run of a method."""
+
+    def __init__(self, s: Mapping[str, Any], cache_dir):
+        self.s = s
         self.device = resolve_device(s["device"])
         self.Xtr, self.ytr, self.Xva, self.yva, self.Xte, self.yte = _load_arrays(s, cache_dir, self.device)
         self.n_classes = int(max(int(self.ytr.max()), int(self.yva.max()), int(self.yte.max())) + 1)
         self.widths = (int(self.Xtr.shape[1]), *s["hidden"], self.n_classes)
         self.Y = F.one_hot(self.ytr, self.n_classes).to(DTYPE).mT
 
-    def tenbcd(self, point: Mapping[str, Any], rank: int | None, seed: int, iterations: int | None = None):
-        cfg = TenBCDConfig(widths=self.widths, tt_cores=self.s["tt_cores"], tt_rank=rank, random_state=seed,
-                           init_scale=self.s["init_scale"], tt_init=self.s["tt_init"],
-                           **{**point, **({} if iterations is None else {"iterations": iterations})})
-        res = run_tenbcd(self.Xtr.mT, self.Y, self.Xte.mT, self.yte, cfg, X_val=self.Xva.mT, y_val=self.yva,
-                         progress=False)
-        h = res["history"]
-        curve = {"checkpoints": [k for k, a in zip(h["iteration"], h["val_acc_tt"]) if a is not None],
-                 "val_acc": [a for a in h["val_acc_tt"] if a is not None]}
-        return res, h, curve, "iteration", res["macs_per_iteration"]
-
-    def baseline(self, name: str, point: Mapping[str, Any], rank: int | None, seed: int, epochs: int | None = None):
-        optimizer, loss = BASELINES[name]
-        kw = {**point, **({} if epochs is None else {"epochs": epochs})}
+    def run(self, method: str, point: Mapping[str, Any], rank: int | None, seed: int,
+            steps: int | None = None) -> _Run:
+        """``method`` with the configuration ``point`` at bond rank ``rank`` from ``seed``, for ``steps``
+        iterations (epochs) instead of the configuration's, when given."""
+        s = self.s
+        if method == "tenbcd":
+            cfg = TenBCDConfig(widths=self.widths, tt_cores=s["tt_cores"], tt_rank=rank, random_state=seed,
+                               init_scale=s["init_scale"], tt_init=s["tt_init"],
+                               **{**point, **({} if steps is None else {"iterations": steps})})
+            res = run_tenbcd(self.Xtr.mT, self.Y, self.Xte.mT, self.yte, cfg, X_val=self.Xva.mT, y_val=self.yva,
+                             progress=False)
+            return _Run(method, res["history"], res["macs_per_iteration"])
+        optimizer, loss = BASELINES[method]
         res = train_baseline(self.Xtr, self.ytr, self.Xte, self.yte, self.widths, X_val=self.Xva, y_val=self.yva,
-                             optimizer=optimizer, loss=loss, tt_cores=self.s["tt_cores"], tt_rank=rank,
-                             init_scale=self.s["init_scale"], tt_init=self.s["tt_init"], random_state=seed,
-                             progress=False, **kw)
-        h = res["history"]
-        curve = {"checkpoints": h["epoch"], "val_acc": h["val_acc"]}
-        return res, h, curve, "epoch", res["macs_per_epoch"]
-
-
-def _record(h: Mapping[str, list], axis: str, k: int, macs_per_step: int, acc_keys: tuple[str, str, str]):
-    tr, va, te = acc_keys
-    return {"checkpoint": k, "train_acc": _at(h, axis, k, tr), "val_acc": _at(h, axis, k, va),
-            "test_acc": _at(h, axis, k, te), "seconds": _at(h, axis, k, "seconds"), "macs": macs_per_step * k}
+                             optimizer=optimizer, loss=loss, tt_cores=s["tt_cores"], tt_rank=rank,
+                             init_scale=s["init_scale"], tt_init=s["tt_init"], random_state=seed, progress=False,
+                             **{**point, **({} if steps is None else {"epochs": steps})})
+        return _Run(method, res["history"], res["macs_per_epoch"])
 
 
 def run_tenbcd_experiment(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_dir: str | Path | None = None,
@@ -309,58 +326,45 @@ def run_tenbcd_experiment(cfg: Mapping[str, Any], out_dir: str | Path, *, cache_
     s = validate_tenbcd_experiment(cfg)
     if s["threads"] is not None:
         torch.set_num_threads(int(s["threads"]))
-    st = _Study(s, cache_dir, progress)
+    st = _Study(s, cache_dir)
     seeds = list(s["seeds"])
     configs = {m: _method_configs(s, m) for m in METHODS}
     total = len(s["compression_ratios"]) * sum(len(c) + len(seeds) - 1 for c in configs.values())
     bar = tqdm(total=total, desc=f"tenBCD study {s['dataset']}", disable=not progress)
-    grid_rows, selected, histories = [], [], []
-    per_cr = []
+    per_cr, grid_rows, selected, histories = [], [], [], []
     for target in s["compression_ratios"]:
         rank, cr = rank_for_compression(st.widths, s["tt_cores"], target)
         per_cr.append({"target_cr": float(target), "cr": cr, "tt_rank": rank,
                        "params": round(cr * dense_num_params(st.widths)), "dense_params": dense_num_params(st.widths)})
         for method in METHODS:
-            is_bcd = method == "tenbcd"
-            accs = ("train_acc_tt", "val_acc_tt", "test_acc_tt") if is_bcd else ("train_acc", "val_acc", "test_acc")
+            tag = {"method": method, "target_cr": float(target)}
             runs = []
             for point in configs[method]:
-                res, h, curve, axis, macs = (st.tenbcd(point, rank, seeds[0]) if is_bcd
-                                             else st.baseline(method, point, rank, seeds[0]))
-                runs.append((point, h, curve, axis, macs))
-                best = max((a for k, a in zip(curve["checkpoints"], curve["val_acc"]) if k), default=None)
-                grid_rows.append({"method": method, "target_cr": float(target), "config": point,
-                                  "best_val_acc": best, "seconds": h["seconds"][-1], "macs": macs * curve["checkpoints"][-1]})
-                histories.append({"method": method, "target_cr": float(target), "config": point, "seed": seeds[0],
-                                  "role": "grid", "history": h})
+                run = st.run(method, point, rank, seeds[0])
+                runs.append(run)
+                grid_rows.append({**tag, "config": point, "best_val_acc": max(run.curve["val_acc"][1:], default=None),
+                                  "seconds": run.at(run.length)["seconds"], "macs": run.at(run.length)["macs"]})
+                histories.append({**tag, "config": point, "seed": seeds[0], "role": "grid", "history": run.history})
                 bar.update()
-            i, k = choose_checkpoint([r[2] for r in runs])
-            point, h, _, axis, macs = runs[i]
-            per_seed = [{"seed": seeds[0], **_record(h, axis, k, macs, accs)}]
-            if is_bcd:
-                per_seed[0]["test_acc_w"] = _at(h, axis, k, "test_acc_w")
+            i, k = choose_checkpoint([r.curve for r in runs])
+            point = configs[method][i]
+            per_seed = [{"seed": seeds[0], **runs[i].at(k)}]
             for seed in seeds[1:]:
-                res, hs, _, axis, macs = (st.tenbcd(point, rank, seed, iterations=k) if is_bcd
-                                          else st.baseline(method, point, rank, seed,
-                                                           epochs=k))
-                rec = {"seed": seed, **_record(hs, axis, k, macs, accs)}
-                if is_bcd:
-                    rec["test_acc_w"] = _at(hs, axis, k, "test_acc_w")
-                per_seed.append(rec)
-                histories.append({"method": method, "target_cr": float(target), "config": point, "seed": seed,
-                                  "role": "seed", "history": hs})
+                run = st.run(method, point, rank, seed, steps=k)
+                per_seed.append({"seed": seed, **run.at(k)})
+                histories.append({**tag, "config": point, "seed": seed, "role": "seed", "history": run.history})
                 bar.update()
-            selected.append({"method": method, "target_cr": float(target), "cr": cr, "tt_rank": rank,
-                             "config": point, "checkpoint": k, "unit": axis, "per_seed": per_seed,
-                             "tuning_seconds": sum(r["seconds"] for r in grid_rows
-                                                   if r["method"] == method and r["target_cr"] == float(target)),
-                             "tuning_macs": sum(r["macs"] for r in grid_rows
-                                                if r["method"] == method and r["target_cr"] == float(target))})
+            mine = [r for r in grid_rows if r["method"] == method and r["target_cr"] == float(target)]
+            selected.append({**tag, "cr": cr, "tt_rank": rank, "config": point, "checkpoint": k,
+                             "unit": runs[i].axis, "per_seed": per_seed,
+                             "tuning_seconds": sum(r["seconds"] for r in mine),
+                             "tuning_macs": sum(r["macs"] for r in mine)})
     bar.close()
     metrics = {"dataset": s["dataset"], "widths": list(st.widths), "tt_cores": s["tt_cores"],
                "n_train": int(st.Xtr.shape[0]), "n_val": int(st.Xva.shape[0]), "n_test": int(st.Xte.shape[0]),
                "seeds": seeds, "methods": list(METHODS), "config": s, "per_cr": per_cr, "grid": grid_rows,
-               "selected": selected, "device": str(st.device), "threads": torch.get_num_threads()}
+               "selected": selected, "device": str(st.device), "machine": machine(st.device),
+               "threads": torch.get_num_threads()}
     out = Path(out_dir)
     atomic_write_json(out / "history.json", histories)
     atomic_write_json(out / "metrics.json", metrics)
