@@ -55,15 +55,22 @@ _COLUMNS = ["dataset", "method", "target_cr", "cr", "tt_rank", "config", "checkp
             "n_val", "n_test", "machine"]
 
 
-def _config_text(config: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items()) or "–"
+def _config_text(config: dict[str, Any], keys) -> str:
+    """The searched settings of a configuration (``keys``: its method's grid), ``lr=0.01, …``."""
+    return ", ".join(f"{k}={config[k]:g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                     for k in keys if k in config) or "–"
+
+
+def _grid_keys(config: dict[str, Any], method: str) -> list[str]:
+    block = config["tenbcd"] if method == "tenbcd" else config["baselines"][method]
+    return list(block["grid"])
 
 
 def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per (dataset, method, target CR, seed) of ``runs_dir/tenbcd/*/metrics.json`` at the chosen
     configuration and checkpoint, and per dataset the tenBCD runs' histories (grid and seeds), each
-    ``{"target_cr", "config", "seed", "role", "history", "alpha", "alpha_uv"}`` with the proximal weights
-    that run used."""
+    ``{"target_cr", "config", "seed", "role", "history", "alpha", "alpha_uv", "config_text"}`` with the proximal
+    weights that run used (``config`` in the rows and ``config_text`` name the searched settings only)."""
     root = Path(runs_dir) / SWEEP
     rows, histories = [], {}
     for mpath in sorted(root.glob("*/metrics.json")) if root.is_dir() else []:
@@ -76,7 +83,8 @@ def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, list[dict
         for sel in metrics["selected"]:
             for rec in sel["per_seed"]:
                 rows.append({"dataset": name, "method": sel["method"], "target_cr": sel["target_cr"],
-                             "cr": sel["cr"], "tt_rank": sel["tt_rank"], "config": _config_text(sel["config"]),
+                             "cr": sel["cr"], "tt_rank": sel["tt_rank"],
+                             "config": _config_text(sel["config"], _grid_keys(metrics["config"], sel["method"])),
                              "checkpoint": sel["checkpoint"], "unit": sel["unit"],
                              "tuning_seconds": sel["tuning_seconds"], "tuning_macs": sel["tuning_macs"],
                              "test_acc_w": rec.get("test_acc_w"), **sizes,
@@ -91,7 +99,8 @@ def load_tenbcd(runs_dir: str | Path) -> tuple[pd.DataFrame, dict[str, list[dict
             cfg = {**fixed, **h["config"]}
             alpha = float(cfg.get("alpha", 0.003))
             alpha_uv = cfg.get("alpha_uv")
-            runs.append({**h, "alpha": alpha, "alpha_uv": alpha if alpha_uv is None else float(alpha_uv)})
+            runs.append({**h, "alpha": alpha, "alpha_uv": alpha if alpha_uv is None else float(alpha_uv),
+                         "config_text": _config_text(h["config"], _grid_keys(metrics["config"], "tenbcd"))})
         histories[name] = runs
     if not rows:
         return pd.DataFrame(columns=_COLUMNS), histories
@@ -198,7 +207,7 @@ def _selected_runs(df: pd.DataFrame, histories: dict[str, list[dict]], ds: str, 
     out = []
     for _, r in chosen.iterrows():
         for h in histories.get(ds, []):
-            if h["target_cr"] == r["target_cr"] and h["role"] == "grid" and _config_text(h["config"]) == r["config"]:
+            if h["target_cr"] == r["target_cr"] and h["role"] == "grid" and h["config_text"] == r["config"]:
                 out.append(h)
                 break
     return out
