@@ -160,7 +160,10 @@ def tenbcd_accuracy_figure(df: pd.DataFrame, title: str) -> Figure:
             crs = np.array(sorted(per_cr.groups))
             ivs = [t_interval(per_cr.get_group(c)["test_acc"].to_numpy(float)) for c in crs]
             mean = np.array([iv.mean for iv in ivs])
-            err = np.array([[iv.mean - iv.lo, iv.hi - iv.mean] if iv.n > 1 else [0.0, 0.0] for iv in ivs]).T
+            # an accuracy lies in [0, 1]: the bars are drawn clipped to it (a diverged seed widens a t interval
+            # far beyond; the table gives it whole)
+            err = np.array([[iv.mean - max(iv.lo, 0.0), min(iv.hi, 1.0) - iv.mean] if iv.n > 1 else [0.0, 0.0]
+                            for iv in ivs]).T
             ax_te.errorbar(crs, mean, yerr=err, fmt=fmt, color=color, capsize=3, label=LABELS.get(method, method))
             ax_tr.plot(crs, per_cr["train_acc"].mean().loc[crs], fmt, color=color, label=LABELS.get(method, method))
             ax_c.plot(crs, per_cr["macs"].mean().loc[crs], fmt, color=color, label=LABELS.get(method, method))
@@ -172,7 +175,7 @@ def tenbcd_accuracy_figure(df: pd.DataFrame, title: str) -> Figure:
             if not d.empty:
                 ax.legend(fontsize=7)
         ax_c.set_yscale("log")
-        ax_te.set_title(f"{ds}: test accuracy (95 % t interval over seeds)", fontsize=10)
+        ax_te.set_title(f"{ds}: test accuracy (95 % t interval over seeds, clipped to [0, 1])", fontsize=10)
         ax_tr.set_title(f"{ds}: training accuracy (generalisation gap)", fontsize=10)
         ax_c.set_title(f"{ds}: cost to the chosen checkpoint", fontsize=10)
     fig.suptitle(title)
