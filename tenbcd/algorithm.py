@@ -32,8 +32,8 @@ Deviations from the companion paper, all deliberate:
   equations and stays in closed form);
 * the data terms are averaged over samples (the 1/n above), so γ, ρ, τ and α do not depend on the
   training-set size; consequently the proximal term of the per-sample blocks U_i, V_i is averaged
-  as well, (α/(2n))‖U − U^{k−1}‖², and ‖P_k − P_{k−1}‖² is measured in the matching norm
-  Σ‖ΔW_i‖² + Σ‖ΔG_i‖² + (1/n)Σ(‖ΔU_i‖² + ‖ΔV_i‖²). With n = 1 this is the paper's single α;
+  as well, (α_uv/(2n))‖U − U^{k−1}‖², and ‖P_k − P_{k−1}‖² is measured in the matching norm
+  Σ‖ΔW_i‖² + Σ‖ΔG_i‖² + (1/n)Σ(‖ΔU_i‖² + ‖ΔV_i‖²). With n = 1 and α_uv = α this is the paper's single α;
   without the averaging, an α that is a sensible step for W would freeze U, V (their curvature is
   O(1/n) once the data terms are averaged);
 * two proximal weights: α for W and the cores, α_uv for U and V (``alpha_uv``; ``None`` means α). In
@@ -120,8 +120,8 @@ class TenBCDConfig:
     (λ/2)Σ‖W_i‖². ``init_scale`` multiplies the
     He-normal standard deviation √(2/fan_in) of the initial weights. ``tt_init`` (compressed runs):
     ``"svd"`` starts from G_i = TT-SVD(W_i) of the random W_i; ``"rescaled"`` also rescales the train
-    to ‖TTD(G_i)‖ = ‖W_i‖ and starts from W_i = TTD(G_i) (see :func:`init_state`). Train and test
-    accuracy of the TT network are evaluated every ``eval_every`` iterations (and after the last one).
+    to ‖TTD(G_i)‖ = ‖W_i‖ and starts from W_i = TTD(G_i) (see :func:`init_state`). Train, validation and
+    test accuracy of the TT network are evaluated every ``eval_every`` iterations (and after the last one).
     """
 
     widths: tuple[int, ...]
