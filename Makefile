@@ -5,7 +5,7 @@
 #                the benchmarks and the extended set (`meta: {set: extended}`), whose committed evidence
 #                (reports/evidence) the report and the notebooks read instead
 #   make repro-extended  the same with the extended set too: the text chain, the budget axis, Figure 2's
-#                families, Figures 4 and 5; it rewrites reports/evidence (commit it with dvc.lock)
+#                families, Figures 4 and 5, the tenBCD study; it rewrites reports/evidence (commit it with dvc.lock)
 #   make bench   the performance benchmarks (`dvc repro bench`: machine-specific ratios, ~5 min)
 #   make test-kernels  the numeric tests again under other MKL / ATen kernels and one thread, with a
 #                fingerprint of how far results move (tests/kernel_variation.py; run before a release)

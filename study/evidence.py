@@ -3,12 +3,14 @@
     python -m study.evidence --runs runs --out reports/evidence     # the `evidence` stage of dvc.yaml
 
 Why: ``make repro`` has an hour on two cores, and the whole study takes longer. The stages of dvc.yaml marked
-``meta: {set: extended}`` (the text chain, the budget axis, Figure 2's method families, Figures 4 and 5) run
+``meta: {set: extended}`` (the text chain, the budget axis, Figure 2's method families, Figures 4 and 5, the
+companion paper's tenBCD study) run
 only in ``make repro-extended`` (or a plain ``dvc repro``); ``make repro`` runs the rest, which decides
 claim (b) on both datasets with intervals. So that the report and the notebooks still cover every claim, the
-extended runs' ``metrics.json``, ``log.jsonl`` and ``ranks.json`` (never their weights) are copied into
-``reports/evidence/runs/<sweep>/...`` and committed, with a manifest saying which machine and which library
-made them. A sweep is read from ``runs/`` first and from here for the runs this checkout lacks
+extended runs' ``metrics.json``, ``log.jsonl`` and ``ranks.json`` (never their weights; for the tenBCD study
+its ``metrics.json`` and ``history.json``) are copied into ``reports/evidence/runs/<sweep>/...`` and committed,
+with a manifest saying which machine and which sources made them (the ``lowrank`` library's and the ``tenbcd``
+package's hashes). A sweep is read from ``runs/`` first and from here for the runs this checkout lacks
 (:mod:`study.runs`); REPORT.md says, per sweep, which of the two it read.
 
 The run folders copied are the ``runs/`` outputs of the extended stages, read from DVC's own resolution of
@@ -33,8 +35,10 @@ __all__ = ["EXTENDED", "FILES", "MANIFEST", "extended_run_folders", "library_has
 
 #: the ``meta.set`` of dvc.yaml's stages that ``make repro`` leaves to ``make repro-extended``
 EXTENDED = "extended"
-#: what is kept of a run: its numbers and its rank history, not its weights
-FILES = ("metrics.json", "log.jsonl", "ranks.json")
+#: what is kept of a run: its numbers and its rank history, not its weights (history.json: a tenBCD study's curves)
+FILES = ("metrics.json", "log.jsonl", "ranks.json", "history.json")
+#: the packages whose source hashes the manifest records: the library, and the companion paper's tenBCD
+PACKAGES = ("lowrank", "tenbcd")
 #: the manifest's name inside the evidence folder
 MANIFEST = "MANIFEST.json"
 
@@ -64,14 +68,20 @@ def library_hash(root: str | Path) -> str:
     return h.hexdigest()
 
 
-def _library_root() -> Path:
-    """The folder of the installed ``lowrank`` package (found without importing it)."""
+def _library_root(package: str = "lowrank") -> Path:
+    """The folder of the installed ``package`` (found without importing it)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("lowrank")
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("lowrank is not installed (pip install -e .)")
+        raise ModuleNotFoundError(f"{package} is not installed (pip install -e .)")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def _source_hashes(library: str | Path | None, tenbcd: str | Path | None) -> dict[str, str]:
+    """``{"library_sha256": …, "tenbcd_sha256": …}`` of the given folders, or of the installed packages."""
+    return {"library_sha256": library_hash(_library_root() if library is None else library),
+            "tenbcd_sha256": library_hash(_library_root("tenbcd") if tenbcd is None else tenbcd)}
 
 
 def _machine() -> str:
@@ -87,11 +97,12 @@ def _machine() -> str:
 
 
 def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, command: str,
-            library: str | Path | None = None) -> dict[str, Any]:
+            library: str | Path | None = None, tenbcd: str | Path | None = None) -> dict[str, Any]:
     """Copy :data:`FILES` of every finished run (a folder with ``metrics.json``) under each of ``folders``
     (paths ``runs/<sweep>/...`` relative to the repository, ``runs_dir`` standing for ``runs``) into
     ``out_dir/runs/...``, with :data:`MANIFEST`; the old ``out_dir`` is replaced in one rename. A folder with
-    no finished run is an error (the evidence would silently lose a sweep)."""
+    no finished run is an error (the evidence would silently lose a sweep). ``library`` and ``tenbcd`` are the
+    source folders whose hashes the manifest records (default: the installed ``lowrank`` and ``tenbcd``)."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
@@ -112,8 +123,7 @@ def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, co
             counts[folder] = len(runs)
         manifest = {"made_by": command, "machine": _machine(),
                     "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "library_sha256": library_hash(_library_root() if library is None else library),
-                    "runs_per_folder": counts}
+                    **_source_hashes(library, tenbcd), "runs_per_folder": counts}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         old = out_dir.with_name(f".{out_dir.name}-old")
         if old.exists():
@@ -128,23 +138,30 @@ def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, co
     return manifest
 
 
-def manifest_text(evidence_dir: str | Path, library: str | Path | None = None) -> str:
-    """One paragraph for REPORT.md: where the committed evidence came from, and whether the library that made
-    it is this checkout's (empty when there is no evidence folder)."""
+def manifest_text(evidence_dir: str | Path, library: str | Path | None = None,
+                  tenbcd: str | Path | None = None) -> str:
+    """One paragraph for REPORT.md: where the committed evidence came from, and whether the sources that made
+    it are this checkout's (empty when there is no evidence folder). A manifest from before the tenBCD study
+    joined the extended set records no ``tenbcd`` hash; only the library's is compared then."""
     path = Path(evidence_dir) / MANIFEST
     if not path.is_file():
         return ""
     m = json.loads(path.read_text())
-    same = m.get("library_sha256") == library_hash(_library_root() if library is None else library)
+    now = _source_hashes(library, tenbcd)
+    differ = [f"`{name}`" for key, name in (("library_sha256", "lowrank"), ("tenbcd_sha256", "tenbcd"))
+              if key in m and m[key] != now[key]]
+    same = "library_sha256" in m and not differ
     n = sum(m.get("runs_per_folder", {}).values())
     return (f"`make repro` runs the core parameter set of dvc.yaml; the sweeps read from the committed evidence "
             f"above come from the extended set (`make repro-extended`, which also rewrites the evidence). The "
             f"evidence (`{Path(evidence_dir).as_posix()}`, {n} runs without their weights: "
             f"{', '.join(f'`{k}`' for k in sorted(m.get('runs_per_folder', {})))}) was copied from those stages' "
             f"runs by `{m.get('made_by')}` on {m.get('machine')} at {m.get('utc')}; they were made with "
-            + ("the library this checkout holds (same `lowrank` source hash)." if same else
-               "**a different `lowrank` source than this checkout's**: re-run `make repro-extended` before "
-               "trusting the verdicts that read it."))
+            + ("the sources this checkout holds (same "
+               + " and ".join(f"`{n}`" for k, n in (("library_sha256", "lowrank"), ("tenbcd_sha256", "tenbcd"))
+                              if k in m) + " source hash)." if same else
+               f"**a different {' and '.join(differ) or '`lowrank`'} source than this checkout's**: re-run "
+               "`make repro-extended` before trusting the verdicts that read it."))
 
 
 def main(argv: list[str] | None = None) -> int:

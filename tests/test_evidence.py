@@ -31,8 +31,9 @@ def test_collect_copies_numbers_not_weights_and_replaces_the_folder(tmp_path: Pa
     m = evidence.collect(runs, out, ["runs/fig2/digits_k0"], command="cmd", library=lib)
     assert m["runs_per_folder"] == {"runs/fig2/digits_k0": 2}
     copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert copied == [evidence.MANIFEST] + [f"runs/fig2/digits_k0/{n}/{f}" for n in ("a", "b")
-                                           for f in sorted(evidence.FILES)]
+    kept = [f for f in sorted(evidence.FILES) if (runs / "fig2" / "digits_k0" / "a" / f).is_file()]
+    assert "metrics.json" in kept and "model.pt" not in kept
+    assert copied == [evidence.MANIFEST] + [f"runs/fig2/digits_k0/{n}/{f}" for n in ("a", "b") for f in kept]
     assert json.loads((out / evidence.MANIFEST).read_text())["library_sha256"] == evidence.library_hash(lib)
     assert not list(tmp_path.joinpath("reports").glob(".evidence-*"))    # no temporary folder left behind
 
@@ -52,9 +53,22 @@ def test_manifest_text_says_whether_the_library_is_this_checkouts(tmp_path: Path
     oneshot_run(runs / "fig3" / "svd_r64", "svd", 4)
     out = tmp_path / "evidence"
     evidence.collect(runs, out, ["runs/fig3/svd_r64"], command="cmd", library=lib)
-    assert "the library this checkout holds" in evidence.manifest_text(out, library=lib)
+    tb = tmp_path / "tb"
+    tb.mkdir()
+    (tb / "t.py").write_text("y = 1\n")
+    evidence.collect(runs, out, ["runs/fig3/svd_r64"], command="cmd", library=lib, tenbcd=tb)
+    assert "the sources this checkout holds (same `lowrank` and `tenbcd` source hash)" in \
+        evidence.manifest_text(out, library=lib, tenbcd=tb)
+    (tb / "t.py").write_text("y = 2\n")
+    assert "different `tenbcd` source" in evidence.manifest_text(out, library=lib, tenbcd=tb)
     (lib / "m.py").write_text("x = 2\n")
-    assert "different `lowrank` source" in evidence.manifest_text(out, library=lib)
+    assert "different `lowrank` and `tenbcd` source" in evidence.manifest_text(out, library=lib, tenbcd=tb)
+    # a manifest from before the tenBCD study joined the extended set: only the library's hash is compared
+    m = json.loads((out / evidence.MANIFEST).read_text())
+    del m["tenbcd_sha256"]
+    m["library_sha256"] = evidence.library_hash(lib)
+    (out / evidence.MANIFEST).write_text(json.dumps(m))
+    assert "same `lowrank` source hash" in evidence.manifest_text(out, library=lib, tenbcd=tb)
     assert evidence.manifest_text(tmp_path / "none") == ""
 
 

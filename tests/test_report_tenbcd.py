@@ -46,6 +46,21 @@ def test_load_and_table(tiny_runs: Path) -> None:
     assert empty.empty and "status" in rt.tenbcd_table(empty).columns
 
 
+def test_a_dataset_is_read_from_the_first_root_that_has_it(tiny_runs: Path, tmp_path: Path) -> None:
+    """The report reads this checkout's runs, then the committed evidence of the extended set."""
+    import shutil
+
+    evidence = tmp_path / "evidence"
+    shutil.copytree(tiny_runs / "tenbcd", evidence / "tenbcd")
+    only_evidence, _ = rt.load_tenbcd([tmp_path / "no_runs", evidence])
+    pd.testing.assert_frame_equal(only_evidence, rt.load_tenbcd(tiny_runs)[0])
+    m = json.loads((evidence / "tenbcd" / "digits" / "metrics.json").read_text())
+    m["n_test"] = 1
+    (evidence / "tenbcd" / "digits" / "metrics.json").write_text(json.dumps(m))
+    assert set(rt.load_tenbcd([tiny_runs, evidence])[0]["n_test"]) == {449}      # the checkout's runs win
+    assert set(rt.load_tenbcd([tmp_path / "no_runs", evidence])[0]["n_test"]) == {1}
+
+
 def test_rate_check_is_the_summed_decrease(tiny_runs: Path) -> None:
     _, hist = rt.load_tenbcd(tiny_runs)
     for h in hist["digits"]:
@@ -96,7 +111,7 @@ def test_g3_is_the_seed_paired_gap_and_follows_its_interval(tiny_runs: Path) -> 
     assert list(per["seed"]) == [0, 1, 2]
     v = {x.claim: x for x in rt.verdict_tenbcd(df, hist)}
     g3 = v["(g3) digits vs SGD, cross-entropy"]
-    assert g3.seeds == "0, 1, 2" and "Training-accuracy gap" in g3.evidence and "multiply-adds" in g3.evidence
+    assert g3.seeds == "0, 1, 2" and "training-accuracy gap" in g3.evidence and "multiply-adds" in g3.evidence
     assert {f"(g3) digits vs {rt.LABELS[b]}" for b in BASELINES} <= set(v)
     # the verdict follows the interval: tenBCD far better at every compressed CR → reproduced; far worse → not
     comp = (df["method"] == "tenbcd") & (df["cr"] < 1)
@@ -106,6 +121,11 @@ def test_g3_is_the_seed_paired_gap_and_follows_its_interval(tiny_runs: Path) -> 
     name = "(g3) digits vs SGD, cross-entropy"
     assert {x.claim: x for x in rt.verdict_tenbcd(better, hist)}[name].verdict == "reproduced"
     assert {x.claim: x for x in rt.verdict_tenbcd(worse, hist)}[name].verdict == "not reproduced"
+    # the training-accuracy gap says whether tenBCD's deficit is one of fitting the training data
+    worse_fit = df.assign(train_acc=np.where(comp, 0.5 + noise, 1.0))
+    assert "fits the training data worse too" in {x.claim: x for x in rt.verdict_tenbcd(worse_fit, hist)}[name].evidence
+    same_fit = df.assign(train_acc=1.0)
+    assert "no sign that tenBCD fits" in {x.claim: x for x in rt.verdict_tenbcd(same_fit, hist)}[name].evidence
     # with one seed there is no interval: inconclusive, never a verdict
     one = rt.verdict_tenbcd(better[better["seed"] == 0], hist)
     assert {x.claim: x for x in one}[name].verdict.startswith("inconclusive")
