@@ -18,19 +18,20 @@ unless ``keep_checkpoint``).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from .data import DATASETS, calibration_subset, get_dataset, num_classes
+from .data import DATASETS, calibration_subset, get_dataset, has_validation, num_classes
 from .methods import METHODS, build_method
 from .models import MODELS, build_model
 from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
 from .utils import set_random_state
 
-__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base"]
+__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base", "file_sha256"]
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
@@ -76,7 +77,24 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return s
 
 
+def file_sha256(path: str | Path) -> str:
+    """The content hash a run records of its base, so that runs made from different base files are never
+    compared as if they shared one."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_base(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a pre-trained base: a ``.safetensors`` file of the dense model's state dict (the committed bases),
+    or a ``model.pt`` of a pre-training run (its structure and state dict)."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(path)))
+        return
     state = torch.load(path, map_location="cpu", weights_only=True)
     apply_structure(model, state.get("structure", {}))
     model.load_state_dict(state["model"])
@@ -94,6 +112,10 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
     # whose test labels are hidden (the GLUE literature, [63] included, reports the validation split)
     eval_split = "validation" if str(s["dataset"]).startswith("glue:") else "test"
     eval_set = get_dataset(s["dataset"], eval_split, cache_dir=cache_dir, **ds_args)
+    # points are chosen on a validation split where the dataset has one (digits / MNIST-1D with a
+    # validation_fraction, the text corpus); the test split is then only reported
+    val_set = (get_dataset(s["dataset"], "validation", cache_dir=cache_dir, **ds_args)
+               if eval_split == "test" and has_validation(s["dataset"], ds_args) else None)
     calib = calibration_subset(train_set, min(s["calibration_samples"], len(train_set)),
                                random_state=s["train"]["random_state"])
     if s["train_samples"] is not None and s["train_samples"] < len(train_set):
@@ -101,15 +123,18 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
         # so every method and every repeat fine-tunes on the same examples
         train_set = calibration_subset(train_set, s["train_samples"], random_state=0)
     model = build_model(s["model"], num_classes=num_classes(s["dataset"]), **dict(s["model_args"]))
+    base_sha256 = None
     if s["base"] is not None:
         load_base(model, s["base"])
+        base_sha256 = file_sha256(s["base"])
     targets = s["targets"]
     if isinstance(targets, str) and targets in TARGET_PRESETS:
         targets = TARGET_PRESETS[targets]
     trainer = Trainer(model, method, train_set, eval_set, s["train"], targets=targets, calib_set=calib,
-                      out_dir=out, progress=progress)
+                      out_dir=out, progress=progress, val_set=val_set)
     final = trainer.fit()
-    trainer.write_outputs(final, {"dataset": s["dataset"], "model": s["model"], "spec": s})
+    trainer.write_outputs(final, {"dataset": s["dataset"], "model": s["model"], "spec": s,
+                                  "base_sha256": base_sha256})
     if not s["keep_checkpoint"] and trainer.checkpoint_path is not None and trainer.checkpoint_path.exists() \
             and trainer.is_main:
         trainer.checkpoint_path.unlink()

@@ -188,7 +188,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, method, train_set, eval_set, cfg: dict[str, Any], *,
                  targets: Any = "vit_all", calib_set=None, out_dir: str | Path | None = None,
-                 progress: bool = True, forward: Callable[[nn.Module, Any], torch.Tensor] = classifier_logits):
+                 progress: bool = True, forward: Callable[[nn.Module, Any], torch.Tensor] = classifier_logits,
+                 val_set=None):
         self.cfg = validate_train_config(cfg)
         if self.cfg["threads"] is not None:
             # small models on a small CPU: one intra-op thread per process avoids the collapse that
@@ -198,6 +199,9 @@ class Trainer:
         self.device = resolve_device(self.cfg["device"])
         self.model = model
         self.train_set, self.eval_set, self.calib_set = train_set, eval_set, calib_set
+        #: held-out split on which a study chooses its points (``val_accuracy`` in every record); ``eval_set``
+        #: (the test split) is only reported at the chosen points
+        self.val_set = val_set
         self.targets = targets
         self.target_names = list(find_linear_layers(model, targets, include_factorized=True))
         self.original = count_parameters(model, self.target_names)
@@ -374,13 +378,14 @@ class Trainer:
         return make_loader(self.calib_set, batch_size)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module | None = None) -> EvalResult:
-        """Loss and accuracy of ``model`` (default: the training model) on the evaluation set."""
+    def evaluate(self, model: nn.Module | None = None, dataset=None) -> EvalResult:
+        """Loss and accuracy of ``model`` (default: the training model) on ``dataset`` (default: the
+        evaluation set)."""
         model = self.model if model is None else model
         was_training = model.training
         model.eval()
         loss, correct, n = 0.0, 0, 0
-        for batch in make_loader(self.eval_set, self.cfg["eval_batch_size"]):
+        for batch in make_loader(self.eval_set if dataset is None else dataset, self.cfg["eval_batch_size"]):
             batch = move_batch(batch, self.device)
             y = batch_targets(batch)
             logits = self.forward(model, batch)
@@ -403,6 +408,9 @@ class Trainer:
                "params_total_compiled": pc.total - pc.target + compiled,
                "compression_ratio_total": (pc.total - pc.target + compiled) / self.original.total,
                "lr": self.lr_at(self.step), "ranks": ranks}
+        if self.val_set is not None:
+            val = self.evaluate(model, self.val_set)
+            rec.update(val_accuracy=val.accuracy, val_loss=val.loss)
         if scored:
             # the training form (dense, re-grown weights) beside the scored compiled copy: informative only,
             # never a point of a front (its size is not the logged one)

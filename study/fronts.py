@@ -64,13 +64,15 @@ def pareto_front(df: pd.DataFrame, x: str = "compression_ratio_target", y: str =
 
 
 def front_values(front: pd.DataFrame, budgets: Sequence[float] | np.ndarray, x: str = "compression_ratio_target",
-                 y: str = "accuracy") -> np.ndarray:
-    """The front read at each budget: best ``y`` among its points with ``x ≤ budget`` (NaN below its first point)."""
+                 y: str = "accuracy", report: str | None = None) -> np.ndarray:
+    """The front read at each budget: best ``y`` among its points with ``x ≤ budget`` (NaN below its first
+    point). With ``report``, the point is chosen by ``y`` and its ``report`` column is returned: a front chosen
+    on validation accuracy and scored on test accuracy (``y="val_accuracy", report="accuracy"``)."""
     b = np.asarray(budgets, dtype=float)
     if front.empty:
         return np.full(b.shape, np.nan)
     xs = front[x].to_numpy(dtype=float)
-    ys = front[y].to_numpy(dtype=float)
+    ys = front[y if report is None else report].to_numpy(dtype=float)
     idx = np.searchsorted(xs, b * (1 + 1e-12), side="right") - 1
     return np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
 
@@ -100,7 +102,7 @@ def evaluated_near(points: pd.DataFrame, budgets: Sequence[float] | np.ndarray, 
 
 
 def matched_values(points: pd.DataFrame, budgets: Sequence[float] | np.ndarray, x: str = "compression_ratio_target",
-                   y: str = "accuracy", rtol: float = MATCH_RTOL) -> np.ndarray:
+                   y: str = "accuracy", rtol: float = MATCH_RTOL, report: str | None = None) -> np.ndarray:
     """The front of ``points`` read at each budget where the method was evaluated near it
     (:func:`evaluated_near`), NaN elsewhere.
 
@@ -109,9 +111,9 @@ def matched_values(points: pd.DataFrame, budgets: Sequence[float] | np.ndarray, 
     an evaluation of a model of about that size: a smaller model's accuracy enters only when it beats
     that evaluation (and then it is what the method reached with no more than the budget), never to
     stand in for a size the method was not evaluated at, where the envelope would only carry the value
-    of the last, much smaller, point."""
+    of the last, much smaller, point. ``report``: see :func:`front_values`."""
     p = _evaluated(points, x, y)
-    values = front_values(pareto_front(p, x, y), budgets, x, y)
+    values = front_values(pareto_front(p, x, y), budgets, x, y, report)
     return np.where(evaluated_near(p, budgets, x, rtol), values, np.nan)
 
 
@@ -137,7 +139,8 @@ def shared_budgets(a: pd.DataFrame, b: pd.DataFrame, x: str = "compression_ratio
 
 
 def compare_fronts(a: pd.DataFrame, b: pd.DataFrame, *, x: str = "compression_ratio_target", y: str = "accuracy",
-                   budgets: Sequence[float] | None = None, match_rtol: float = MATCH_RTOL) -> dict[str, Any]:
+                   budgets: Sequence[float] | None = None, match_rtol: float = MATCH_RTOL,
+                   report: str | None = None) -> dict[str, Any]:
     """Front of ``a`` minus front of ``b`` (Appendix C's upper-left envelopes), at matched sizes only.
 
     The grid of budgets is ``budgets`` when given, else :func:`shared_budgets` (the sizes either set was
@@ -151,9 +154,10 @@ def compare_fronts(a: pd.DataFrame, b: pd.DataFrame, *, x: str = "compression_ra
     ``b``, ``gaps`` (arrays over the compared budgets), ``n_compared``, ``coverage`` (``n_compared /
     n_grid``; 0 for an empty grid: nothing shared, nothing covered), ``mean_gap`` (NaN when nothing is
     compared), ``gap_at_lo`` (the gap at the smallest compared budget), ``lo``, ``hi`` (the compared
-    budgets' range) and ``match_rtol``."""
+    budgets' range) and ``match_rtol``. With ``report``, each front's points are chosen by ``y`` and the
+    values compared are their ``report`` column (:func:`front_values`)."""
     grid = shared_budgets(a, b, x, y, match_rtol) if budgets is None else np.asarray(budgets, dtype=float)
-    va, vb = (matched_values(d, grid, x, y, match_rtol) for d in (a, b))
+    va, vb = (matched_values(d, grid, x, y, match_rtol, report) for d in (a, b))
     ok = np.isfinite(va) & np.isfinite(vb)
     g, gaps = grid[ok], va[ok] - vb[ok]
     out: dict[str, Any] = {"grid": grid, "n_grid": int(grid.size), "budgets": g, "a": va[ok], "b": vb[ok],

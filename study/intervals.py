@@ -143,7 +143,8 @@ def decide_interval(iv: Interval, min_seeds: int = MIN_SEEDS) -> str:
 
 def per_seed_front_gaps(a: pd.DataFrame, b: pd.DataFrame, *, seed: str = "random_state",
                         budgets: Sequence[float] | None = None, match_rtol: float = MATCH_RTOL,
-                        x: str = "compression_ratio_target", y: str = "accuracy") -> pd.DataFrame:
+                        x: str = "compression_ratio_target", y: str = "accuracy",
+                        report: str | None = None) -> pd.DataFrame:
     """For every seed present in both ``a`` and ``b`` (the column ``seed``), the comparison of the two
     fronts built from that seed's points only: ``seed``, ``mean_gap`` (a − b at matched sizes),
     ``n_compared``, ``n_grid``, ``coverage``. Seeds are paired: the same compression seed on both sides
@@ -154,7 +155,8 @@ def per_seed_front_gaps(a: pd.DataFrame, b: pd.DataFrame, *, seed: str = "random
     seeds = sorted(set(a[seed].dropna()) & set(b[seed].dropna())) if len(a) and len(b) else []
     rows: list[dict[str, Any]] = []
     for s in seeds:
-        cmp = compare_fronts(a[a[seed] == s], b[b[seed] == s], x=x, y=y, budgets=budgets, match_rtol=match_rtol)
+        cmp = compare_fronts(a[a[seed] == s], b[b[seed] == s], x=x, y=y, budgets=budgets, match_rtol=match_rtol,
+                             report=report)
         rows.append({"seed": s, "mean_gap": cmp["mean_gap"], "n_compared": cmp["n_compared"],
                      "n_grid": cmp["n_grid"], "coverage": cmp["coverage"]})
     return pd.DataFrame(rows, columns=["seed", "mean_gap", "n_compared", "n_grid", "coverage"])

@@ -38,9 +38,9 @@ BASES = "pretrain"
 
 _RECORD_FIELDS = ("kind", "step", "epoch", "train_loss", "eval_loss", "accuracy", "params_total", "params_target",
                   "params_target_compiled", "compression_ratio_target", "params_total_compiled",
-                  "compression_ratio_total", "lr")
+                  "compression_ratio_total", "lr", "val_accuracy", "val_loss")
 _RUN_KEYS = ("run", "sweep", "path", "method", "setting", "dataset", "model", "epochs", "random_state",
-             "schedule", "rank", "synthetic", "evidence")
+             "schedule", "rank", "synthetic", "evidence", "base_sha256")
 
 #: one run folder, or several searched in order (the first that has a run wins)
 RunsDirs = Union[str, Path, Sequence[Union[str, Path]]]
@@ -206,7 +206,8 @@ def load_points(runs_dir: RunsDirs, sweep: str, runs: pd.DataFrame | None = None
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)
-    for c in ("accuracy", "compression_ratio_target", "eval_loss", "compression_ratio_total"):
+    for c in ("accuracy", "compression_ratio_target", "eval_loss", "compression_ratio_total", "val_accuracy",
+              "val_loss"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     df["pct_target"] = 100.0 * df["compression_ratio_target"]
     return df[cols]

@@ -62,8 +62,12 @@ def test_registry_rejects_unknown_names_and_splits():
         data.get_dataset("glue", "train")
     with pytest.raises(ValueError, match=r"glue:xyz"):
         data.get_dataset("glue:xyz", "train")
-    with pytest.raises(ValueError, match=r"split='validation'.*'digits'.*\['train', 'test'\]"):
+    with pytest.raises(ValueError, match=r"split='validation'.*'mnist'.*\['train', 'test'\]"):
+        data.get_dataset("mnist", "validation")
+    with pytest.raises(ValueError, match=r"digits: split 'validation' needs dataset_args.validation_fraction > 0"):
         data.get_dataset("digits", "validation")
+    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1 - test_fraction\) = \[0, 0.75\), got 0.8"):
+        data.get_dataset("digits", "train", validation_fraction=0.8)
     with pytest.raises(ValueError, match=r"random_state"):
         data.get_dataset("digits", "train", random_state=-1)
 
@@ -107,6 +111,31 @@ def test_digits_shapes_ranges_and_partition():
     frac = np.bincount(test.y.numpy(), minlength=10) / (
         np.bincount(test.y.numpy(), minlength=10) + np.bincount(train.y.numpy(), minlength=10))
     assert np.all(np.abs(frac - 0.25) < 0.02)
+
+
+@pytest.mark.parametrize("name, fraction, sizes", [("digits", 0.15, (1078, 270, 449)),
+                                                    ("mnist1d", 0.16, (3200, 800, 1000))])
+def test_validation_split_is_carved_from_train_and_leaves_test_alone(cache, name, fraction, sizes):
+    kw = {"cache_dir": cache} if name == "mnist1d" else {}
+    plain = {s: data.get_dataset(name, s, **kw).indices for s in ("train", "test")}
+    split = {s: data.get_dataset(name, s, validation_fraction=fraction, **kw) for s in ("train", "validation", "test")}
+    idx = {s: d.indices for s, d in split.items()}
+    assert tuple(len(idx[s]) for s in ("train", "validation", "test")) == sizes
+    np.testing.assert_array_equal(idx["test"], plain["test"])          # the test rows never move
+    np.testing.assert_array_equal(np.sort(np.concatenate([idx["train"], idx["validation"]])), plain["train"])
+    assert not set(idx["train"]) & set(idx["validation"])
+    # stratified: every class's share of the validation split within one sample of its share of the whole set
+    y_all = np.concatenate([split[s].tensors[1].numpy() for s in split])
+    y_val = split["validation"].tensors[1].numpy()
+    for c in range(10):
+        assert abs((y_val == c).sum() - (y_all == c).mean() * len(y_val)) <= 1.0 + 1e-9
+    # fixed by the dataset's random_state: the same rows on a second call, other rows with another state
+    again = data.get_dataset(name, "validation", validation_fraction=fraction, **kw).indices
+    np.testing.assert_array_equal(again, idx["validation"])
+    other = data.get_dataset(name, "validation", validation_fraction=fraction, random_state=1, **kw).indices
+    assert set(other) != set(idx["validation"])
+    assert data.has_validation(name, {"validation_fraction": fraction}) and not data.has_validation(name, {})
+    assert data.has_validation("text") and not data.has_validation("mnist")
 
 
 def test_digits_split_is_fixed_by_random_state():

@@ -33,7 +33,7 @@ gives the same split, on any machine with the same package versions.
 from __future__ import annotations
 
 from .base import ArrayDataset, DatasetUnavailable, default_cache_dir
-from .registry import DATASETS, REGISTRY, SPLITS, DatasetInfo, get_dataset, num_classes, register
+from .registry import DATASETS, REGISTRY, SPLITS, DatasetInfo, get_dataset, has_validation, num_classes, register
 from .corpus import TEXT_LIBRARIES, TEXT_SPLITS, build_text_corpus, corpus_stats, text_split, text_split_indices
 # importing the loader modules registers their datasets, in this order
 from .small import PadCollate, TokenizedTextDataset, digits_dataset, mnist1d_arrays, mnist1d_dataset, text_dataset
@@ -52,6 +52,7 @@ __all__ = [
     "TEXT_LIBRARIES",
     "TEXT_SPLITS",
     "get_dataset",
+    "has_validation",
     "num_classes",
     "make_loader",
     "collate_of",

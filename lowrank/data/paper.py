@@ -13,13 +13,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from .base import ArrayDataset, DatasetUnavailable, _cache_dir, _check_positive_int, _check_random_state
+from .base import (ArrayDataset, DatasetUnavailable, _cache_dir, _check_positive_int, _check_random_state,
+                   _stratified_split)
 from .registry import _check_split, register
 from .small import TokenizedTextDataset, _default_tokenizer
 
@@ -48,24 +49,51 @@ def _vit_transform(image_size: int, *, resize_then_crop: bool, augment: bool):
     return T.Compose(steps)
 
 
-@register("cifar10", splits=("train", "test"), num_classes=10)
+def _with_validation(name: str, split: str, build: Callable[[str, str], Dataset], labels: Callable[[Dataset], Any],
+                     validation_fraction: float, random_state: int) -> Dataset:
+    """``split`` of a dataset that ships only train and test: with ``validation_fraction`` > 0, a stratified
+    share of its train split (fixed by ``random_state``) is ``validation`` and the rest ``train``."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"{name}: validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if split == "validation" and validation_fraction == 0.0:
+        raise ValueError(f"{name}: split 'validation' needs dataset_args.validation_fraction > 0")
+    if split == "test" or validation_fraction == 0.0:
+        return build(split, split)
+    train = build("train", split)   # the validation share is read with the evaluation transform
+    y = np.asarray(labels(train))
+    rest, val = _stratified_split(y, (1.0 - validation_fraction, validation_fraction), random_state)
+    return Subset(train, (val if split == "validation" else rest).tolist())
+
+
+@register("cifar10", splits=("train", "validation", "test"), num_classes=10)
 def cifar10_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
                     root: str | os.PathLike | None = None, download: bool = True, image_size: int = 224,
-                    augment: bool = False, verify_integrity: bool = True) -> Dataset:
+                    augment: bool = False, verify_integrity: bool = True,
+                    validation_fraction: float = 0.0) -> Dataset:
     """torchvision's CIFAR-10 (``root/cifar-10-batches-py``), upsampled to ``image_size`` for ViT-B/16.
 
     ``verify_integrity=False`` skips torchvision's MD5 checks of the batch files (it then only
     needs them to exist); it exists for re-packed copies and small stand-ins, which can never
-    match the official checksums. ``random_state`` is unused: CIFAR-10 ships its own split.
+    match the official checksums. ``random_state`` fixes only the validation split (``validation_fraction``
+    of the train split); CIFAR-10 ships its own train / test split.
     """
     _check_split("cifar10", split)
     _check_random_state(random_state)
     _check_positive_int("image_size", image_size, minimum=8)
+    kw = dict(cache_dir=cache_dir, root=root, download=download, image_size=image_size,
+              verify_integrity=verify_integrity)
+    return _with_validation("cifar10", split,
+                            lambda source, used_as: _cifar10(source, augment=augment and used_as == "train", **kw),
+                            lambda d: d.targets, validation_fraction, random_state)
+
+
+def _cifar10(split: str, *, cache_dir, root, download: bool, image_size: int, augment: bool,
+             verify_integrity: bool) -> Dataset:
     from torchvision.datasets import CIFAR10
 
     root = Path(root) if root is not None else _cache_dir(cache_dir) / "cifar10"
     cls = CIFAR10 if verify_integrity else _unchecked_cifar10_class()
-    transform = _vit_transform(image_size, resize_then_crop=False, augment=augment and split == "train")
+    transform = _vit_transform(image_size, resize_then_crop=False, augment=augment)
     try:
         return cls(str(root), train=split == "train", transform=transform, download=False)
     except RuntimeError as missing:
@@ -131,17 +159,26 @@ def _unchecked_cifar10_class() -> type:
 @register("imagenet", splits=("train", "validation", "test"), num_classes=1000)
 def imagenet_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
                      root: str | os.PathLike | None = None, image_size: int = 224,
-                     augment: bool = False) -> Dataset:
+                     augment: bool = False, validation_fraction: float = 0.0) -> Dataset:
     """ImageNet-2012 as a torchvision ``ImageFolder``: ``root/train/<wnid>/*`` and ``root/val/<wnid>/*``.
 
     Evaluation transform: bicubic resize to ``image_size / 0.9``, centre crop, ViT normalization
-    (timm's pretrained config for ViT-B/16). ``random_state`` is unused: ImageNet ships its split.
-    ``"validation"`` and ``"test"`` both read ``val/``: ImageNet's test labels were never released,
-    so the validation set is what papers, this one included, report as test accuracy.
+    (timm's pretrained config for ViT-B/16). ``"test"`` reads ``val/``: ImageNet's test labels were never
+    released, so the validation set is what papers, this one included, report as test accuracy; our
+    ``"validation"`` split is therefore a stratified ``validation_fraction`` of ``train/`` (fixed by
+    ``random_state``), so that points are never chosen on the images they are scored on.
     """
     _check_split("imagenet", split)
     _check_random_state(random_state)
     _check_positive_int("image_size", image_size, minimum=8)
+    return _with_validation("imagenet", split,
+                            lambda source, used_as: _imagenet(source, cache_dir=cache_dir, root=root,
+                                                              image_size=image_size,
+                                                              augment=augment and used_as == "train"),
+                            lambda d: d.targets, validation_fraction, random_state)
+
+
+def _imagenet(split: str, *, cache_dir, root, image_size: int, augment: bool) -> Dataset:
     from torchvision.datasets import ImageFolder
 
     root = Path(root) if root is not None else _cache_dir(cache_dir) / "imagenet"

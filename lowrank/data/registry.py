@@ -11,6 +11,7 @@ A dataset with tasks (``glue``) registers ``num_classes`` as a mapping task → 
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from typing import Any, Callable, Iterator
 
 from torch.utils.data import Dataset
 
-__all__ = ["DatasetInfo", "REGISTRY", "DATASETS", "SPLITS", "register", "get_dataset", "num_classes"]
+__all__ = ["DatasetInfo", "REGISTRY", "DATASETS", "SPLITS", "register", "get_dataset", "has_validation",
+           "num_classes"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +109,14 @@ def num_classes(name: str) -> int:
     base, task = _parse_name(name)
     info = REGISTRY[base]
     return info.tasks[task] if task is not None else info.num_classes
+
+
+def has_validation(name: str, dataset_args: Mapping[str, Any] | None = None) -> bool:
+    """Whether dataset ``name`` built with ``dataset_args`` has a ``validation`` split: it must be one of its
+    registered splits and, for a loader that carves it out on request (``validation_fraction``), be asked for."""
+    base, _ = _parse_name(name)
+    info = REGISTRY[base]
+    if "validation" not in info.splits:
+        return False
+    param = inspect.signature(info.loader).parameters.get("validation_fraction")
+    return param is None or float((dataset_args or {}).get("validation_fraction", param.default)) > 0.0

@@ -4,6 +4,8 @@
   stratified 75/25 train/test split;
 * ``mnist1d``: the ``mnist1d`` package's procedurally generated 1-D digits (40 samples long),
   items ``(x[1, 40], y)``, 10 classes, stratified 80/20 split;
+* both take ``validation_fraction``: a stratified validation split of that share of the whole set, carved out
+  of the train split (the test split never changes), fixed by the dataset's ``random_state``, not the run's;
 * ``text``: the offline analogue of GLUE (the corpus of :mod:`lowrank.data.corpus`), tokenized items
   ``{"input_ids", "attention_mask", ["token_type_ids"], "labels"}``, padded per batch by
   :class:`PadCollate`; :class:`TokenizedTextDataset` is shared with GLUE (:mod:`lowrank.data.paper`).
@@ -42,20 +44,39 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@register("digits", splits=("train", "test"), num_classes=10)
+def _split_indices(name: str, y: np.ndarray, split: str, random_state: int, test_fraction: float,
+                   validation_fraction: float) -> np.ndarray:
+    """The rows of ``split``: a stratified train/test split, then (``validation_fraction`` > 0) a stratified
+    validation share of the whole set drawn from the train part, so the test rows are the same with or
+    without a validation split."""
+    _check_split(name, split)
+    _check_random_state(random_state)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"{name}: test_fraction must be in (0, 1), got {test_fraction!r}")
+    if not 0.0 <= validation_fraction < 1.0 - test_fraction:
+        raise ValueError(f"{name}: validation_fraction must be in [0, 1 - test_fraction) = [0, {1 - test_fraction:g}),"
+                         f" got {validation_fraction!r}")
+    if split == "validation" and validation_fraction == 0.0:
+        raise ValueError(f"{name}: split 'validation' needs dataset_args.validation_fraction > 0")
+    train_idx, test_idx = _stratified_split(y, (1.0 - test_fraction, test_fraction), random_state)
+    if split == "test":
+        return test_idx
+    if validation_fraction == 0.0:
+        return train_idx
+    n_val = int(round(validation_fraction * len(y)))
+    rest, val = _stratified_split(y[train_idx], (1.0 - n_val / len(train_idx), n_val / len(train_idx)), random_state)
+    return train_idx[val] if split == "validation" else train_idx[rest]
+
+
+@register("digits", splits=("train", "validation", "test"), num_classes=10)
 def digits_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
-                   test_fraction: float = 0.25) -> ArrayDataset:
+                   test_fraction: float = 0.25, validation_fraction: float = 0.0) -> ArrayDataset:
     """scikit-learn's 1797 8×8 digits as ``(x[1, 8, 8], y)``; pixel values 0..16 scaled to [0, 1].
 
     The digits ship inside scikit-learn, so ``cache_dir`` is unused (kept for a uniform signature).
     """
-    _check_split("digits", split)
-    _check_random_state(random_state)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     x, y = _digits_arrays()
-    train_idx, test_idx = _stratified_split(y, (1.0 - test_fraction, test_fraction), random_state)
-    idx = train_idx if split == "train" else test_idx
+    idx = _split_indices("digits", y, split, random_state, test_fraction, validation_fraction)
     return ArrayDataset(
         torch.from_numpy(x[idx]).unsqueeze(1), torch.from_numpy(y[idx]), idx, [str(c) for c in range(10)]
     )
@@ -102,17 +123,13 @@ def mnist1d_arrays(cache_dir: str | os.PathLike | None = None, *, num_samples: i
     return x, y
 
 
-@register("mnist1d", splits=("train", "test"), num_classes=10)
+@register("mnist1d", splits=("train", "validation", "test"), num_classes=10)
 def mnist1d_dataset(split: str, *, cache_dir: str | os.PathLike | None = None, random_state: int = 0,
-                    num_samples: int = _MNIST1D_DEFAULT_SAMPLES, test_fraction: float = 0.2) -> ArrayDataset:
+                    num_samples: int = _MNIST1D_DEFAULT_SAMPLES, test_fraction: float = 0.2,
+                    validation_fraction: float = 0.0) -> ArrayDataset:
     """MNIST-1D as ``(x[1, 40], y)`` with a stratified train/test split fixed by ``random_state``."""
-    _check_split("mnist1d", split)
-    _check_random_state(random_state)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     x, y = mnist1d_arrays(cache_dir, num_samples=num_samples)
-    train_idx, test_idx = _stratified_split(y, (1.0 - test_fraction, test_fraction), random_state)
-    idx = train_idx if split == "train" else test_idx
+    idx = _split_indices("mnist1d", y, split, random_state, test_fraction, validation_fraction)
     return ArrayDataset(
         torch.from_numpy(x[idx]).unsqueeze(1), torch.from_numpy(y[idx]), idx, [str(c) for c in range(10)]
     )
