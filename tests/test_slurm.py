@@ -201,7 +201,7 @@ def test_slurm_jobs_reproduce_what_the_local_workers_do(tmp_path, monkeypatch, e
 @pytest.mark.skipif(_slurm_absent() is not None, reason=str(_slurm_absent()))
 def test_a_sweep_as_a_slurm_job_array_equals_the_one_process_group(tmp_path, env):
     _sweep_equals_run_group(tmp_path, "slurm")
-    folders = [d.name for d in (tmp_path / "logs").iterdir() if "_" in d.name]   # a folder per task (submitit's own: <array id>)
+    folders = [d.name for d in (tmp_path / "logs").iterdir() if d.is_dir() and "_" in d.name]   # one per task
     assert len(folders) == 2 and len({f.split("_")[0] for f in folders}) == 1     # one array, two tasks
     for folder in folders:
         rec = _scontrol(folder)
