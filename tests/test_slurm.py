@@ -177,7 +177,17 @@ def test_a_sweep_as_a_submitit_local_job_array_equals_the_one_process_group(tmp_
 # against a real SLURM
 # --------------------------------------------------------------------------------------------------
 
-def _scontrol(job_id: str) -> dict[str, str]:
+def _scontrol(job_id: str, settle_s: float = 15) -> dict[str, str]:
+    """SLURM's record of a job; a job whose result is written may still be ending (RUNNING, COMPLETING)."""
+    for _ in range(int(settle_s / 0.5)):
+        rec = _record(job_id)
+        if rec["JobState"] not in {"RUNNING", "COMPLETING"}:
+            return rec
+        time.sleep(0.5)
+    return _record(job_id)
+
+
+def _record(job_id: str) -> dict[str, str]:
     out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True).stdout
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
 
@@ -222,7 +232,7 @@ def test_ctrl_c_cancels_the_jobs_the_pipeline_submitted_and_no_other(tmp_path, e
         while time.monotonic() < deadline and "c" not in (_jobs(path) if (path / "jobs.log").exists() else {}):
             time.sleep(0.5)
         job_c = _jobs(path)["c"]
-        assert _scontrol(job_c)["JobState"] == "RUNNING"
+        assert _record(job_c)["JobState"] == "RUNNING"
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -235,4 +245,4 @@ def test_ctrl_c_cancels_the_jobs_the_pipeline_submitted_and_no_other(tmp_path, e
         time.sleep(0.5)
     assert _scontrol(job_c)["JobState"] == "CANCELLED"
     assert _scontrol(_jobs(path)["a"])["JobState"] == "COMPLETED"   # the finished ones stay as they were
-    assert _scontrol(other)["JobState"] in {"RUNNING", "CANCELLED"}  # not ours: only our `scancel` above
+    assert _record(other)["JobState"] in {"RUNNING", "CANCELLED"}  # not ours: only our `scancel` above
