@@ -20,8 +20,13 @@ STAMP  := $(VENV)/.installed-$(HASH)
 PYTEST_ARGS ?=
 
 JOBS   ?= 2
+# EXECUTOR=slurm submits each stage as a SLURM job (docs/cluster.md; JOBS is then the jobs in flight);
+# PROFILE=paper sets params.yaml's profile first
+EXECUTOR ?= local
+PROFILE  ?=
+PIPELINE_ARGS = --jobs $(JOBS) --executor $(EXECUTOR) $(if $(PROFILE),--profile $(PROFILE))
 
-.PHONY: venv test test-kernels repro repro-extended bench lab clean-venv
+.PHONY: venv test test-kernels test-slurm repro repro-extended bench lab clean-venv
 
 venv: $(STAMP)
 
@@ -39,14 +44,19 @@ test: venv
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# the `slurm` tests against a one-node cluster on this machine (as root: scripts/slurm-local.sh installs and starts it)
+test-slurm: venv
+	scripts/slurm-local.sh
+	$(PY) -m pytest -m slurm -rA -p no:randomly -n 0 tests/test_slurm.py
+
 test-kernels: venv
 	$(PY) -m tests.kernel_variation --out reports/kernels
 
 repro: venv
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline --jobs $(JOBS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline $(PIPELINE_ARGS)
 
 repro-extended: venv
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline --jobs $(JOBS) --with extended
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m study.pipeline $(PIPELINE_ARGS) --with extended
 
 bench: venv
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro bench

@@ -5,6 +5,7 @@
     python -m lowrank run spec.yaml --out runs/ieht                         # one training/compression run
     python -m lowrank run params:experiments.ieht_digits --out runs/ieht    # a spec kept in params.yaml
     python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0  # a run group, one process
+    python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0 --executor slurm  # a job array
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
     python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \
         --calibration digits --out compressed/                           # a checkpoint on disk (one shot)
@@ -79,8 +80,16 @@ def _run(args) -> None:
 def _sweep(args) -> None:
     from .experiment import run_group
 
-    finals = run_group(load_group(args.spec, args.params), args.out, cache_dir=args.cache_dir,
-                       progress=not args.quiet)
+    if args.executor == "local":
+        finals = run_group(load_group(args.spec, args.params), args.out, cache_dir=args.cache_dir,
+                           progress=not args.quiet)
+    else:   # one job array, one task per run (lowrank/cluster.py)
+        from .cluster import resources_for, run_sweep
+
+        key = args.spec.removeprefix("params:")
+        finals = run_sweep(load_group(args.spec, args.params), args.out, kind=args.executor, name=key,
+                           resources=resources_for(load_params(args.params), key.split(".")[0]),
+                           log_dir=args.log_dir, cache_dir=args.cache_dir)
     for name, final in finals.items():
         print(f"{name}: accuracy {final['accuracy']:.4f}, target params "
               f"{100 * final['compression_ratio_target']:.1f}%")
@@ -136,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default="cache/text")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--executor", default="local", choices=("local", "submitit-local", "slurm"),
+                   help="local: one process (default); slurm: one job array, a task per run")
+    p.add_argument("--log-dir", default="logs/sweep", help="the job array's logs (with --executor slurm)")
     p.set_defaults(fn=_sweep)
     p = sub.add_parser("compress", help="one-shot compression of a timm / Hugging Face checkpoint on disk")
     p.add_argument("--model", required=True, help="a Hugging Face model folder or a timm model name")

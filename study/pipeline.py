@@ -21,19 +21,28 @@ downstream of it still run, on its committed outputs (the report and the noteboo
 closing check is ``dvc status`` of the stages that ran, since a plain ``dvc repro`` would also reproduce the
 left-out stages upstream.
 
-For a queue spread over machines or many workers, DVC's own ``dvc exp run --queue`` +
-``dvc queue start -j N`` is the tool (README); this script is the single-machine fast path.
+Executors (:mod:`study.executors`): ``--executor local`` (the default) runs each stage in a worker thread
+here; ``--executor slurm`` submits each ready stage as a SLURM job (submitit) that runs the same
+``dvc repro --single-item <stage>`` on the shared filesystem, with the resources of ``params.yaml``'s
+``resources:``; ``--jobs`` is then the number of jobs in flight. A failed job stops the pipeline (the jobs
+running finish; nothing downstream starts) and names the stage and its log; a re-run resubmits what is still
+stale. Ctrl-C cancels the jobs this pipeline submitted. docs/cluster.md walks the paper profile through it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 
-__all__ = ["stage_graph", "stale_stages", "reproduce"]
+from .executors import KINDS, make_runner
+
+__all__ = ["stage_graph", "stale_stages", "reproduce", "set_profile"]
 
 # DVC retries a busy repository lock only briefly; two workers finishing together can collide.
 _LOCK_MESSAGES = ("Unable to acquire lock", "lock is busy")
@@ -126,10 +135,29 @@ def _priorities(deps: dict[str, list[str]], costs: dict[str, float] | None = Non
     return {n: (chain[n], len(below[n])) for n in deps}
 
 
+def set_profile(profile: str, path: str | Path = "params.yaml") -> str:
+    """Make ``profile`` the ``profile:`` of ``path`` (the one line; the file is rewritten atomically only when it
+    changes, as ``dvc exp run -S profile=...`` would); returns the profile it had."""
+    from lowrank.config import PROFILES
+    from lowrank.utils import atomic_write_text
+
+    if profile not in PROFILES:
+        raise ValueError(f"--profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    text = Path(path).read_text()
+    line = re.search(r"^profile:[ \t]*(\w+)[ \t]*$", text, flags=re.M)
+    if line is None:
+        raise ValueError(f"{path}: no top-level `profile: <name>` line to set")
+    if line.group(1) != profile:
+        atomic_write_text(path, text[:line.start(1)] + profile + text[line.end(1):])
+    return line.group(1)
+
+
 def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = False,
-              include: set[str] = frozenset()) -> list[tuple[str, float]]:
+              include: set[str] = frozenset(), executor: str = "local",
+              log_dir: str | Path = "logs/pipeline") -> list[tuple[str, float]]:
     """Reproduce every stale stage (except ``skip``, and except the stages of a parameter set other than
-    :data:`CORE` and ``include``) with ``jobs`` workers; returns (stage, seconds).
+    :data:`CORE` and ``include``) with ``jobs`` workers; returns (stage, seconds). ``executor`` says where a
+    stage runs (:mod:`study.executors`; ``log_dir`` holds the jobs' logs).
 
     A stage starts as soon as the stages it depends on are finished. It is handed to DVC when ``dvc
     status`` found it stale at the start or when something upstream of it ran; DVC then re-checks it
@@ -137,6 +165,7 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
+    run = make_runner(executor, _repro_one, log_dir)
     costs: dict[str, float] = {}
     sets: dict[str, str] = {}
     deps = stage_graph(set(skip), costs, sets)
@@ -152,11 +181,14 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
           + (f"; {len(left_out)} left to other parameter sets" if left_out else ""), flush=True)
     if dry:
         return []
+    if run is not _repro_one:
+        run.check(targets)
+        print(f"{executor} jobs' logs: {run.log_dir}/<job id>/", flush=True)
     done: set[str] = set(left_out)   # never run here: their committed outputs stand
     ran: set[str] = set()
     timings: list[tuple[str, float]] = []
     running: dict = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _cancel_on_interrupt(run):
         while len(done) < len(deps):
             progressed = True
             while progressed:             # settle every ready stage that needs no run
@@ -170,7 +202,7 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
             ready = sorted((n for n in deps if n not in done and n not in running.values()
                             and all(d in done for d in deps[n])), key=lambda n: (-prio[n][0], -prio[n][1], n))
             for n in ready[:max(0, jobs - len(running))]:
-                running[pool.submit(_repro_one, n)] = n
+                running[pool.submit(run, n)] = n
             if not running:
                 if len(done) < len(deps):
                     raise RuntimeError(f"pipeline stuck: {sorted(set(deps) - done)} never became ready")
@@ -191,11 +223,22 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     # with stages left out, a plain `dvc repro` would reproduce them as upstream of ours: check with `dvc
     # status` instead, and reproduce what went stale meanwhile one stage at a time, upstream first
     for n in sorted(stale_stages(targets), key=lambda n: (-prio[n][0], n)):
-        timings.append(_repro_one(n))
+        timings.append(run(n))
     still = stale_stages(targets)
     if still:
         raise RuntimeError(f"stages still stale after the pipeline: {sorted(still)}")
     return timings
+
+
+@contextlib.contextmanager
+def _cancel_on_interrupt(run):
+    """Ctrl-C cancels the jobs ``run`` submitted (a local worker's `dvc` gets the terminal's SIGINT itself)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run is not _repro_one:
+            print(f"cancelling jobs {', '.join(run.cancel()) or '(none running)'}", flush=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,14 +251,25 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated parameter sets (meta.set of dvc.yaml) to run besides the core one "
                          "(default: none; `extended` for the whole study)")
     ap.add_argument("--dry", action="store_true", help="only print what is stale")
+    ap.add_argument("--executor", default="local", choices=KINDS,
+                    help="where a stage runs: local worker threads (default), slurm jobs (submitit), or "
+                         "submitit-local (the job path on this machine)")
+    ap.add_argument("--log-dir", default="logs/pipeline", help="the jobs' logs, one folder per job id")
+    ap.add_argument("--profile", default=None,
+                    help="set params.yaml's `profile` (small | paper) before anything runs (default: as it is)")
     args = ap.parse_args(argv)
+    if args.profile is not None:
+        before = set_profile(args.profile)
+        if before != args.profile:
+            print(f"params.yaml: profile {before} -> {args.profile}", flush=True)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     include = {s.strip() for s in args.include.split(",") if s.strip()}
     t0 = time.perf_counter()
-    timings = reproduce(args.jobs, skip, args.dry, include)
+    timings = reproduce(args.jobs, skip, args.dry, include, args.executor, args.log_dir)
     if not args.dry:
         busy = sum(t for _, t in timings)
-        print(f"pipeline: {len(timings)} stages in {time.perf_counter() - t0:.0f} s with {args.jobs} workers "
+        print(f"pipeline: {len(timings)} stages in {time.perf_counter() - t0:.0f} s with {args.jobs} "
+              f"{'workers' if args.executor == 'local' else args.executor + ' jobs in flight'} "
               f"({busy:.0f} s of stage time)")
     return 0
 
