@@ -18,7 +18,6 @@ unless ``keep_checkpoint``).
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,9 +28,9 @@ from .methods import METHODS, build_method
 from .models import MODELS, build_model
 from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
-from .utils import set_random_state
+from .utils import file_sha256, set_random_state
 
-__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base", "file_sha256"]
+__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base"]
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
@@ -75,16 +74,6 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if s["base"] is not None and not Path(s["base"]).is_file():
         raise ValueError(f"base={s['base']!r} is not an existing model file (run its pre-training stage first)")
     return s
-
-
-def file_sha256(path: str | Path) -> str:
-    """The content hash a run records of its base, so that runs made from different base files are never
-    compared as if they shared one."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_base(model: torch.nn.Module, path: str | Path) -> None:

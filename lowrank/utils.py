@@ -7,6 +7,7 @@ half-written output behind (write to a temporary file in the same directory, the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_save",
     "resolve_device",
+    "file_sha256",
 ]
 
 
@@ -86,3 +88,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The content hash a run records of its base, so that runs made from different base files are never
+    compared as if they shared one."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -16,6 +16,7 @@ module                 artifact of the paper                            notebook
 ``fig5``               Figure 5, claim (e)                              ``05_fig5_global_vs_local``
 ``prop43``             Proposition 4.3, claim (f)                       ``06_theory``
 ``tenbcd``             the companion paper's tenBCD study, (g1)–(g3)    ``07_tenbcd``
+``regime``             claim (b) in the paper's regime (Section 5.2)    ``08_regime``
 =====================  ===============================================  ===============================
 
 Shared machinery: ``runs`` (loading run folders), ``fronts`` (Pareto fronts), ``pareto`` (the Pareto
@@ -25,8 +26,8 @@ files), ``style`` (colours, axes), ``families`` (method families and order), ``r
 writes REPORT.md from the registry; ``pipeline`` is ``make repro``'s scheduler of the DVC stages.
 """
 # importing an artifact module registers it; the registry orders them by notebook, not by this list
-from . import fig2, fig3, fig4, fig5, prop43, table1, tenbcd, walkthrough
+from . import fig2, fig3, fig4, fig5, prop43, regime, table1, tenbcd, walkthrough
 from .registry import ARTIFACTS, Artifact, Inputs, artifacts
 
 __all__ = ["ARTIFACTS", "Artifact", "Inputs", "artifacts", "walkthrough", "table1", "fig2", "fig3", "fig4",
-           "fig5", "prop43", "tenbcd"]
+           "fig5", "prop43", "tenbcd", "regime"]

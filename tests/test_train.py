@@ -413,3 +413,47 @@ def test_final_evaluation_is_repeated_only_when_finalize_changed_the_model(metho
     with torch.no_grad():
         acc = (classifier_logits(reloaded.eval(), (test.x, test.y)).argmax(-1) == test.y).double().mean().item()
     assert acc == pytest.approx(final["accuracy"], abs=1e-6)
+
+
+def test_a_validation_split_is_evaluated_without_changing_training_and_runs_record_their_base(base, cache, tmp_path):
+    """Every record carries the validation accuracy; evaluating it touches no generator, so the training (its
+    losses and test accuracies) is bit-identical to the same run without a validation split; a safetensors base
+    loads to the same model as its model.pt, and each run records the content hash of the file it started from."""
+    from safetensors.torch import save_file
+
+    from lowrank.utils import file_sha256
+
+    args = {"oialr_threshold": 0.9, "oialr_frequency": 5, "oialr_type": "step", "delay": 2}
+    val = {**spec("ieht", args, base), "dataset_args": {"validation_fraction": 0.15}}
+    run_experiment(val, tmp_path / "val", cache_dir=cache, progress=False)
+    log = [json.loads(x) for x in (tmp_path / "val" / "log.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in log)
+    n_val = len(get_dataset("digits", "validation", validation_fraction=0.15))
+    assert all(abs(r["val_accuracy"] * n_val - round(r["val_accuracy"] * n_val)) < 1e-9 for r in log)  # k / n_val
+
+    # the same run with its validation split evaluated by hand afterwards instead: identical training
+    tr = get_dataset("digits", "train", validation_fraction=0.15)
+    te = get_dataset("digits", "test")
+    runs = {}
+    for name, v in (("with", get_dataset("digits", "validation", validation_fraction=0.15)), ("without", None)):
+        s = validate_spec(val)
+        model = build_model("vit_digits", num_classes=10, **TINY)
+        load_base(model, base)
+        t = Trainer(model, build_method("ieht", args), tr, te, s["train"], targets="blocks.*",
+                    calib_set=tr, progress=False, val_set=v)
+        t.fit()
+        runs[name] = [(r["train_loss"], r["accuracy"], r["compression_ratio_target"]) for r in t.log]
+    assert runs["with"] == runs["without"]
+
+    st = tmp_path / "base.safetensors"
+    save_file(torch.load(base, weights_only=True)["model"], str(st))
+    a, b = build_model("vit_digits", num_classes=10, **TINY), build_model("vit_digits", num_classes=10, **TINY)
+    load_base(a, base)
+    load_base(b, st)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    run_experiment({**spec("svd", {"rank": 4}, st, epochs=1)}, tmp_path / "st", cache_dir=cache, progress=False)
+    metrics = json.loads((tmp_path / "st" / "metrics.json").read_text())
+    import hashlib
+
+    assert metrics["base_sha256"] == hashlib.sha256(st.read_bytes()).hexdigest() == file_sha256(st)
