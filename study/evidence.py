@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXTENDED", "FILES", "MANIFEST", "extended_run_folders", "library_hash", "collect", "manifest_text",
-           "main"]
+__all__ = ["EXTENDED", "FILES", "MANIFEST", "extended_run_folders", "library_hash", "collect", "add_folders",
+           "manifest_text", "main"]
 
 #: the ``meta.set`` of dvc.yaml's stages that ``make repro`` leaves to ``make repro-extended``
 EXTENDED = "extended"
@@ -138,6 +138,48 @@ def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, co
     return manifest
 
 
+def add_folders(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, command: str,
+                library: str | Path | None = None, tenbcd: str | Path | None = None) -> dict[str, Any]:
+    """Add the runs of ``folders`` to an existing evidence folder without re-making the rest (a sweep made later,
+    on another machine or library than the others): each folder's provenance goes under the manifest's
+    ``added`` (command, machine, time, source hashes, runs), beside the provenance of the rest. A folder already
+    in the evidence is replaced whole. Written through a temporary copy and one rename, as :func:`collect`."""
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    if not (out_dir / MANIFEST).is_file():
+        raise FileNotFoundError(f"evidence: no {MANIFEST} in {out_dir}; make the evidence with collect() first")
+    manifest = json.loads((out_dir / MANIFEST).read_text())
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        staged = tmp / "staged"
+        shutil.copytree(out_dir, staged)
+        added = dict(manifest.get("added", {}))
+        for folder in folders:
+            rel = Path(folder).relative_to("runs")
+            runs = sorted(p.parent for p in (runs_dir / rel).rglob("metrics.json")) if (runs_dir / rel).is_dir() else []
+            if not runs:
+                raise FileNotFoundError(f"evidence: {runs_dir / rel} holds no finished run (no metrics.json)")
+            shutil.rmtree(staged / "runs" / rel, ignore_errors=True)
+            for run in runs:
+                dest = staged / "runs" / run.relative_to(runs_dir)
+                dest.mkdir(parents=True, exist_ok=True)
+                for name in FILES:
+                    if (run / name).is_file():
+                        shutil.copyfile(run / name, dest / name)
+            added[folder] = {"made_by": command, "machine": _machine(),
+                             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             **_source_hashes(library, tenbcd), "runs": len(runs)}
+        manifest["added"] = added
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        old = out_dir.with_name(f".{out_dir.name}-old")
+        shutil.rmtree(old, ignore_errors=True)
+        out_dir.rename(old)
+        staged.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
 def manifest_text(evidence_dir: str | Path, library: str | Path | None = None,
                   tenbcd: str | Path | None = None) -> str:
     """One paragraph for REPORT.md: where the committed evidence came from, and whether the sources that made
@@ -161,16 +203,27 @@ def manifest_text(evidence_dir: str | Path, library: str | Path | None = None,
                + " and ".join(f"`{n}`" for k, n in (("library_sha256", "lowrank"), ("tenbcd_sha256", "tenbcd"))
                               if k in m) + " source hash)." if same else
                f"**a different {' and '.join(differ) or '`lowrank`'} source than this checkout's**: re-run "
-               "`make repro-extended` before trusting the verdicts that read it."))
+               "`make repro-extended` before trusting the verdicts that read it.")
+            + "".join(f" The runs of `{folder}` ({a['runs']}) were added later by `{a['made_by']}` on {a['machine']} at "
+                      f"{a['utc']}, with "
+                      + ("this checkout's `lowrank` source." if a.get("library_sha256") == now["library_sha256"]
+                         else "**a different `lowrank` source than this checkout's**.")
+                      for folder, a in sorted(m.get("added", {}).items())))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m study.evidence", description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs", help="the runs folder (default: runs)")
     ap.add_argument("--out", default="reports/evidence", help="the evidence folder (default: reports/evidence)")
+    ap.add_argument("--add", nargs="+", metavar="FOLDER",
+                    help="add only these run folders (runs/<sweep>[/<base>]) to the existing evidence")
     args = ap.parse_args(argv)
-    folders = extended_run_folders()
     command = "python -m study.evidence " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.add:
+        m = add_folders(args.runs, args.out, args.add, command=command.strip())
+        print(f"evidence: added {', '.join(args.add)} → {args.out}")
+        return 0
+    folders = extended_run_folders()
     m = collect(args.runs, args.out, folders, command=command.strip())
     print(f"evidence: {sum(m['runs_per_folder'].values())} runs of {len(folders)} folders → {args.out}")
     return 0

@@ -27,7 +27,7 @@ from .fronts import compare_fronts, pareto_points
 from .intervals import Interval, decide_interval, front_gap_interval, t_interval
 from .verdicts import MIN_COVERAGE
 
-__all__ = ["WINDOW", "SEED", "roles", "window_grid", "interval_sign", "decisive_table", "budget_gaps",
+__all__ = ["WINDOW", "SEED", "roles", "window_grid", "selection", "interval_sign", "decisive_table", "budget_gaps",
            "budget_summary"]
 
 #: the sizes claim (b) is about: 4–7 % of the target parameters (the paper's Figure 2 discussion)
@@ -48,6 +48,15 @@ def roles(runs: pd.DataFrame) -> pd.Series:
                    np.where(runs["method"].isin(ONE_SHOT),
                             np.where(train.fillna("factors") == "core", "one-shot, S only", "one-shot"), "other"))
     return pd.Series(out, index=runs.index)
+
+
+def selection(points: pd.DataFrame) -> dict[str, str]:
+    """How a front's points are chosen: on validation accuracy and scored on test accuracy when every point has a
+    validation accuracy (runs with a validation split), else on test accuracy (runs made before the split existed;
+    such a front reads the test set twice, and the report says so)."""
+    if len(points) and "val_accuracy" in points and points["val_accuracy"].notna().all():
+        return {"y": "val_accuracy", "report": "accuracy"}
+    return {}
 
 
 def window_grid(runs: pd.DataFrame, window: tuple[float, float] = WINDOW, *, upper: bool = True) -> np.ndarray:
@@ -123,6 +132,7 @@ def decisive_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float
     if runs.empty:
         return pd.DataFrame(columns=cols)
     role = roles(runs)
+    chosen = selection(pareto_points(points))
     out = []
     for ds in sorted(runs["dataset"].dropna().unique(), key=str):
         here = runs["dataset"] == ds
@@ -134,12 +144,12 @@ def decisive_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float
                   for m in sorted(runs.loc[it, "method"].unique(), key=ITERATIVE.index)]
         for name, mask, what in sides:
             iv, per_seed = front_gap_interval(_points_of(points, runs, mask), one_p, min_coverage=MIN_COVERAGE,
-                                              budgets=grid, seed=SEED)
+                                              budgets=grid, seed=SEED, **chosen)
             out.append(_row(ds, name, iv, per_seed, grid, what))
         if core.any():
             core_grid = window_grid(runs[core], window, upper=False)
             iv, per_seed = front_gap_interval(_points_of(points, runs, it), _points_of(points, runs, core),
-                                              min_coverage=MIN_COVERAGE, budgets=core_grid, seed=SEED)
+                                              min_coverage=MIN_COVERAGE, budgets=core_grid, seed=SEED, **chosen)
             out.append(_row(ds, "iterative − one-shot (S only)", iv, per_seed, core_grid,
                             "fronts, only S trained on the one-shot side (as the paper's loops train)"))
             paired = _paired_final(runs[core], runs[one])
@@ -186,7 +196,8 @@ def budget_gaps(budget_runs: pd.DataFrame, budget_points: pd.DataFrame, repeats_
             it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
             if it.empty or one.empty:
                 continue
-            cmp = compare_fronts(p[p["run"].isin(set(it["run"]))], p[p["run"].isin(set(one["run"]))], budgets=[at])
+            cmp = compare_fronts(p[p["run"].isin(set(it["run"]))], p[p["run"].isin(set(one["run"]))], budgets=[at],
+                                 **selection(p))
             rows.append({"dataset": ds, "epochs": int(ep), "seed": s, "iterative": ", ".join(sorted(it["run"])),
                          "one-shot": ", ".join(sorted(one["run"])),
                          "gap": float(cmp["gaps"][0]) if cmp["n_compared"] else np.nan,

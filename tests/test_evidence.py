@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,36 @@ def test_every_stage_on_an_mnist1d_base_caches_its_arrays_outside_the_corpus_fol
     # repository, and it is not a `python -m lowrank` command)
     writes_corpus = [n for n, c in on_mnist1d.items() if "--cache-dir cache/data" not in c]
     assert writes_corpus == []
+
+
+def test_add_folders_adds_one_sweep_with_its_own_provenance_and_keeps_the_rest(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "m.py").write_text("x = 1\n")
+    runs = tmp_path / "runs"
+    oneshot_run(runs / "fig2" / "digits_k0" / "a", "svd", 4)
+    out = tmp_path / "evidence"
+    evidence.collect(runs, out, ["runs/fig2/digits_k0"], command="first", library=lib)
+    (lib / "m.py").write_text("x = 2\n")                          # the added sweep comes from another library
+    for name in ("p", "q"):
+        oneshot_run(runs / "regime" / "digits_k0" / name, "svd", 4)
+        (runs / "regime" / "digits_k0" / name / "model.pt").write_bytes(b"weights")
+    m = evidence.add_folders(runs, out, ["runs/regime"], command="second", library=lib)
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("metrics.json"))
+    assert files == ["runs/fig2/digits_k0/a/metrics.json", "runs/regime/digits_k0/p/metrics.json",
+                     "runs/regime/digits_k0/q/metrics.json"]
+    assert not list(out.rglob("model.pt"))
+    assert m["made_by"] == "first" and m["runs_per_folder"] == {"runs/fig2/digits_k0": 1}
+    assert m["added"]["runs/regime"]["runs"] == 2 and m["added"]["runs/regime"]["made_by"] == "second"
+    assert json.loads((out / evidence.MANIFEST).read_text()) == m
+    text = evidence.manifest_text(out, library=lib)
+    assert "different `lowrank` source" in text                    # the first collection's library is not this one
+    assert "The runs of `runs/regime` (2) were added later by `second`" in text and "this checkout's `lowrank` source" in text
+    # adding again replaces that sweep whole; a folder without runs is refused and changes nothing
+    shutil.rmtree(runs / "regime" / "digits_k0" / "q")
+    evidence.add_folders(runs, out, ["runs/regime"], command="third", library=lib)
+    assert not (out / "runs" / "regime" / "digits_k0" / "q").exists()
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        evidence.add_folders(runs, out, ["runs/fig5"], command="x", library=lib)
+    assert (out / "runs" / "fig2" / "digits_k0" / "a" / "metrics.json").is_file()
+    assert not list(tmp_path.glob(".evidence-*"))
