@@ -5,7 +5,7 @@ Reads ``runs/regime`` (params.yaml ``regime``): per digits base (seed k), IEHT /
 ``l`` epochs each and one-shot SVD at three sizes of the window, all with the same epochs, at our learning rate
 and the paper's. A *cell* is one (epochs, learning rate); its steps per rank level are the iterative runs'
 cut interval in steps. Per cell and seed, two fronts are compared at the window's budgets
-(:func:`study.matched.window_grid`), their points chosen on validation accuracy and scored on test accuracy:
+(:func:`sizes_in_window`), their points chosen on validation accuracy and scored on test accuracy:
 
 * ``pooled`` (decides the verdict): every iterative run of the cell against every one-shot run of the cell,
   each side's front the envelope of all its families — the claim is about the two kinds of method, so each
@@ -27,13 +27,13 @@ import pandas as pd
 import scipy.stats
 
 from .intervals import Interval, decide_interval, front_gap_interval
-from .matched import WINDOW, roles, window_grid
+from .matched import WINDOW, roles
 from .registry import Artifact, Inputs, register
 from .verdicts import MIN_COVERAGE, Verdict
 from .writers import include_figure, include_table, new_figure
 
 __all__ = ["SWEEP", "NOTEBOOK", "TABLE", "FIGURE", "PAPER_STEPS_PER_LEVEL", "TARGET_HALF_WIDTH", "VIEWS",
-           "base_convergence", "check_bases", "cells", "regime_table", "seeds_needed", "regime_figure",
+           "base_convergence", "check_bases", "cells", "sizes_in_window", "regime_table", "seeds_needed", "regime_figure",
            "verdicts", "ARTIFACT"]
 
 SWEEP = "regime"
@@ -119,6 +119,15 @@ def _side_points(points: pd.DataFrame, runs: pd.DataFrame, final_only: bool) -> 
     return p[np.isfinite(p["compression_ratio_target"].astype(float))]
 
 
+def sizes_in_window(one_shot: pd.DataFrame, window: tuple[float, float] = WINDOW) -> np.ndarray:
+    """The budgets a cell is compared at: the sizes the one-shot runs' models have inside the window (whatever
+    their rank rule), so that the one-shot side is read at its own models and the iterative side must have an
+    evaluation within MATCH_RTOL below each."""
+    lo, hi = window
+    sizes = pd.to_numeric(one_shot["compression_ratio_target"], errors="coerce").dropna()
+    return np.asarray(sorted({round(float(v), 12) for v in sizes if lo <= v <= hi}), dtype=float)
+
+
 def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, float] = WINDOW) -> pd.DataFrame:
     """Per dataset, cell and view: iterative − one-shot over seeds (validation-chosen points, test accuracy),
     with its interval, the per-seed gaps, how they point, and the seeds a ±0.02 interval needs."""
@@ -133,7 +142,7 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
         it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
         if it.empty or one.empty:
             continue
-        grid = window_grid(one, window)
+        grid = sizes_in_window(one, window)
         energy = one[one.get("spec.method_args.rank_rule", pd.Series(index=one.index)).eq("energy")]
         info = cell_info.loc[(ep, lr)]
         for view, a, b, final_only in (("pooled", it, one, False), ("energy rule", it, energy, False),
