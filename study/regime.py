@@ -33,7 +33,7 @@ from .verdicts import MIN_COVERAGE, Verdict
 from .writers import include_figure, include_table, new_figure
 
 __all__ = ["SWEEP", "NOTEBOOK", "TABLE", "FIGURE", "PAPER_STEPS_PER_LEVEL", "TARGET_HALF_WIDTH", "VIEWS",
-           "base_convergence", "check_bases", "cells", "sizes_in_window", "regime_table", "seeds_needed", "regime_figure",
+           "LEVELS_IN_WINDOW", "base_convergence", "check_bases", "level_of", "cells", "sizes_in_window", "regime_table", "seeds_needed", "regime_figure",
            "verdicts", "ARTIFACT"]
 
 SWEEP = "regime"
@@ -43,6 +43,9 @@ TABLE, CONVERGENCE, FIGURE = "regime_b", "regime_convergence", "regime_budget_ax
 PAPER_STEPS_PER_LEVEL = 10 * math.ceil(50_000 / 64)
 #: the 95 % interval half-width (accuracy) the issue on verdicts asks of the decisive comparison
 TARGET_HALF_WIDTH = 0.02
+#: how many rank levels the iterative runs spend inside the window (measured: cuts 14–18 of eighteen at β = 0.9
+#: with 40-epoch levels), and so how many levels' epochs a one-shot run of the same cell trains
+LEVELS_IN_WINDOW = 5
 #: the comparisons of a cell, the first deciding the verdict
 VIEWS = ("pooled", "energy rule", "final models")
 _LR, _FREQ, _BETA = "spec.train.lr", "spec.method_args.oialr_frequency", "spec.method_args.oialr_threshold"
@@ -86,20 +89,30 @@ def check_bases(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return runs[keep], notes
 
 
+def level_of(runs: pd.DataFrame) -> pd.Series:
+    """Each run's rank-level length in epochs: an iterative run's cut interval; a one-shot run trains as long as
+    the iterative runs of its cell spend in the window (:data:`LEVELS_IN_WINDOW` levels), so its level is its
+    epochs divided by that."""
+    role = roles(runs)
+    freq = pd.to_numeric(runs.get(_FREQ, pd.Series(np.nan, index=runs.index)), errors="coerce")
+    return pd.Series(np.where(role == "iterative", freq, runs["epochs"].astype(float) / LEVELS_IN_WINDOW),
+                     index=runs.index)
+
+
 def cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (epochs, learning rate) of the sweep: steps per rank level (the iterative runs' cut interval
-    in steps), β, and the steps per epoch."""
+    """One row per (rank-level length, learning rate) of the sweep: the iterative runs' epochs, steps per rank
+    level (cut interval in steps), β, the one-shot runs' epochs and the steps per epoch."""
     rows = []
     role = roles(runs)
-    for (ep, lr), g in runs.groupby(["epochs", _LR]):
-        it = g[role[g.index] == "iterative"]
+    for (level, lr), g in runs.groupby([level_of(runs), _LR]):
+        it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
         spe = int(round(float((g["step"] / g["epoch"]).median()))) if len(g) else 0
-        freq = it[_FREQ].dropna().unique() if _FREQ in it else []
         beta = it[_BETA].dropna().unique() if _BETA in it else []
-        rows.append({"epochs": int(ep), "lr": float(lr), "steps per epoch": spe,
-                     "steps per level": int(freq[0]) * spe if len(freq) == 1 else np.nan,
-                     "beta": float(beta[0]) if len(beta) == 1 else np.nan})
-    return pd.DataFrame(rows, columns=["epochs", "lr", "steps per epoch", "steps per level", "beta"])
+        rows.append({"level": float(level), "lr": float(lr), "iterative epochs": int(it["epochs"].max()) if len(it) else 0,
+                     "one-shot epochs": int(one["epochs"].max()) if len(one) else 0, "steps per epoch": spe,
+                     "steps per level": float(level) * spe, "beta": float(beta[0]) if len(beta) == 1 else np.nan})
+    return pd.DataFrame(rows, columns=["level", "lr", "iterative epochs", "one-shot epochs", "steps per epoch",
+                                       "steps per level", "beta"])
 
 
 def seeds_needed(sd: float, half_width: float = TARGET_HALF_WIDTH, level: float = 0.95, cap: int = 100) -> int:
@@ -136,15 +149,15 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
     if runs.empty:
         return pd.DataFrame(columns=cols)
     role = roles(runs)
-    cell_info = cells(runs).set_index(["epochs", "lr"])
+    cell_info = cells(runs).set_index(["level", "lr"])
     out = []
-    for (ds, ep, lr), g in runs.groupby(["dataset", "epochs", _LR]):
+    for (ds, level, lr), g in runs.groupby(["dataset", level_of(runs), _LR]):
         it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
         if it.empty or one.empty:
             continue
         grid = sizes_in_window(one, window)
         energy = one[one.get("spec.method_args.rank_rule", pd.Series(index=one.index)).eq("energy")]
-        info = cell_info.loc[(ep, lr)]
+        info = cell_info.loc[(level, lr)]
         for view, a, b, final_only in (("pooled", it, one, False), ("energy rule", it, energy, False),
                                        ("final models", it, one, True)):
             pa, pb = _side_points(points, a, final_only), _side_points(points, b, final_only)
@@ -153,7 +166,8 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
             iv, per_seed = front_gap_interval(pa, pb, min_coverage=MIN_COVERAGE, budgets=grid, y=y, report=report)
             used = per_seed[per_seed["used"]]
             gaps = used["mean_gap"].to_numpy(dtype=float)
-            out.append({"dataset": ds, "epochs": int(ep), "lr": float(lr), "steps per level": info["steps per level"],
+            out.append({"dataset": ds, "epochs": f"{int(info['iterative epochs'])} / {int(info['one-shot epochs'])}",
+                        "lr": float(lr), "steps per level": info["steps per level"],
                         "beta": info["beta"], "view": view, "effect": iv.mean, "lo": iv.lo, "hi": iv.hi,
                         "seeds": iv.n, "per seed": ", ".join(f"{s}: {v:+.4f}" for s, v in zip(used["seed"], gaps)),
                         "up": int((gaps > 0).sum()), "down": int((gaps < 0).sum()),
@@ -234,7 +248,7 @@ def verdicts(inputs: Inputs) -> list[Verdict]:
                            f"(mean {m['effect']:+.4f})")
             views = "; ".join(f"{v}: {rows.loc[v, 'interval'].text()} (per seed {rows.loc[v, 'per seed'] or '–'})"
                               for v in VIEWS if v in rows.index)
-            ev = (f"{ds}, {m['epochs']} epochs, {regime_text(m, converge)}. {views}. Budgets {m['budgets']}. "
+            ev = (f"{ds}, {m['epochs']} epochs (iterative / one-shot), {regime_text(m, converge)}. {views}. Budgets {m['budgets']}. "
                   f"A ±{TARGET_HALF_WIDTH} interval would need {m['seeds for ±0.02']} seeds at this spread."
                   + (" " + "; ".join(notes) if notes else ""))
             out.append(Verdict(f"(b) {ds}, lr {lr:g}", statement, paper_txt, verdict, ev, effect=iv.effect_text(),

@@ -50,7 +50,7 @@ def _synthetic(gap_by_seed: dict[int, float], *, stale: bool = False) -> tuple[p
     sits beside it (a test-chosen front would take it)."""
     runs, pts = [], []
     for s, gap in gap_by_seed.items():
-        base = {"dataset": "digits", "epochs": 440, "spec.train.lr": 1e-3, "random_state": s, "step": 7480,
+        base = {"dataset": "digits", "epochs": 760, "spec.train.lr": 1e-3, "random_state": s, "step": 7480,
                 "epoch": 440, "spec.base": "nowhere.safetensors", "base_sha256": None}
         it = f"digits_k{s}/ieht_l40"
         runs.append({**base, "run": it, "method": "ieht", "spec.method_args.oialr_frequency": 40,
@@ -65,7 +65,7 @@ def _synthetic(gap_by_seed: dict[int, float], *, stale: bool = False) -> tuple[p
         for name, frac, rule, rank in (("svd_f049", 0.0494, "energy", None), ("svd_f061", 0.061, "energy", None),
                                        ("svd_r4", None, None, 4)):
             r = f"digits_k{s}/{name}_l40"
-            runs.append({**base, "run": r, "method": "svd", "spec.method_args.params_fraction": frac,
+            runs.append({**base, "epochs": 200, "run": r, "method": "svd", "spec.method_args.params_fraction": frac,
                          "spec.method_args.rank_rule": rule, "rank": rank})
             size = frac if frac else 0.047
             runs[-1]["compression_ratio_target"] = size
@@ -85,7 +85,7 @@ def test_regime_table_reads_validation_chosen_gaps_in_every_view():
     sd = np.std(list(gaps.values()), ddof=1)
     half = scipy.stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
     assert (pooled["lo"], pooled["hi"]) == pytest.approx((0.02 - half, 0.02 + half))
-    assert pooled["steps per level"] == 40 * 17 and pooled["beta"] == 0.9
+    assert pooled["steps per level"] == 40 * 17 and pooled["beta"] == 0.9 and pooled["epochs"] == "760 / 200"
     assert pooled["budgets"] == "4.70%, 4.94%, 6.10%"           # the one-shot models' own sizes
     assert table.loc["energy rule", "effect"] == pytest.approx(0.02, abs=1e-12)
     assert table.loc["pooled", "seeds for ±0.02"] == regime.seeds_needed(sd)
@@ -99,3 +99,19 @@ def test_runs_made_from_another_base_file_are_left_out(tmp_path):
     kept, notes = regime.check_bases(runs)
     assert list(kept["run"]) == ["a"]
     assert len(notes) == 1 and "1 runs" in notes[0] and "dvc repro regime@digits_k0" in notes[0]
+
+
+def test_the_regime_sweep_pairs_each_iterative_level_with_one_shot_runs_of_its_cell():
+    """params.yaml's regime sweep follows study.regime's cell rule: a one-shot run trains LEVELS_IN_WINDOW levels
+    of an iterative run of the same learning rate, and every cell has both sides."""
+    from lowrank.config import load_params, resolve_group
+
+    params = load_params("params.yaml")
+    for group in params["regime"]:
+        specs = resolve_group(params, f"regime.{group}", "small")
+        it = {(s["method_args"]["oialr_frequency"], s["train"]["lr"]) for s in specs.values() if s["method"] == "ieht"}
+        one = {(s["train"]["epochs"] / regime.LEVELS_IN_WINDOW, s["train"]["lr"])
+               for s in specs.values() if s["method"] == "svd"}
+        assert it == one, (group, it, one)
+        assert all(s["dataset_args"]["validation_fraction"] > 0 for s in specs.values())
+        assert all(s["base"] == f"bases/{group}.safetensors" for s in specs.values())
