@@ -1,11 +1,13 @@
 """Claim (b) in the paper's regime (Section 5.2): iterative methods beat one-shot projection at 4–7 % of the
 target parameters when each rank level is trained about as long as the base took to converge.
 
-Reads ``runs/regime`` (params.yaml ``regime``): per digits base (seed k), IEHT / IFHT with ten rank levels of
-``l`` epochs each and one-shot SVD at three sizes of the window, all with the same epochs, at our learning rate
-and the paper's. A *cell* is one (epochs, learning rate); its steps per rank level are the iterative runs'
-cut interval in steps. Per cell and seed, two fronts are compared at the window's budgets
-(:func:`sizes_in_window`), their points chosen on validation accuracy and scored on test accuracy:
+Reads ``runs/regime`` (params.yaml ``regime``): per digits base (seed k), IEHT with eighteen rank levels of 40
+epochs (the bases' convergence time) and one-shot SVD at four sizes of the window, trained as long as the
+iterative runs spend in the window. A *cell* is one (rank-level length, learning rate) (:func:`level_of`); its
+steps per rank level are the iterative runs' cut interval in steps. Per cell and seed, the two fronts are
+compared at the sizes either side was evaluated at inside the window where both can be read (a budget counts
+where both have a model within MATCH_RTOL below it: :func:`study.fronts.compare_fronts`), their points chosen on
+validation accuracy and scored on test accuracy:
 
 * ``pooled`` (decides the verdict): every iterative run of the cell against every one-shot run of the cell,
   each side's front the envelope of all its families — the claim is about the two kinds of method, so each
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from .fronts import compare_fronts
 from .intervals import Interval, decide_interval, front_gap_interval
 from .matched import WINDOW, roles
 from .registry import Artifact, Inputs, register
@@ -33,7 +36,7 @@ from .verdicts import MIN_COVERAGE, Verdict
 from .writers import include_figure, include_table, new_figure
 
 __all__ = ["SWEEP", "NOTEBOOK", "TABLE", "FIGURE", "PAPER_STEPS_PER_LEVEL", "TARGET_HALF_WIDTH", "VIEWS",
-           "LEVELS_IN_WINDOW", "base_convergence", "check_bases", "level_of", "cells", "sizes_in_window", "regime_table", "seeds_needed", "regime_figure",
+           "LEVELS_IN_WINDOW", "base_convergence", "check_bases", "level_of", "cells", "regime_table", "seeds_needed", "regime_figure",
            "verdicts", "ARTIFACT"]
 
 SWEEP = "regime"
@@ -132,13 +135,19 @@ def _side_points(points: pd.DataFrame, runs: pd.DataFrame, final_only: bool) -> 
     return p[np.isfinite(p["compression_ratio_target"].astype(float))]
 
 
-def sizes_in_window(one_shot: pd.DataFrame, window: tuple[float, float] = WINDOW) -> np.ndarray:
-    """The budgets a cell is compared at: the sizes the one-shot runs' models have inside the window (whatever
-    their rank rule), so that the one-shot side is read at its own models and the iterative side must have an
-    evaluation within MATCH_RTOL below each."""
-    lo, hi = window
-    sizes = pd.to_numeric(one_shot["compression_ratio_target"], errors="coerce").dropna()
-    return np.asarray(sorted({round(float(v), 12) for v in sizes if lo <= v <= hi}), dtype=float)
+def _in_window(points: pd.DataFrame, window: tuple[float, float]) -> pd.DataFrame:
+    """The points at most the window's upper size: a front read inside the window never needs a larger model."""
+    return points[points["compression_ratio_target"].astype(float) <= window[1] * (1 + 1e-12)]
+
+
+def _compared_text(a: pd.DataFrame, b: pd.DataFrame, **chosen: str) -> str:
+    """Per seed, the range of sizes the two fronts were compared at (:func:`study.fronts.compare_fronts`)."""
+    parts = []
+    for s in sorted(set(a["random_state"].dropna()) & set(b["random_state"].dropna())):
+        c = compare_fronts(a[a["random_state"] == s], b[b["random_state"] == s], **chosen)
+        parts.append(f"{s}: " + (f"{100 * c['lo']:.2f}–{100 * c['hi']:.2f}% ({c['n_compared']} sizes)"
+                                 if c["n_compared"] else "none"))
+    return ", ".join(parts)
 
 
 def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, float] = WINDOW) -> pd.DataFrame:
@@ -155,15 +164,14 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
         it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
         if it.empty or one.empty:
             continue
-        grid = sizes_in_window(one, window)
         energy = one[one.get("spec.method_args.rank_rule", pd.Series(index=one.index)).eq("energy")]
         info = cell_info.loc[(level, lr)]
         for view, a, b, final_only in (("pooled", it, one, False), ("energy rule", it, energy, False),
                                        ("final models", it, one, True)):
-            pa, pb = _side_points(points, a, final_only), _side_points(points, b, final_only)
+            pa, pb = (_in_window(_side_points(points, r, final_only), window) for r in (a, b))
             # final models: nothing is chosen, so they are compared on test accuracy directly
-            y, report = ("accuracy", None) if final_only else ("val_accuracy", "accuracy")
-            iv, per_seed = front_gap_interval(pa, pb, min_coverage=MIN_COVERAGE, budgets=grid, y=y, report=report)
+            chosen = {"y": "accuracy"} if final_only else {"y": "val_accuracy", "report": "accuracy"}
+            iv, per_seed = front_gap_interval(pa, pb, min_coverage=MIN_COVERAGE, **chosen)
             used = per_seed[per_seed["used"]]
             gaps = used["mean_gap"].to_numpy(dtype=float)
             out.append({"dataset": ds, "epochs": f"{int(info['iterative epochs'])} / {int(info['one-shot epochs'])}",
@@ -172,7 +180,7 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
                         "seeds": iv.n, "per seed": ", ".join(f"{s}: {v:+.4f}" for s, v in zip(used["seed"], gaps)),
                         "up": int((gaps > 0).sum()), "down": int((gaps < 0).sum()),
                         "coverage": ", ".join(f"{s}: {c:.0%}" for s, c in zip(per_seed["seed"], per_seed["coverage"])),
-                        "budgets": ", ".join(f"{100 * x:.2f}%" for x in grid),
+                        "budgets": _compared_text(pa, pb, **chosen),
                         "decision": decide_interval(iv),
                         "seeds for ±0.02": seeds_needed(float(np.std(gaps, ddof=1)) if len(gaps) > 1 else np.nan),
                         "interval": iv})
