@@ -34,6 +34,7 @@ import inspect
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -161,8 +162,8 @@ def run_lock(out: Path) -> Iterator[None]:
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with _atomic_path(out / ".write-test"):
-            pass
+        with tempfile.TemporaryFile(dir=out) as fh:
+            fh.write(b"x")
     except OSError as err:
         raise ValueError(f"--out {str(out)!r} is not writable ({err.strerror}); choose a folder you can write") from None
     fd = os.open(out, os.O_RDONLY)
@@ -177,6 +178,16 @@ def run_lock(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)   # releases the lock
+
+
+def _from_rank_0(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process under torchrun (``obj`` itself otherwise)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
 
 
 def _finished(folder: Path, ident: Mapping[str, str]) -> dict[str, Any] | None:
@@ -220,21 +231,21 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
     if str(s["train"]["device"]).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"train.device={s['train']['device']!r}, but this machine has no CUDA device; allowed "
                          f"here: 'auto', 'cpu'")
-    if _is_worker():
-        return _run(s, out, None, None, cache_dir, progress)
     ident = run_identity(s)
+    cache_root = os.environ.get(RUN_CACHE_ENV)
+    entry = Path(cache_root) / ident["key"] if cache_root else None
+    if _is_worker():   # rank 0 decides (finished or not) and writes; the others follow
+        done = _from_rank_0(None)
+        return done if done is not None else _run(s, out, ident, entry, cache_dir, progress)
     with run_lock(out):
-        done = _finished(out, ident)
-        if done is not None:
-            return done   # a finished run is not redone
-        (out / "metrics.json").unlink(missing_ok=True)   # another spec's result: not a completion marker now
-        cache_root = os.environ.get(RUN_CACHE_ENV)
-        entry = Path(cache_root) / ident["key"] if cache_root else None
-        if entry is not None:
-            done = _finished(entry, ident)
-            if done is not None:
+        done = _finished(out, ident)   # a finished run is not redone
+        if done is None:
+            (out / "metrics.json").unlink(missing_ok=True)   # another run's result: not a completion marker now
+            if entry is not None and _finished(entry, ident) is not None:
                 _copy_outputs(entry, out)
-                return done
+                done = _finished(out, ident)
+        if _from_rank_0(done) is not None:
+            return done
         final = _run(s, out, ident, entry, cache_dir, progress)
         if entry is not None:
             _copy_outputs(out, entry)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -137,6 +138,8 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
+    # runs keep checkpoints and results where DVC does not delete them (lowrank.experiment): a killed pipeline resumes
+    os.environ.setdefault("OPFACT_RUN_CACHE", "cache/runs")
     costs: dict[str, float] = {}
     sets: dict[str, str] = {}
     deps = stage_graph(set(skip), costs, sets)
