@@ -32,7 +32,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-__all__ = ["PROFILES", "GROUP_KEY", "read_yaml", "load_params", "merge", "resolve_spec", "resolve_group", "stage_params",
+__all__ = ["PROFILES", "GROUP_KEY", "read_yaml", "load_params", "merge", "resolve_spec", "resolve_group",
+           "stage_params",
            "load_spec", "load_group"]
 
 PROFILES = ("small", "paper")

@@ -165,7 +165,8 @@ def run_lock(out: Path) -> Iterator[None]:
         with tempfile.TemporaryFile(dir=out) as fh:
             fh.write(b"x")
     except OSError as err:
-        raise ValueError(f"--out {str(out)!r} is not writable ({err.strerror}); choose a folder you can write") from None
+        raise ValueError(f"--out {str(out)!r} is not writable ({err.strerror}); choose a folder you can "
+                         f"write") from None
     fd = os.open(out, os.O_RDONLY)
     try:
         try:

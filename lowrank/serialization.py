@@ -101,7 +101,8 @@ def _positive_int(v: Any) -> bool:
 
 
 def _layer_tensors(name: str, spec: Any) -> dict[str, tuple[int, ...]]:
-    """Key → shape of every tensor the layer ``name`` of the structure stores; ``ValueError`` for a malformed entry."""
+    """Key → shape of every tensor the layer ``name`` of the structure stores; ``ValueError`` for a
+    malformed entry."""
     if not isinstance(spec, dict):
         raise ValueError(f"{name}: the layer's entry in {STRUCTURE_FILE} must be a mapping, got {type(spec).__name__}")
     kind = spec.get("type")
@@ -113,7 +114,8 @@ def _layer_tensors(name: str, spec: Any) -> dict[str, tuple[int, ...]]:
         raise ValueError(f"{name}: {kind} layer without {missing} in {STRUCTURE_FILE}; it needs {list(need)}")
     n, m, bias = spec["in_features"], spec["out_features"], spec["bias"]
     if not (_positive_int(n) and _positive_int(m) and isinstance(bias, bool)):
-        raise ValueError(f"{name}: in_features={n!r}, out_features={m!r} must be positive ints and bias={bias!r} a bool")
+        raise ValueError(f"{name}: in_features={n!r}, out_features={m!r} must be positive ints and bias={bias!r} "
+                         f"a bool")
     if kind == "factorized":   # two nn.Linear: down (no bias) and up (with the layer's bias)
         out = {f"{name}.up.bias": (m,)} if bias else {}
     else:
@@ -166,7 +168,8 @@ def validate_compressed_files(directory: str | os.PathLike) -> tuple[dict[str, A
             if got != shape:
                 raise ValueError(f"{key}: stored shape {got}, the structure in {STRUCTURE_FILE} implies {shape}")
             if dtype not in ("F16", "BF16", "F32", "F64"):
-                raise ValueError(f"{key}: stored dtype {dtype}; a factor must be a floating tensor (F16, BF16, F32, F64)")
+                raise ValueError(f"{key}: stored dtype {dtype}; a factor must be a floating tensor (F16, BF16, F32, "
+                                 f"F64)")
     return doc, {k: v[0] for k, v in header.items()}
 
 

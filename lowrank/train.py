@@ -462,8 +462,9 @@ class Trainer:
             raise ValueError(f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete "
                              f"it to start this run over") from None
         if state.get("identity") != self.identity:
-            raise ValueError(f"{path} was made by run {state.get('identity') or '(not recorded)'}, this run is {self.identity} (spec, "
-                             f"base model and library hashes); delete it, or choose another --out, to start over")
+            made_by = state.get("identity") or "(not recorded)"
+            raise ValueError(f"{path} was made by run {made_by}, this run is {self.identity} (spec, base model and "
+                             f"library hashes); delete it, or choose another --out, to start over")
         if not (0 <= state["epoch"] <= self.cfg["epochs"] and 0 <= state["step"] <= self.total_steps):
             raise ValueError(f"{path} is at epoch {state['epoch']}, step {state['step']}, beyond this run "
                              f"({self.cfg['epochs']} epochs, {self.total_steps} steps); delete it to start over")
