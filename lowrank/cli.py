@@ -12,11 +12,14 @@
 
 Each command reads its section of ``params.yaml`` (``--params``; ``inherit:`` and the profile's
 section resolved by :func:`lowrank.config.resolve_spec`), validates it before any work and writes its
-outputs atomically.
+outputs atomically. A user error (a bad key or value, a missing file, a run folder in use) is one line on
+stderr and exit status 2; a run that diverges (a non-finite loss) is one line and exit status 1.
+``--debug`` (or ``OPFACT_DEBUG=1``) shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -170,8 +173,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(fn=_compress)
+    for p in (parser, *sub.choices.values()):   # before or after the command; a command's default must not reset it
+        p.add_argument("--debug", action="store_true", default=False if p is parser else argparse.SUPPRESS,
+                       help="show the traceback of an error (or OPFACT_DEBUG=1)")
     args = parser.parse_args(argv)
-    args.fn(args)
+    if args.debug or os.environ.get("OPFACT_DEBUG", "") not in ("", "0"):
+        args.fn(args)
+        return 0
+    try:
+        args.fn(args)
+    except ValueError as err:   # the library's user errors: what, which key / value, what is allowed
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:   # a path that cannot be read or written
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:   # a diverged run
+        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

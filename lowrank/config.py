@@ -15,15 +15,25 @@ Usage::
     spec = resolve_spec(params, "fig2.svd_r4")                  # under params["profile"]
     spec = resolve_spec(params, "fig2.svd_r4", "paper")         # under another profile
     spec = load_spec("params:fig2.svd_r4", "params.yaml")        # what `python -m lowrank run` reads
+
+Every YAML file (``params.yaml``, a spec file) is read by :func:`read_yaml` the way DVC reads
+``params.yaml``: ruamel.yaml's safe loader, YAML 1.2, so DVC and the code see the same values. A key
+twice in one mapping is refused, and so is a plain scalar that YAML 1.1 reads otherwise (``010``: 8 or
+10, ``yes``: true or a string, ``1:30``), with its line; ``1e-3`` is a float under 1.2 and is accepted.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-__all__ = ["PROFILES", "GROUP_KEY", "load_params", "merge", "resolve_spec", "resolve_group", "stage_params",
+__all__ = ["PROFILES", "GROUP_KEY", "read_yaml", "load_params", "merge", "resolve_spec", "resolve_group",
+           "stage_params",
            "load_spec", "load_group"]
 
 PROFILES = ("small", "paper")
@@ -31,12 +41,76 @@ PROFILES = ("small", "paper")
 GROUP_KEY = "runs"
 
 
+_STR = "tag:yaml.org,2002:str"
+_CORE = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
+
+
+@functools.lru_cache(maxsize=4096)
+def _yaml_1_1(text: str) -> Any:
+    """How PyYAML (YAML 1.1) reads one plain scalar."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+@functools.lru_cache(maxsize=4096)
+def _yaml_1_2(text: str) -> Any:
+    """How ruamel.yaml's safe loader (YAML 1.2, DVC's) reads one plain scalar."""
+    return YAML(typ="safe").load(text)
+
+
+def _ambiguous(node: Any) -> ScalarNode | None:
+    """The first plain scalar under ``node`` that YAML 1.1 and 1.2 read as different values (a string
+    under 1.1 that 1.2 reads as a number, ``1e-3``, is not ambiguous: 1.1's reading is the surprise)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, MappingNode):
+            stack.extend(x for pair in reversed(n.value) for x in reversed(pair))
+        elif isinstance(n, SequenceNode):
+            stack.extend(reversed(n.value))
+        elif isinstance(n, ScalarNode) and n.style is None and n.tag in _CORE:
+            old = _yaml_1_1(n.value)
+            if n.tag == _STR and isinstance(old, str):
+                continue
+            new = _yaml_1_2(n.value)
+            if isinstance(old, str) and isinstance(new, (int, float)) and not isinstance(new, bool):
+                continue
+            if type(old) is not type(new) or old != new:
+                return n
+    return None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML file ``path`` as DVC reads it (module docstring); a ``ValueError`` with the line otherwise."""
+    text = Path(path).read_text(encoding="utf-8")
+    loader = YAML(typ="safe")   # what DVC's parse_yaml uses: YAML 1.2, duplicate keys refused
+    try:
+        root = loader.compose(text)
+        data = loader.load(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = (err.problem or "").replace("\n", " ")
+        if "duplicate key" in problem:
+            raise ValueError(f"{path}{where}: {problem}; a key may appear once in a mapping") from None
+        raise ValueError(f"{path}{where}: not valid YAML: {problem or err}") from None
+    except YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    bad = _ambiguous(root) if root is not None else None
+    if bad is not None:
+        raise ValueError(f"{path}:{bad.start_mark.line + 1}: {bad.value!r} reads as {loader.load(bad.value)!r} under "
+                         f"YAML 1.2 (DVC, this code) but {_yaml_1_1(bad.value)!r} under YAML 1.1; write the value "
+                         f"unambiguously (quoted for a string, without a leading zero for a number)")
+    return data
+
+
 def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"params file {str(path)!r} does not exist")
-    with open(path, encoding="utf-8") as fh:
-        params = yaml.safe_load(fh) or {}
+    params = read_yaml(path) or {}
     if not isinstance(params, dict):
         raise ValueError(f"{path}: top level must be a mapping, got {type(params).__name__}")
     profile = params.get("profile", "small")
@@ -165,8 +239,7 @@ def _read_ref(ref: str, params_path: str | Path) -> tuple[dict[str, Any], str | 
     path = Path(ref)
     if not path.is_file():
         raise ValueError(f"spec {ref!r} is neither an existing YAML/JSON file nor 'params:<key>'")
-    with open(path, encoding="utf-8") as fh:
-        spec = yaml.safe_load(fh)
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise ValueError(f"spec {ref!r} must hold a mapping, got {type(spec).__name__}")
     uses_params = spec.get("inherit") is not None or any(spec.get(p) is not None for p in PROFILES)

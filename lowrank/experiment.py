@@ -14,23 +14,47 @@ Everything is validated before any data is loaded or any model built (unknown na
 outside (0, 1], non-positive frequencies, a delay beyond the run, ...). Outputs: ``metrics.json``,
 ``log.jsonl`` (one line per evaluation), ``ranks.json`` (per-layer rank trajectory), ``model.pt``
 (the compiled model's structure and state dict), ``checkpoint.pt`` (for resuming; removed at the end
-unless ``keep_checkpoint``).
+unless ``keep_checkpoint``). ``metrics.json`` is written last: it marks a finished run.
+
+Run integrity (:func:`run_identity`): a run is identified by its validated spec, the bytes of its base
+model and the library's source. The checkpoint records that identity and a resume with another one is
+refused; a folder whose ``metrics.json`` has the same identity is a finished run and is not redone; a
+run folder is locked (``flock``) while a process writes it, and a second process is refused at once.
+With ``OPFACT_RUN_CACHE=<dir>`` (``study.pipeline`` sets ``cache/runs``) the checkpoint lives in
+``<dir>/<identity>/`` and a finished run's outputs are kept there too, so a run whose folder DVC deleted
+before re-running its stage resumes (or is restored) from there.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
+from . import __version__
 from .data import DATASETS, calibration_subset, get_dataset, has_validation, num_classes
 from .methods import METHODS, build_method
 from .models import MODELS, build_model
 from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
-from .utils import file_sha256, set_random_state
+from .utils import _atomic_path, file_sha256, set_random_state
 
-__all__ = ["SPEC_DEFAULTS", "validate_spec", "run_experiment", "run_group", "load_base"]
+__all__ = ["SPEC_DEFAULTS", "RUN_CACHE_ENV", "RUN_OUTPUTS", "validate_spec", "run_identity", "run_lock",
+           "run_experiment", "run_group", "load_base"]
+
+#: environment variable naming the persistent run cache (module docstring)
+RUN_CACHE_ENV = "OPFACT_RUN_CACHE"
+#: a finished run's files; ``metrics.json`` last, the completion marker
+RUN_OUTPUTS = ("log.jsonl", "ranks.json", "model.pt", "metrics.json")
 
 SPEC_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
@@ -69,11 +93,121 @@ def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     if s["train_samples"] is not None and (isinstance(s["train_samples"], bool)
                                            or not isinstance(s["train_samples"], int) or s["train_samples"] < 1):
         raise ValueError(f"train_samples={s['train_samples']!r} must be a positive int or null (whole split)")
+    _check_keyword_args("dataset_args", s["dataset_args"], DATASETS[base_name], f"dataset {base_name!r}")
+    if not isinstance(s["model_args"], Mapping):
+        raise ValueError(f"model_args={s['model_args']!r} must be a mapping")
     s["train"] = validate_train_config(dict(s["train"]))
     build_method(s["method"], dict(s["method_args"]))  # validates the method's keys and ranges
     if s["base"] is not None and not Path(s["base"]).is_file():
         raise ValueError(f"base={s['base']!r} is not an existing model file (run its pre-training stage first)")
     return s
+
+
+def _check_keyword_args(key: str, args: Any, target: Any, label: str) -> None:
+    """``args`` must be a mapping of keywords ``target`` (a dataset loader) accepts."""
+    if not isinstance(args, Mapping):
+        raise ValueError(f"{key}={args!r} must be a mapping")
+    params = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+                     or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is not p.empty))
+    reserved = {"split", "cache_dir", "random_state", "task"}   # set by get_dataset itself
+    unknown = sorted(set(args) - (set(allowed) - reserved))
+    if unknown:
+        raise ValueError(f"{key}: unknown keys {unknown} for {label}; allowed: {sorted(set(allowed) - reserved)}")
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """SHA-256 of the library's Python source (paths and bytes): a resume or a cached result needs the same code."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def run_identity(s: Mapping[str, Any]) -> dict[str, str]:
+    """What makes a run's numbers (of a validated spec): ``spec`` (hash of the spec, ``keep_checkpoint``
+    left out), ``base`` (hash of the base model's bytes), ``code`` (hash of the library's source),
+    ``version``, and ``key``, one hash of all four (the run cache's folder name)."""
+    spec = {k: v for k, v in s.items() if k != "keep_checkpoint"}
+    ident = {"spec": hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16],
+             "base": file_sha256(s["base"])[:16] if s["base"] is not None else "none",
+             "code": _code_digest()[:16], "version": __version__}
+    ident["key"] = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    return ident
+
+
+def _is_worker() -> bool:
+    """A non-zero rank under torchrun: it neither locks nor writes the run folder."""
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_rank() != 0
+
+
+@contextlib.contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the run folder ``out`` (created) while the block runs; a second
+    process is refused at once. Also checks that ``out`` is writable, before any data is loaded."""
+    import fcntl
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out) as fh:
+            fh.write(b"x")
+    except OSError as err:
+        raise ValueError(f"--out {str(out)!r} is not writable ({err.strerror}); choose a folder you can "
+                         f"write") from None
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise ValueError(f"--out {str(out)!r}: another process is writing this run folder; wait for it to "
+                             f"finish or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)   # releases the lock
+
+
+def _from_rank_0(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process under torchrun (``obj`` itself otherwise)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+def _finished(folder: Path, ident: Mapping[str, str]) -> dict[str, Any] | None:
+    """``folder``'s metrics when it holds a finished run of identity ``ident``, else None."""
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if metrics.get("identity") != dict(ident) or not all((folder / f).is_file() for f in RUN_OUTPUTS):
+        return None
+    return metrics
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    with _atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def _copy_outputs(src: Path, dst: Path) -> None:
+    """A finished run's files from ``src`` to ``dst``, ``metrics.json`` last (hard links where possible)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in RUN_OUTPUTS:
+        _link_or_copy(src / name, dst / name)
 
 
 def load_base(model: torch.nn.Module, path: str | Path) -> None:
@@ -93,6 +227,34 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
                    progress: bool = True) -> dict[str, Any]:
     s = validate_spec(spec)
     out = Path(out_dir)
+    # checked here, not in validate_spec: a spec for another machine (the paper profile's GPU runs) is valid
+    if str(s["train"]["device"]).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={s['train']['device']!r}, but this machine has no CUDA device; allowed "
+                         f"here: 'auto', 'cpu'")
+    ident = run_identity(s)
+    cache_root = os.environ.get(RUN_CACHE_ENV)
+    entry = Path(cache_root) / ident["key"] if cache_root else None
+    if _is_worker():   # rank 0 decides (finished or not) and writes; the others follow
+        done = _from_rank_0(None)
+        return done if done is not None else _run(s, out, ident, entry, cache_dir, progress)
+    with run_lock(out):
+        done = _finished(out, ident)   # a finished run is not redone
+        if done is None:
+            (out / "metrics.json").unlink(missing_ok=True)   # another run's result: not a completion marker now
+            if entry is not None and _finished(entry, ident) is not None:
+                _copy_outputs(entry, out)
+                done = _finished(out, ident)
+        if _from_rank_0(done) is not None:
+            return done
+        final = _run(s, out, ident, entry, cache_dir, progress)
+        if entry is not None:
+            _copy_outputs(out, entry)
+        return final
+
+
+def _run(s: dict[str, Any], out: Path, ident: dict[str, str] | None, entry: Path | None,
+         cache_dir: str | Path | None, progress: bool) -> dict[str, Any]:
+    """One validated run into ``out`` (its checkpoint in ``entry`` when given)."""
     method = build_method(s["method"], dict(s["method_args"]))
     set_random_state(s["train"]["random_state"])
     ds_args = dict(s["dataset_args"])
@@ -111,7 +273,10 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
         # a short fine-tuning budget: one fixed subset (drawn with state 0, not the run's random_state),
         # so every method and every repeat fine-tunes on the same examples
         train_set = calibration_subset(train_set, s["train_samples"], random_state=0)
-    model = build_model(s["model"], num_classes=num_classes(s["dataset"]), **dict(s["model_args"]))
+    try:
+        model = build_model(s["model"], num_classes=num_classes(s["dataset"]), **dict(s["model_args"]))
+    except TypeError as err:   # a key the builder (timm / transformers) does not take
+        raise ValueError(f"model_args={dict(s['model_args'])!r} do not fit model {s['model']!r}: {err}") from None
     base_sha256 = None
     if s["base"] is not None:
         load_base(model, s["base"])
@@ -120,13 +285,19 @@ def run_experiment(spec: Mapping[str, Any], out_dir: str | Path, *, cache_dir: s
     if isinstance(targets, str) and targets in TARGET_PRESETS:
         targets = TARGET_PRESETS[targets]
     trainer = Trainer(model, method, train_set, eval_set, s["train"], targets=targets, calib_set=calib,
-                      out_dir=out, progress=progress, val_set=val_set)
+                      out_dir=out, progress=progress, identity=ident, val_set=val_set,
+                      checkpoint_path=entry / "checkpoint.pt" if entry is not None else None)
     final = trainer.fit()
-    trainer.write_outputs(final, {"dataset": s["dataset"], "model": s["model"], "spec": s,
-                                  "base_sha256": base_sha256})
-    if not s["keep_checkpoint"] and trainer.checkpoint_path is not None and trainer.checkpoint_path.exists() \
-            and trainer.is_main:
-        trainer.checkpoint_path.unlink()
+    extra = {"dataset": s["dataset"], "model": s["model"], "spec": s, "base_sha256": base_sha256}
+    if ident is not None:
+        extra["identity"] = ident
+    trainer.write_outputs(final, extra)
+    ck = trainer.checkpoint_path
+    if trainer.is_main and ck is not None and ck.exists():
+        if not s["keep_checkpoint"]:
+            ck.unlink()
+        elif ck.parent != out:
+            shutil.move(ck, out / "checkpoint.pt")
     return final
 
 

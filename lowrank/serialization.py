@@ -11,14 +11,17 @@
 
 each with ``bias``. The weights (every tensor of ``model.state_dict()``: factors, the untouched layers,
 buffers) go to ``model.safetensors`` through :func:`safetensors.torch.save_model`, which also handles
-tied weights. :func:`load_compressed` checks the whole structure against the base model (each layer
-exists, is an ``nn.Linear`` of the recorded in/out size and bias) and every stored tensor's shape
-against the rebuilt model before it changes anything, and raises a ``ValueError`` naming the layer
-otherwise. Both files are written atomically (temporary file + rename).
+tied weights. :func:`load_compressed` first checks ``structure.json`` on its own against the
+safetensors header (:func:`validate_compressed_files`: types, keys, bounded ranks, every factor tensor
+present with the shape and a floating dtype the structure implies) — before it allocates anything —,
+then the structure against the base model (each layer exists, is an ``nn.Linear`` of the recorded
+in/out size and bias) and every stored tensor against the rebuilt model, all before it changes
+anything, and raises a ``ValueError`` naming the layer or key for every malformed input. Both files are written atomically (temporary file + rename).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ from .tt import TTShape
 from .utils import _atomic_path, atomic_write_json
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "STRUCTURE_FILE", "compressed_structure", "save_compressed",
-           "load_compressed", "apply_compressed_structure"]
+           "load_compressed", "apply_compressed_structure", "validate_compressed_files"]
 
 FORMAT = "opfact-compressed/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -83,10 +86,91 @@ def _read_structure(directory: Path) -> dict[str, Any]:
     if not path.is_file() or not (directory / WEIGHTS_FILE).is_file():
         raise ValueError(f"directory={str(directory)!r} must hold {STRUCTURE_FILE} and {WEIGHTS_FILE} "
                          f"(written by lowrank.save_compressed)")
-    doc = json.loads(path.read_text())
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"{path}: format={doc.get('format')!r}; this version reads {FORMAT!r}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:   # bad JSON, bad UTF-8, nesting deeper than the parser's stack
+        raise ValueError(f"{path}: not a JSON structure file ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{path}: format={got!r}; this version reads {FORMAT!r}")
     return doc
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _layer_tensors(name: str, spec: Any) -> dict[str, tuple[int, ...]]:
+    """Key → shape of every tensor the layer ``name`` of the structure stores; ``ValueError`` for a
+    malformed entry."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{name}: the layer's entry in {STRUCTURE_FILE} must be a mapping, got {type(spec).__name__}")
+    kind = spec.get("type")
+    if kind not in ("factorized", "low_rank", "tt"):
+        raise ValueError(f"{name}: layer type {kind!r} in {STRUCTURE_FILE}; allowed: 'factorized', 'low_rank', 'tt'")
+    need = ("in_features", "out_features", "bias") + (("out_modes", "in_modes", "ranks") if kind == "tt" else ("rank",))
+    missing = [k for k in need if k not in spec]
+    if missing:
+        raise ValueError(f"{name}: {kind} layer without {missing} in {STRUCTURE_FILE}; it needs {list(need)}")
+    n, m, bias = spec["in_features"], spec["out_features"], spec["bias"]
+    if not (_positive_int(n) and _positive_int(m) and isinstance(bias, bool)):
+        raise ValueError(f"{name}: in_features={n!r}, out_features={m!r} must be positive ints and bias={bias!r} "
+                         f"a bool")
+    if kind == "factorized":   # two nn.Linear: down (no bias) and up (with the layer's bias)
+        out = {f"{name}.up.bias": (m,)} if bias else {}
+    else:
+        out = {f"{name}.bias": (m,)} if bias else {}
+    if kind != "tt":
+        k = spec["rank"]
+        if not _positive_int(k) or k > min(n, m):
+            raise ValueError(f"{name}: rank={k!r} must be an int in [1, min(in, out)] = [1, {min(n, m)}]")
+        if kind == "low_rank":
+            return {**out, f"{name}.U": (m, k), f"{name}.S": (k, k), f"{name}.V": (n, k)}
+        return {**out, f"{name}.down.weight": (k, n), f"{name}.up.weight": (m, k)}
+    om, im, ranks = spec["out_modes"], spec["in_modes"], spec["ranks"]
+    if not (isinstance(om, list) and isinstance(im, list) and isinstance(ranks, list) and om and len(om) == len(im)
+            and len(ranks) == len(om) - 1 and all(_positive_int(v) for v in (*om, *im, *ranks))):
+        raise ValueError(f"{name}: TT out_modes={om!r}, in_modes={im!r}, ranks={ranks!r} must be lists of positive "
+                         f"ints, the modes of equal length d ≥ 1 and d − 1 ranks")
+    if math.prod(om) != m or math.prod(im) != n:
+        raise ValueError(f"{name}: TT modes {om} × {im} do not multiply to {m}×{n}")
+    sizes = [a * b for a, b in zip(om, im)]
+    for i, r in enumerate(ranks):
+        # a bond rank beyond the smaller side of its unfolding adds nothing: the largest a TT-SVD gives
+        bound = min(math.prod(sizes[:i + 1]), math.prod(sizes[i + 1:]))
+        if r > bound:
+            raise ValueError(f"{name}: TT bond rank {i + 1} = {r} exceeds {bound}, the size of the smaller side of "
+                             f"its unfolding ({om} × {im})")
+    r = (1, *ranks, 1)
+    out.update({f"{name}.cores.{i}": (r[i], a, b, r[i + 1]) for i, (a, b) in enumerate(zip(om, im))})
+    return out
+
+
+def validate_compressed_files(directory: str | os.PathLike) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """``(structure document, stored key → shape)`` of a folder written by :func:`save_compressed`, after
+    checking the structure on its own and every factor tensor it implies against the safetensors header
+    (present, that shape, a floating dtype); reads no tensor data and allocates nothing. ``ValueError`` otherwise."""
+    directory = Path(directory)
+    doc = _read_structure(directory)
+    layers = doc.get("layers")
+    if not isinstance(layers, dict) or not layers:
+        raise ValueError(f"{directory / STRUCTURE_FILE}: 'layers' must be a non-empty mapping of layer name → entry")
+    try:
+        with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as fh:
+            header = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    except Exception as err:   # safetensors raises its own error types for a broken header
+        raise ValueError(f"{directory / WEIGHTS_FILE}: not a readable safetensors file ({str(err)[:200]})") from None
+    for name, spec in layers.items():
+        for key, shape in _layer_tensors(name, spec).items():
+            if key not in header:
+                raise ValueError(f"{key}: the structure's {name} needs this tensor; {WEIGHTS_FILE} does not hold it")
+            got, dtype = header[key]
+            if got != shape:
+                raise ValueError(f"{key}: stored shape {got}, the structure in {STRUCTURE_FILE} implies {shape}")
+            if dtype not in ("F16", "BF16", "F32", "F64"):
+                raise ValueError(f"{key}: stored dtype {dtype}; a factor must be a floating tensor (F16, BF16, F32, "
+                                 f"F64)")
+    return doc, {k: v[0] for k, v in header.items()}
 
 
 def _shell(name: str, spec: dict[str, Any], old: nn.Module) -> nn.Module:
@@ -137,7 +221,7 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
     if not isinstance(base_model, nn.Module):
         raise ValueError(f"base_model must be an nn.Module, got {type(base_model).__name__}")
     directory = Path(directory)
-    doc = _read_structure(directory)
+    doc, stored = validate_compressed_files(directory)   # bounded: nothing is allocated from an unchecked structure
     structure = doc["layers"]
     # every check on shells and shapes before base_model changes
     shells = _build_shells(base_model, structure)
@@ -147,8 +231,6 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
         expected.update({f"{name}.{k}": tuple(v.shape) for k, v in shell.state_dict().items()})
     first = next(base_model.parameters(), None)
     device = first.device if first is not None else "cpu"
-    with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as fh:
-        stored = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     extra = [k for k in stored if k not in expected]
     for key, shape in [*((k, stored[k]) for k in expected if k in stored), *((k, stored[k]) for k in extra)]:
         if key not in expected:
@@ -157,6 +239,16 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
         if expected[key] != shape:
             raise ValueError(f"{key}: stored shape {shape}, the base model with this structure has {expected[key]}; "
                              f"build the base model with the configuration of the saved one")
+    # a tensor absent from the file is refused now, unless it is tied to one that is stored (save_model keeps one)
+    groups: dict[int, list[str]] = {}
+    for k, v in base_model.state_dict().items():
+        if v.numel():
+            groups.setdefault(v.data_ptr(), []).append(k)
+    tied = {k: g for g in groups.values() if len(g) > 1 for k in g}
+    absent = [k for k in expected if k not in stored and not any(t in stored for t in tied.get(k, ()))]
+    if absent:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: does not hold {sorted(absent)[:8]}, which the base model with "
+                         f"this structure needs")
     for name, new in shells.items():
         replace_module(base_model, name, new)
     missing, unexpected = load_model(base_model, str(directory / WEIGHTS_FILE), strict=False, device=str(device))

@@ -113,8 +113,8 @@ def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
     for key in ("warmup_steps", "checkpoint_every_steps", "random_state"):
         if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0:
             raise ValueError(f"train.{key}={c[key]!r} must be an int ≥ 0")
-    if not (isinstance(c["lr"], (int, float)) and c["lr"] > 0):
-        raise ValueError(f"train.lr={c['lr']!r} must be > 0")
+    if not (isinstance(c["lr"], (int, float)) and math.isfinite(c["lr"]) and c["lr"] > 0):
+        raise ValueError(f"train.lr={c['lr']!r} must be a finite number > 0")
     if not (isinstance(c["weight_decay"], (int, float)) and c["weight_decay"] >= 0):
         raise ValueError(f"train.weight_decay={c['weight_decay']!r} must be ≥ 0")
     if c["threads"] is not None and (isinstance(c["threads"], bool) or not isinstance(c["threads"], int)
@@ -189,6 +189,7 @@ class Trainer:
     def __init__(self, model: nn.Module, method, train_set, eval_set, cfg: dict[str, Any], *,
                  targets: Any = "vit_all", calib_set=None, out_dir: str | Path | None = None,
                  progress: bool = True, forward: Callable[[nn.Module, Any], torch.Tensor] = classifier_logits,
+                 identity: dict[str, str] | None = None, checkpoint_path: str | Path | None = None,
                  val_set=None):
         self.cfg = validate_train_config(cfg)
         if self.cfg["threads"] is not None:
@@ -206,6 +207,12 @@ class Trainer:
         self.target_names = list(find_linear_layers(model, targets, include_factorized=True))
         self.original = count_parameters(model, self.target_names)
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        #: what made this run (:func:`lowrank.experiment.run_identity`): recorded in, and checked against, checkpoints
+        self.identity = identity
+        self._checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.epoch_loss = [0.0, 0]   # sum and count of this epoch's batch losses (a resumed epoch continues them)
+        self.wall_before = 0.0       # seconds spent in earlier segments of a resumed run
+        self._t0 = time.perf_counter()
         self.progress = progress and (not _is_dist() or dist.get_rank() == 0)
         self.forward = forward
         #: called as ``eval_hook(model, record)`` after every evaluation with the model that produced the
@@ -399,6 +406,9 @@ class Trainer:
         model, ranks = self.compressor.scored_model()
         scored = model is not self.model
         res = self.evaluate(model)
+        if not math.isfinite(res.loss):
+            raise FloatingPointError(f"the evaluation loss is {res.loss} at step {self.step} (epoch {self.epoch}): "
+                                     f"the model diverged; lower train.lr (now {self.cfg['lr']})")
         pc = count_parameters(model, self.target_names, original=self.original)
         compiled = self.compiled_target_params(ranks, model)
         rec = {"kind": kind, "step": self.step, "epoch": self.epoch, "train_loss": train_loss,
@@ -427,6 +437,8 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     @property
     def checkpoint_path(self) -> Path | None:
+        if self._checkpoint_path is not None:
+            return self._checkpoint_path
         return self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
 
     def save_checkpoint(self) -> None:
@@ -443,6 +455,8 @@ class Trainer:
             "rng_torch": torch.get_rng_state(),
             "rng_numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
             "rng_python": random.getstate(),
+            "identity": self.identity, "epoch_loss": list(self.epoch_loss),
+            "wall_seconds": self.wall_before + time.perf_counter() - self._t0,
         }
         atomic_save(state, self.checkpoint_path)
 
@@ -450,7 +464,18 @@ class Trainer:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:   # truncated zip, pickle refused, ...: the run could never resume from it
+            raise ValueError(f"{path} is unreadable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); delete "
+                             f"it to start this run over") from None
+        if state.get("identity") != self.identity:
+            made_by = state.get("identity") or "(not recorded)"
+            raise ValueError(f"{path} was made by run {made_by}, this run is {self.identity} (spec, base model and "
+                             f"library hashes); delete it, or choose another --out, to start over")
+        if not (0 <= state["epoch"] <= self.cfg["epochs"] and 0 <= state["step"] <= self.total_steps):
+            raise ValueError(f"{path} is at epoch {state['epoch']}, step {state['step']}, beyond this run "
+                             f"({self.cfg['epochs']} epochs, {self.total_steps} steps); delete it to start over")
         apply_structure(self.model, state["structure"])
         self.model.load_state_dict(state["model"])
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
@@ -464,11 +489,13 @@ class Trainer:
         np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
         py = state["rng_python"]
         random.setstate((py[0], tuple(py[1]), py[2]))
+        self.epoch_loss = list(state.get("epoch_loss", [0.0, 0]))
+        self.wall_before = float(state.get("wall_seconds", 0.0))
         return True
 
     # ---------------------------------------------------------------- main loop
     def fit(self) -> dict[str, Any]:
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         set_random_state(self.cfg["random_state"])
         resumed = self.load_checkpoint()
         if not resumed:
@@ -481,7 +508,8 @@ class Trainer:
                    leave=False)
         self.model.train()
         while self.epoch < epochs:
-            running, seen = 0.0, 0
+            if self.step_in_epoch == 0:
+                self.epoch_loss = [0.0, 0]
             for i, batch in enumerate(self.train_loader(self.epoch)):
                 if i < self.step_in_epoch:
                     continue  # resumed mid-epoch: these batches were already trained on
@@ -489,6 +517,11 @@ class Trainer:
                     g["lr"] = self.lr_at(self.step)
                 batch = move_batch(batch, self.device)
                 loss = F.cross_entropy(self.forward(self.model, batch), batch_targets(batch))
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"the training loss is {value} at step {self.step + 1} (epoch {self.epoch + 1}): the run "
+                        f"diverged; lower train.lr (now {self.cfg['lr']}) or check the data")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.allreduce_gradients()
@@ -499,8 +532,8 @@ class Trainer:
                 self.optimizer.step()
                 self.step += 1
                 self.step_in_epoch = i + 1
-                running += loss.item()
-                seen += 1
+                self.epoch_loss[0] += value
+                self.epoch_loss[1] += 1
                 bar.update(1)
                 if self.compressor.step_end(self.step):   # never after the last step
                     self.rebuild_optimizer()
@@ -509,7 +542,7 @@ class Trainer:
                     self.save_checkpoint()
             self.epoch += 1
             self.step_in_epoch = 0
-            self._log_eval("epoch", running / max(seen, 1))
+            self._log_eval("epoch", self.epoch_loss[0] / max(self.epoch_loss[1], 1))
             # no cut after the last epoch: nothing would train after it
             if self.compressor.epoch_end(self.epoch):
                 self.rebuild_optimizer()
@@ -526,7 +559,7 @@ class Trainer:
             self.log.append(final)
         else:
             final = self._log_eval("final")
-        final["wall_seconds"] = time.perf_counter() - t0
+        final["wall_seconds"] = self.wall_before + time.perf_counter() - self._t0
         return final
 
     def _parameter_fingerprint(self) -> list[tuple]:
@@ -536,7 +569,7 @@ class Trainer:
                 for n, t in [*self.model.named_parameters(), *self.model.named_buffers()]]
 
     def write_outputs(self, final: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
-        """``metrics.json``, ``log.jsonl``, ``ranks.json`` and the compiled ``model.pt`` (main rank only)."""
+        """``log.jsonl``, ``ranks.json``, the compiled ``model.pt`` and, last, ``metrics.json`` (main rank only)."""
         if self.out_dir is None or not self.is_main:
             return
         metrics = {k: final[k] for k in ("accuracy", "eval_loss", "params_total", "params_target",
@@ -544,9 +577,9 @@ class Trainer:
         metrics.update({"method": self.method.name, "wall_seconds": final.get("wall_seconds"),
                         "original_params_total": self.original.total, "original_params_target": self.original.target,
                         "floor_compression_ratio_target": self.floor_ratio, **(extra or {})})
-        atomic_write_json(self.out_dir / "metrics.json", metrics)
-        atomic_write_text(self.out_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in self.log))
+        atomic_write_text(self.out_dir / "log.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.log))
         atomic_write_json(self.out_dir / "ranks.json", {"trajectory": self.method.trajectory,
                                                         "final": final["ranks"]})
         atomic_save({"structure": module_structure(self.model), "model": self.model.state_dict()},
                     self.out_dir / "model.pt")
+        atomic_write_json(self.out_dir / "metrics.json", metrics)   # last: it marks the run finished

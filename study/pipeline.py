@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -166,6 +167,8 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
     run = make_runner(executor, _repro_one, log_dir)
+    # runs keep checkpoints and results where DVC does not delete them (lowrank.experiment): a killed pipeline resumes
+    os.environ.setdefault("OPFACT_RUN_CACHE", "cache/runs")
     costs: dict[str, float] = {}
     sets: dict[str, str] = {}
     deps = stage_graph(set(skip), costs, sets)

@@ -295,7 +295,7 @@ def test_trp_run_ends_compiled_at_the_truncated_rank(base, cache, tmp_path):
     ({"model": "resnet50"}, "model='resnet50' is not a known model"),
     ({"method": "svdd"}, "method='svdd' is not a known method"),
     ({"train": {"epochs": -1}}, r"train.epochs=-1 must be an int ≥ 0"),
-    ({"train": {"lr": -1}}, r"train.lr=-1 must be > 0"),
+    ({"train": {"lr": -1}}, r"train.lr=-1 must be a finite number > 0"),
     ({"method": "ieht", "method_args": {"oialr_threshold": 1.2}}, "oialr_threshold=1.2 is outside"),
     ({"method": "ieht", "method_args": {"oialr_frequency": 0}}, "oialr_frequency=0 must be a positive int"),
     ({"method": "ieht", "method_args": {"oialr_min_rank_percent": 1.5}}, "oialr_min_rank_percent=1.5 is outside"),

@@ -38,7 +38,9 @@ def save_figure(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight")
+        # no CreationDate: the same figure gives the same bytes, so DVC sees no change
+        fig.savefig(buf, format=fmt, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf"
+                    else None)
         path = out / f"{name}.{fmt}"
         atomic_write_bytes(path, buf.getvalue())
         paths.append(path)
