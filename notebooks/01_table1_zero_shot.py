@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -47,9 +47,9 @@
 # %% tags=["parameters"]
 # Parameters (papermill)
 runs_dir = "runs"
-out_dir = "reports"
+out_dir = "build/reports"   # git-ignored; the pipeline passes reports
 paper_dir = "reports"        # the folder holding paper/table1.csv
-evidence_dir = ""           # the committed runs of the extended set (dvc.yaml: reports/evidence/runs)
+evidence_dir = "reports/evidence/runs"   # the committed runs, read for the runs runs/ lacks
 
 # %%
 from pathlib import Path
@@ -57,12 +57,13 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from study import table1
-from study.notebook import ROOT, folders
+from study.notebook import ROOT, folders, report_missing
 from study.runs import BASES, load_runs
 from study.verdicts import verdict_frame
 from study.writers import markdown_table, publish_figure, publish_table
 
 runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
+report_missing(runs, table1.SWEEP, BASES)
 
 # %%
 table1_runs = load_runs(runs, table1.SWEEP)
