@@ -54,6 +54,10 @@ sigma_thresholds = [0.15, 0.2, 0.25]           # OIALR (the paper's Table 3)
 core_train_steps = 20
 
 # %%
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm's notice in a kernel without widgets
+
 from study import walkthrough
 from study.notebook import ROOT, folders
 from study.writers import publish_figure, publish_table
@@ -63,9 +67,6 @@ _, out, figures, tables = folders("", out_dir)
 import copy
 import json
 import time
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm's notice in a kernel without widgets
 
 import pandas as pd
 import torch
@@ -90,6 +91,33 @@ torch.set_num_threads(1)
 
 # %% [markdown]
 # ## 1. Euclidean vs information projection of one layer
+#
+# Let $\mathcal{M}_{<r}$ be the weights of rank below $r$ and $\tilde\theta$ the trained weight. The Euclidean
+# projection (Eq. 4) is the truncated SVD (Eckart–Young), `truncated_svd` below:
+#
+# $$\text{proj-}\|\cdot\|_{2,\mathcal{M}_{<r}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \|\theta - \tilde{\theta}\|_2^2. \quad (4)$$
+#
+# The information projection (Eq. 5) minimises the KL divergence between the model's predictions before and
+# after, to second order a Fisher-weighted distance:
+#
+# $$\text{proj-KL}_{\mathcal{M}_{<r}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \text{KL}(p_{\tilde{\theta}} \mid p_{\theta}) \approx \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \tfrac{1}{2} (\theta - \tilde{\theta})^\top \mathcal{I}(\tilde{\theta})(\theta - \tilde{\theta}). \quad (5)$$
+#
+# With the diagonal Fisher $\mathcal{I}$ (`diagonal_fisher`) this is an element-weighted low-rank problem: TFWSVD
+# solves it (`element_weighted_projection`); FWSVD sums the Fisher over each row first, which makes it a
+# row-weighted SVD with a closed form (`row_weighted_projection`). The activation-aware projection (Eq. 7) weights
+# by the layer's inputs $X_{i-1}$ instead:
+#
+# $$\text{proj-KL}_{\mathcal{M}_{<r}}^{\mathcal{N}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \sum_i \|\theta_i X_{i-1} - \tilde{\theta}_i X_{i-1}\|_2^2. \quad (7)$$
+#
+# This notebook runs Eqs. 4 and 5; Eq. 7 is compared with them on MiniLM by the `projection_table` stage
+# (`reports/tables/projection_minilm.md`).
+#
+# The table scores each projection by the output KL on held-out images, beside its Frobenius and
+# Fisher-weighted errors.
 
 # %%
 set_random_state(random_state)
@@ -144,7 +172,7 @@ projection = pd.DataFrame(rows)
 publish_table(projection, tables / walkthrough.PROJECTION_KL)
 fig = walkthrough.projection_kl_figure(
     projection, "Figure 1 (the paper), live: Euclidean (SVD) vs information (FWSVD, TFWSVD) projection of " + layer)
-publish_figure(fig, figures / walkthrough.PROJECTION_KL)
+_ = publish_figure(fig, figures / walkthrough.PROJECTION_KL)
 
 # %% [markdown]
 # SVD minimises the Frobenius error (Eckart–Young), so it wins that column at every rank; the Fisher-weighted

@@ -73,32 +73,32 @@ paper_dir_path = Path(paper_dir) if Path(paper_dir).is_absolute() else ROOT / pa
 paper = table1.paper_table1_long(table1.paper_table1(paper_dir_path))
 n_seeds = table1_runs["random_state"].nunique()
 print(f"{len(table1_runs)} runs in runs/table1, {n_seeds} seed{'s' if n_seeds != 1 else ''}")
-publish_table(ours, tables / table1.OURS)
+_ = publish_table(ours, tables / table1.OURS)
 
 # %% [markdown]
 # Ours in the paper's layout (columns: % of MLP parameters kept):
 
 # %%
-publish_table(table1.table1_wide(ours), tables / table1.WIDE)
+_ = publish_table(table1.table1_wide(ours), tables / table1.WIDE)
 
 # %% [markdown]
 # The paper's Table 1, same layout:
 
 # %%
-publish_table(table1.table1_wide(paper), tables / table1.PAPER)
+_ = publish_table(table1.table1_wide(paper), tables / table1.PAPER)
 
 # %%
 datasets = ", ".join(sorted(map(str, table1_runs["dataset"].dropna().unique()))) or "no runs"
 fig = table1.table1_figure(ours, paper, "Table 1 (the paper): zero-shot and fine-tuned accuracy vs % of MLP "
                            f"parameters, SVD vs FWSVD (ours: {datasets})")
-publish_figure(fig, figures / table1.FIGURE)
+_ = publish_figure(fig, figures / table1.FIGURE)
 
 # %% [markdown]
 # The ablation of claim (a)'s reading (zero-shot only): each FWSVD variant beside the default FWSVD and SVD at the
 # same rank (means over seeds):
 
 # %%
-publish_table(table1.table1_ablation(ours), tables / table1.ABLATION)
+_ = publish_table(table1.table1_ablation(ours), tables / table1.ABLATION)
 
 # %% [markdown]
 # ## Claim (a), by 95 % intervals over seeds

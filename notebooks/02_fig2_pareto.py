@@ -72,7 +72,7 @@ report_missing(runs, fig2.REPEATS_SWEEP, fig2.SWEEP, fig2.BUDGET_SWEEP, fig2.PRO
 repeats_runs = load_runs(runs, fig2.REPEATS_SWEEP)
 repeats_points = load_points(runs, fig2.REPEATS_SWEEP, repeats_runs)
 decisive = decisive_table(repeats_runs, repeats_points)
-publish_table(fig2.decisive_report(decisive), tables / fig2.DECISIVE)
+_ = publish_table(fig2.decisive_report(decisive), tables / fig2.DECISIVE)
 
 # %% [markdown]
 # ## Pareto fronts (seed 0)
@@ -85,7 +85,7 @@ fig2_runs = fig2.figure_rows(fig2_only, repeats_runs, repeats_runs)
 fig2_points = fig2.figure_rows(load_points(runs, fig2.SWEEP, fig2_only), repeats_points, repeats_runs)
 print(f"{len(fig2_runs)} runs, {len(pareto_points(fig2_points))} Pareto points in runs/fig2 and seed 0 of runs/repeats")
 datasets = ", ".join(sorted(map(str, fig2_points["dataset"].dropna().unique()))) or "no runs"
-publish_figure_or_missing(fig2_points, figures / fig2.PARETO, lambda: pareto_figure(
+_ = publish_figure_or_missing(fig2_points, figures / fig2.PARETO, lambda: pareto_figure(
     fig2_points, sweep=fig2.SWEEP, title="Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TTM, FWTTM, "
                                          f"TRP, FWTRP, OIALR, IEHT, IFHT (ours: {datasets})"),
     [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)
@@ -94,7 +94,7 @@ publish_figure_or_missing(fig2_points, figures / fig2.PARETO, lambda: pareto_fig
 # Best accuracy at or below each fraction of target parameters (the fronts read at fixed budgets):
 
 # %%
-publish_table(best_at_budget_table(fig2_points, sweep=fig2.SWEEP), tables / fig2.BEST_AT_BUDGET)
+_ = publish_table(best_at_budget_table(fig2_points, sweep=fig2.SWEEP), tables / fig2.BEST_AT_BUDGET)
 
 # %% [markdown]
 # Every front point, with the run and epoch it comes from:
@@ -130,7 +130,7 @@ picked = fig2.pick_trajectory_runs(fig2_runs)
 publish_figure_or_missing(trajectories, figures / fig2.RANK_TRAJECTORIES, lambda: fig2.trajectory_figure(
     trajectories, picked, "Section 5.1 (the paper, described in words): per-layer rank during training, OIALR vs "
                           "IEHT vs IFHT"), [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)
-publish_table(first_cuts, tables / fig2.FIRST_CUT)
+_ = publish_table(first_cuts, tables / fig2.FIRST_CUT)
 
 # %% [markdown]
 # ## Claim (b) against the training budget
@@ -147,7 +147,7 @@ budget_runs = load_runs(runs, fig2.BUDGET_SWEEP)
 budget = fig2.budget_table(budget_runs, load_points(runs, fig2.BUDGET_SWEEP, budget_runs), repeats_runs,
                            repeats_points)
 publish_table(budget, tables / fig2.BUDGET)
-publish_figure_or_missing(budget_runs, figures / fig2.BUDGET, lambda: fig2.budget_figure(
+_ = publish_figure_or_missing(budget_runs, figures / fig2.BUDGET, lambda: fig2.budget_figure(
     budget, "Section 5.2 (the paper): iterative − one-shot at matched size against the training budget (mean, "
             "95 % interval over seeds)"), [fig2.BUDGET_SWEEP], runs)
 
@@ -160,7 +160,7 @@ publish_figure_or_missing(budget_runs, figures / fig2.BUDGET, lambda: fig2.budge
 # %%
 repeats = fig2.repeats_table(repeats_runs)
 publish_table(repeats, tables / fig2.REPEATS)
-publish_figure_or_missing(repeats_runs, figures / fig2.REPEATS, lambda: fig2.repeats_figure(
+_ = publish_figure_or_missing(repeats_runs, figures / fig2.REPEATS, lambda: fig2.repeats_figure(
     repeats, "Figure 2 (the paper), spread over repeats (not in the paper): mean ± std over random_states"),
     [fig2.REPEATS_SWEEP], runs)
 
@@ -173,4 +173,4 @@ publish_figure_or_missing(repeats_runs, figures / fig2.REPEATS, lambda: fig2.rep
 
 # %%
 protocol = fig2.protocol_table(load_runs(runs, fig2.PROTOCOL_SWEEP))
-publish_table(protocol, tables / fig2.PROTOCOL)
+_ = publish_table(protocol, tables / fig2.PROTOCOL)

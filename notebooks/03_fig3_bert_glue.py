@@ -63,7 +63,7 @@ fig3_runs = load_runs(runs, fig3.SWEEP)
 fig3_points = load_points(runs, fig3.SWEEP, fig3_runs)
 print(f"{len(fig3_runs)} runs, {len(pareto_points(fig3_points))} Pareto points in runs/fig3")
 datasets = ", ".join(sorted(map(str, fig3_runs["dataset"].dropna().unique()))) or "no runs"
-publish_figure_or_missing(fig3_points, figures / fig3.PARETO, lambda: pareto_figure(
+_ = publish_figure_or_missing(fig3_points, figures / fig3.PARETO, lambda: pareto_figure(
     fig3_points, sweep=fig3.SWEEP, title=f"Figure 3 (the paper): Pareto fronts of the language model (ours: {datasets})"),
     [fig3.SWEEP], runs)
 
@@ -71,7 +71,7 @@ publish_figure_or_missing(fig3_points, figures / fig3.PARETO, lambda: pareto_fig
 # Best accuracy at or below each fraction of target parameters (the fronts read at fixed budgets):
 
 # %%
-publish_table(best_at_budget_table(fig3_points, sweep=fig3.SWEEP), tables / fig3.BEST_AT_BUDGET)
+_ = publish_table(best_at_budget_table(fig3_points, sweep=fig3.SWEEP), tables / fig3.BEST_AT_BUDGET)
 
 # %% [markdown]
 # Every front point, with the run and epoch it comes from:

@@ -61,7 +61,7 @@ print(f"{all_points['run'].nunique() if len(all_points) else 0} runs (runs/fig4 
       f"{', '.join(fig4.BORROWED)} runs), seeds {seeds}")
 fig4_points = all_points[all_points["random_state"] == seeds[0]] if seeds else all_points
 datasets = ", ".join(sorted(map(str, fig4_points["dataset"].dropna().unique()))) or "no runs"
-publish_figure_or_missing(fig4_points, figures / fig4.FIGURE, lambda: pareto_figure(
+_ = publish_figure_or_missing(fig4_points, figures / fig4.FIGURE, lambda: pareto_figure(
     fig4_points, hue="label", sweep=fig4.SWEEP, title="Figure 4 (the paper): Pareto fronts per cutoff schedule with "
                                                       f"depth (ours: {datasets}, seed {seeds[0] if seeds else '–'})"),
     [fig4.SWEEP, *fig4.BORROWED], runs)
@@ -69,7 +69,7 @@ publish_figure_or_missing(fig4_points, figures / fig4.FIGURE, lambda: pareto_fig
 # %%
 publish_table(best_at_budget_table(fig4_points, hue="label", sweep=fig4.SWEEP),
               tables / fig4.BEST_AT_BUDGET)
-write_table(fronts_table(fig4_points, hue="label", sweep=fig4.SWEEP), tables / fig4.FRONTS)
+_ = write_table(fronts_table(fig4_points, hue="label", sweep=fig4.SWEEP), tables / fig4.FRONTS)
 
 # %% [markdown]
 # ## Claim (d), over the seeds

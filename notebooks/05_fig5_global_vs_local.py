@@ -60,7 +60,7 @@ print(f"{all_points['run'].nunique() if len(all_points) else 0} runs (runs/fig5 
       f"{', '.join(fig5.BORROWED)} runs), seeds {seeds}")
 fig5_points = all_points[all_points["random_state"] == seeds[0]] if seeds else all_points
 datasets = ", ".join(sorted(map(str, fig5_points["dataset"].dropna().unique()))) or "no runs"
-publish_figure_or_missing(fig5_points, figures / fig5.FIGURE, lambda: pareto_figure(
+_ = publish_figure_or_missing(fig5_points, figures / fig5.FIGURE, lambda: pareto_figure(
     fig5_points, sweep=fig5.SWEEP, title=f"Figure 5 (the paper): global vs local rank selection (ours: {datasets}, "
                                          f"seed {seeds[0] if seeds else '–'})"),
     [fig5.SWEEP, *fig5.BORROWED], runs)
@@ -68,7 +68,7 @@ publish_figure_or_missing(fig5_points, figures / fig5.FIGURE, lambda: pareto_fig
 # %%
 publish_table(best_at_budget_table(fig5_points, sweep=fig5.SWEEP),
               tables / fig5.BEST_AT_BUDGET)
-write_table(fronts_table(fig5_points, sweep=fig5.SWEEP), tables / fig5.FRONTS)
+_ = write_table(fronts_table(fig5_points, sweep=fig5.SWEEP), tables / fig5.FRONTS)
 
 # %% [markdown]
 # ## Claim (e), over the seeds

@@ -66,10 +66,10 @@ report_missing(runs, tenbcd.SWEEP)
 df, histories = tenbcd.load_tenbcd(runs)
 print(f"{df['dataset'].nunique()} datasets, {len(df)} (dataset, method, CR, seed) rows in runs/tenbcd; "
       f"{sum(len(h) for h in histories.values())} tenBCD runs with their histories")
-publish_table(tenbcd.tenbcd_table(df), tables / tenbcd.CR_ACCURACY)
+_ = publish_table(tenbcd.tenbcd_table(df), tables / tenbcd.CR_ACCURACY)
 
 # %%
-publish_figure_or_missing(df, figures / tenbcd.CR_ACCURACY, lambda: tenbcd.tenbcd_accuracy_figure(
+_ = publish_figure_or_missing(df, figures / tenbcd.CR_ACCURACY, lambda: tenbcd.tenbcd_accuracy_figure(
     df, "Companion paper (arXiv 2303.06815), MNIST study: accuracy and cost vs compression ratio, tenBCD vs "
         "gradient baselines, each tuned on validation"), [tenbcd.SWEEP], runs)
 
@@ -81,7 +81,7 @@ publish_figure_or_missing(df, figures / tenbcd.CR_ACCURACY, lambda: tenbcd.tenbc
 # iterations (dashed, same colour).
 
 # %%
-publish_figure_or_missing(df, figures / tenbcd.CONVERGENCE, lambda: tenbcd.tenbcd_convergence_figure(
+_ = publish_figure_or_missing(df, figures / tenbcd.CONVERGENCE, lambda: tenbcd.tenbcd_convergence_figure(
     df, histories, "Companion paper (arXiv 2303.06815): tenBCD objective and min ‖P_k − P_(k−1)‖² against O(1/k)"),
     [tenbcd.SWEEP], runs)
 
