@@ -333,7 +333,7 @@ def test_write_report_end_to_end(synthetic: Path, tmp_path: Path) -> None:
         assert f"### {claim}\n" in sections
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.just(" "), max_size=600),
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc")) | st.just(" "), max_size=600),
                 min_size=9, max_size=9))
 def test_the_verdict_table_cells_are_short_and_the_numbers_stay_in_the_sections(texts: list[str]) -> None:
     """Synthetic verdicts with cells of any length: every table cell fits :data:`GLANCE_CELL` characters, keeps
