@@ -7,7 +7,7 @@
     python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0  # a run group, one process
     python -m lowrank sweep params:seeds.digits_k0 --out runs/seeds/digits_k0 --executor slurm  # a job array
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
-    python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \
+    python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \\
         --calibration digits --out compressed/                           # a checkpoint on disk (one shot)
 
 Each command reads its section of ``params.yaml`` (``--params``; ``inherit:`` and the profile's

@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -21,10 +21,8 @@
 #
 # 1. **Euclidean vs information projection** of one layer (Section 3.2, Eq. 4 vs Eq. 5): SVD, FWSVD (row-summed
 #    diagonal Fisher) and TFWSVD (full diagonal Fisher) at several ranks, scored by the KL divergence between the
-#    original and the projected model's predictions. The model is the small timm ViT of the offline profile;
-#    if the pre-training run `runs/pretrain/digits_k0/model.pt` exists it is loaded, otherwise the ViT is randomly
-#    initialised (the comparison is then between two functions of an untrained network, still a fair test of
-#    which projection keeps the outputs).
+#    original and the projected model's predictions. The model is the small timm ViT of the offline profile,
+#    pre-trained on digits: the committed base `bases/digits_k0.safetensors` (the `pretrain` stage re-makes it).
 # 2. **Energy cut vs σ_max cut** (Algorithm 1: IEHT vs OIALR) on a real spectrum: the first MLP weight of the
 #    pretrained MiniLM-L6.
 # 3. **One IEHT cut, step by step** (Algorithm 1's inner loop) on a `LowRankLinear` whose core `S` was trained
@@ -35,15 +33,15 @@
 # ```bash
 # mkdir -p notebooks/build
 # jupytext --to ipynb notebooks/00_walkthrough.py -o notebooks/build/00_walkthrough.ipynb
-# papermill notebooks/build/00_walkthrough.ipynb out.ipynb -k python3 -p runs_dir runs -p out_dir reports
+# papermill notebooks/build/00_walkthrough.ipynb out.ipynb -k python3 -p out_dir reports
 # ```
 #
 # or open this file as a notebook in JupyterLab (`make lab`).
 
 # %% tags=["parameters"]
 # Parameters (papermill)
-runs_dir = "runs"
-out_dir = "reports"
+base = "bases/digits_k0.safetensors"   # the pre-trained digits ViT (committed)
+out_dir = "build/reports"   # git-ignored; the pipeline passes reports
 random_state = 0
 layer = "blocks.1.mlp.fc1"      # the projected / cut layer of the small ViT
 ranks = [1, 2, 4, 8, 16, 32]
@@ -56,21 +54,23 @@ sigma_thresholds = [0.15, 0.2, 0.25]           # OIALR (the paper's Table 3)
 core_train_steps = 20
 
 # %%
-from study import walkthrough
-from study.notebook import folders
-from study.writers import publish_figure, publish_table
-
-runs, out, figures, tables = folders(runs_dir, out_dir)
-
-import copy
-import json
-import time
 import warnings
 
 warnings.filterwarnings("ignore", message="IProgress not found")   # tqdm's notice in a kernel without widgets
 
+from study import walkthrough
+from study.notebook import ROOT, folders
+from study.writers import publish_figure, publish_table
+
+_, out, figures, tables = folders("", out_dir)
+
+import copy
+import json
+import time
+
 import pandas as pd
 import torch
+from safetensors import safe_open
 import torch.nn.functional as F
 
 from lowrank.data import get_dataset, make_loader, num_classes
@@ -91,21 +91,51 @@ torch.set_num_threads(1)
 
 # %% [markdown]
 # ## 1. Euclidean vs information projection of one layer
+#
+# Let $\mathcal{M}_{<r}$ be the weights of rank below $r$ and $\tilde\theta$ the trained weight. The Euclidean
+# projection (Eq. 4) is the truncated SVD (Eckart–Young), `truncated_svd` below:
+#
+# $$\text{proj-}\|\cdot\|_{2,\mathcal{M}_{<r}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \|\theta - \tilde{\theta}\|_2^2. \quad (4)$$
+#
+# The information projection (Eq. 5) minimises the KL divergence between the model's predictions before and
+# after, to second order a Fisher-weighted distance:
+#
+# $$\text{proj-KL}_{\mathcal{M}_{<r}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \text{KL}(p_{\tilde{\theta}} \mid p_{\theta}) \approx \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \tfrac{1}{2} (\theta - \tilde{\theta})^\top \mathcal{I}(\tilde{\theta})(\theta - \tilde{\theta}). \quad (5)$$
+#
+# With the diagonal Fisher $\mathcal{I}$ (`diagonal_fisher`) this is an element-weighted low-rank problem: TFWSVD
+# solves it (`element_weighted_projection`); FWSVD sums the Fisher over each row first, which makes it a
+# row-weighted SVD with a closed form (`row_weighted_projection`). The activation-aware projection (Eq. 7) weights
+# by the layer's inputs $X_{i-1}$ instead:
+#
+# $$\text{proj-KL}_{\mathcal{M}_{<r}}^{\mathcal{N}}(\tilde{\theta}) = \arg \min_{\theta \in \mathcal{M}_{<r}}
+#   \sum_i \|\theta_i X_{i-1} - \tilde{\theta}_i X_{i-1}\|_2^2. \quad (7)$$
+#
+# This notebook runs Eqs. 4 and 5; Eq. 7 is compared with them on MiniLM by the `projection_table` stage
+# (`reports/tables/projection_minilm.md`).
+#
+# The table scores each projection by the output KL on held-out images, beside its Frobenius and
+# Fisher-weighted errors.
 
 # %%
 set_random_state(random_state)
-base = runs / "pretrain" / "digits_k0" / "model.pt"
-# the pre-training run's own spec says how its model was built
-spec = json.loads((base.parent / "metrics.json").read_text()).get("spec", {}) if base.is_file() else {}
+base_file = ROOT / base
+if not base_file.is_file():
+    raise FileNotFoundError(f"{base}: no such base; restore it with `git checkout -- {base}`, or re-make it with "
+                            f"`dvc repro pretrain@digits_k0` and `python -m study.bases export runs/pretrain/digits_k0 {base}`")
+# the base's own spec (in the file's metadata) says how its model was built and on which split
+with safe_open(str(base_file), "pt") as f:
+    base_meta = f.metadata()
+spec = json.loads(base_meta["spec"])
 model_args = {k: v for k, v in (spec.get("model_args") or {}).items() if k != "pretrained"}
-model = build_model(spec.get("model", "vit_digits"), num_classes=num_classes("digits"), **model_args)
-if base.is_file():
-    load_base(model, base)
-source = (f"pre-trained weights from {base.relative_to(runs.parent)}" if base.is_file()
-          else "random initialisation (no pre-training run found)")
-print(f"model: {spec.get('model', 'vit_digits')}, {source}")
+model = build_model(spec["model"], num_classes=num_classes("digits"), **model_args)
+load_base(model, base_file)
 model.eval()
-train, test = get_dataset("digits", "train"), get_dataset("digits", "test")
+ds_args = spec.get("dataset_args") or {}
+train, test = get_dataset("digits", "train", **ds_args), get_dataset("digits", "test", **ds_args)
+print(f"model: {spec['model']} from {base} (test accuracy {float(base_meta['test_accuracy']):.3f})")
 calib = torch.utils.data.Subset(train, range(calibration_samples))
 evalset = torch.utils.data.Subset(test, range(min(eval_samples, len(test))))
 x_eval = torch.stack([evalset[i][0] for i in range(len(evalset))])
@@ -142,7 +172,7 @@ projection = pd.DataFrame(rows)
 publish_table(projection, tables / walkthrough.PROJECTION_KL)
 fig = walkthrough.projection_kl_figure(
     projection, "Figure 1 (the paper), live: Euclidean (SVD) vs information (FWSVD, TFWSVD) projection of " + layer)
-publish_figure(fig, figures / walkthrough.PROJECTION_KL)
+_ = publish_figure(fig, figures / walkthrough.PROJECTION_KL)
 
 # %% [markdown]
 # SVD minimises the Frobenius error (Eckart–Young), so it wins that column at every rank; the Fisher-weighted

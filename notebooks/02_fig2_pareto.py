@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -42,8 +42,8 @@
 # %% tags=["parameters"]
 # Parameters (papermill)
 runs_dir = "runs"
-out_dir = "reports"
-evidence_dir = ""           # the committed runs of the extended set (dvc.yaml: reports/evidence/runs)
+out_dir = "build/reports"   # git-ignored; the pipeline passes reports
+evidence_dir = "reports/evidence/runs"   # the committed runs, read for the runs runs/ lacks
 
 # %%
 from IPython.display import Markdown, display
@@ -51,14 +51,15 @@ from IPython.display import Markdown, display
 from study import fig2
 from study.fronts import pareto_points
 from study.matched import decisive_table
-from study.notebook import folders
+from study.notebook import folders, publish_figure_or_missing, report_missing
 from study.pareto import best_at_budget_table, fronts_table, pareto_figure
 from study.registry import Inputs
 from study.runs import load_points, load_rank_trajectories, load_runs
 from study.verdicts import noise_level, verdict_frame
-from study.writers import markdown_table, publish_figure, publish_table, write_table
+from study.writers import markdown_table, publish_table, write_table
 
 runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
+report_missing(runs, fig2.REPEATS_SWEEP, fig2.SWEEP, fig2.BUDGET_SWEEP, fig2.PROTOCOL_SWEEP)
 
 # %% [markdown]
 # ## Claim (b) at matched sizes, over seeds
@@ -71,7 +72,7 @@ runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
 repeats_runs = load_runs(runs, fig2.REPEATS_SWEEP)
 repeats_points = load_points(runs, fig2.REPEATS_SWEEP, repeats_runs)
 decisive = decisive_table(repeats_runs, repeats_points)
-publish_table(fig2.decisive_report(decisive), tables / fig2.DECISIVE)
+_ = publish_table(fig2.decisive_report(decisive), tables / fig2.DECISIVE)
 
 # %% [markdown]
 # ## Pareto fronts (seed 0)
@@ -84,16 +85,16 @@ fig2_runs = fig2.figure_rows(fig2_only, repeats_runs, repeats_runs)
 fig2_points = fig2.figure_rows(load_points(runs, fig2.SWEEP, fig2_only), repeats_points, repeats_runs)
 print(f"{len(fig2_runs)} runs, {len(pareto_points(fig2_points))} Pareto points in runs/fig2 and seed 0 of runs/repeats")
 datasets = ", ".join(sorted(map(str, fig2_points["dataset"].dropna().unique()))) or "no runs"
-fig = pareto_figure(fig2_points, sweep=fig2.SWEEP,
-                    title="Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TTM, FWTTM, TRP, FWTRP, "
-                          f"OIALR, IEHT, IFHT (ours: {datasets})")
-publish_figure(fig, figures / fig2.PARETO)
+_ = publish_figure_or_missing(fig2_points, figures / fig2.PARETO, lambda: pareto_figure(
+    fig2_points, sweep=fig2.SWEEP, title="Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TTM, FWTTM, "
+                                         f"TRP, FWTRP, OIALR, IEHT, IFHT (ours: {datasets})"),
+    [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)
 
 # %% [markdown]
 # Best accuracy at or below each fraction of target parameters (the fronts read at fixed budgets):
 
 # %%
-publish_table(best_at_budget_table(fig2_points, sweep=fig2.SWEEP), tables / fig2.BEST_AT_BUDGET)
+_ = publish_table(best_at_budget_table(fig2_points, sweep=fig2.SWEEP), tables / fig2.BEST_AT_BUDGET)
 
 # %% [markdown]
 # Every front point, with the run and epoch it comes from:
@@ -126,11 +127,10 @@ display(Markdown(markdown_table(verdict_frame(verdicts))))
 
 # %%
 picked = fig2.pick_trajectory_runs(fig2_runs)
-print(picked)
-fig = fig2.trajectory_figure(trajectories, picked, "Section 5.1 (the paper, described in words): per-layer rank "
-                             "during training, OIALR vs IEHT vs IFHT")
-publish_figure(fig, figures / fig2.RANK_TRAJECTORIES)
-publish_table(first_cuts, tables / fig2.FIRST_CUT)
+publish_figure_or_missing(trajectories, figures / fig2.RANK_TRAJECTORIES, lambda: fig2.trajectory_figure(
+    trajectories, picked, "Section 5.1 (the paper, described in words): per-layer rank during training, OIALR vs "
+                          "IEHT vs IFHT"), [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)
+_ = publish_table(first_cuts, tables / fig2.FIRST_CUT)
 
 # %% [markdown]
 # ## Claim (b) against the training budget
@@ -147,9 +147,9 @@ budget_runs = load_runs(runs, fig2.BUDGET_SWEEP)
 budget = fig2.budget_table(budget_runs, load_points(runs, fig2.BUDGET_SWEEP, budget_runs), repeats_runs,
                            repeats_points)
 publish_table(budget, tables / fig2.BUDGET)
-fig = fig2.budget_figure(budget, "Section 5.2 (the paper): iterative − one-shot at matched size against the "
-                         "training budget (mean, 95 % interval over seeds)")
-publish_figure(fig, figures / fig2.BUDGET)
+_ = publish_figure_or_missing(budget_runs, figures / fig2.BUDGET, lambda: fig2.budget_figure(
+    budget, "Section 5.2 (the paper): iterative − one-shot at matched size against the training budget (mean, "
+            "95 % interval over seeds)"), [fig2.BUDGET_SWEEP], runs)
 
 # %% [markdown]
 # ## Spread over repeats
@@ -160,9 +160,9 @@ publish_figure(fig, figures / fig2.BUDGET)
 # %%
 repeats = fig2.repeats_table(repeats_runs)
 publish_table(repeats, tables / fig2.REPEATS)
-fig = fig2.repeats_figure(repeats, "Figure 2 (the paper), spread over repeats (not in the paper): mean ± std over "
-                          "random_states")
-publish_figure(fig, figures / fig2.REPEATS)
+_ = publish_figure_or_missing(repeats_runs, figures / fig2.REPEATS, lambda: fig2.repeats_figure(
+    repeats, "Figure 2 (the paper), spread over repeats (not in the paper): mean ± std over random_states"),
+    [fig2.REPEATS_SWEEP], runs)
 
 # %% [markdown]
 # ## The training protocol (ours)
@@ -173,4 +173,4 @@ publish_figure(fig, figures / fig2.REPEATS)
 
 # %%
 protocol = fig2.protocol_table(load_runs(runs, fig2.PROTOCOL_SWEEP))
-publish_table(protocol, tables / fig2.PROTOCOL)
+_ = publish_table(protocol, tables / fig2.PROTOCOL)

@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -41,35 +41,37 @@
 # %% tags=["parameters"]
 # Parameters (papermill)
 runs_dir = "runs"
-out_dir = "reports"
+evidence_dir = "reports/evidence/runs"   # the committed runs, read for the runs runs/ lacks
+out_dir = "build/reports"   # git-ignored; the pipeline passes reports
 
 # %%
 from IPython.display import Markdown, display
 
 from study import fig3
 from study.fronts import pareto_points
-from study.notebook import folders
+from study.notebook import folders, publish_figure_or_missing, report_missing
 from study.pareto import best_at_budget_table, fronts_table, pareto_figure
 from study.runs import load_points, load_runs
 from study.verdicts import NOISE_SWEEP, noise_level, verdict_frame
-from study.writers import markdown_table, publish_figure, publish_table, write_table
+from study.writers import markdown_table, publish_table, write_table
 
-runs, out, figures, tables = folders(runs_dir, out_dir)
+runs, out, figures, tables = folders(runs_dir, out_dir, evidence_dir)
+report_missing(runs, fig3.SWEEP)
 
 # %%
 fig3_runs = load_runs(runs, fig3.SWEEP)
 fig3_points = load_points(runs, fig3.SWEEP, fig3_runs)
 print(f"{len(fig3_runs)} runs, {len(pareto_points(fig3_points))} Pareto points in runs/fig3")
 datasets = ", ".join(sorted(map(str, fig3_runs["dataset"].dropna().unique()))) or "no runs"
-fig = pareto_figure(fig3_points, sweep=fig3.SWEEP,
-                    title=f"Figure 3 (the paper): Pareto fronts of the language model (ours: {datasets})")
-publish_figure(fig, figures / fig3.PARETO)
+_ = publish_figure_or_missing(fig3_points, figures / fig3.PARETO, lambda: pareto_figure(
+    fig3_points, sweep=fig3.SWEEP, title=f"Figure 3 (the paper): Pareto fronts of the language model (ours: {datasets})"),
+    [fig3.SWEEP], runs)
 
 # %% [markdown]
 # Best accuracy at or below each fraction of target parameters (the fronts read at fixed budgets):
 
 # %%
-publish_table(best_at_budget_table(fig3_points, sweep=fig3.SWEEP), tables / fig3.BEST_AT_BUDGET)
+_ = publish_table(best_at_budget_table(fig3_points, sweep=fig3.SWEEP), tables / fig3.BEST_AT_BUDGET)
 
 # %% [markdown]
 # Every front point, with the run and epoch it comes from:

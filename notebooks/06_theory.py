@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -41,7 +41,7 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill)
-out_dir = "reports/theory"
+out_dir = "build/reports/theory"   # the pipeline passes reports/theory
 m = 6
 n = 5
 extra_rows = 4

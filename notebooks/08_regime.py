@@ -8,7 +8,7 @@
 #       format_name: percent
 #       format_version: '1.3'
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -34,8 +34,8 @@
 # %% tags=["parameters"]
 # Parameters (papermill)
 runs_dir = "runs"
-evidence_dir = ""           # the committed runs of the extended set (dvc.yaml: reports/evidence/runs)
-out_dir = "reports"
+evidence_dir = "reports/evidence/runs"   # the committed runs, read for the runs runs/ lacks
+out_dir = "build/reports"   # git-ignored; the pipeline passes reports
 
 # %%
 from IPython.display import Markdown, display

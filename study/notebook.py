@@ -1,18 +1,31 @@
-"""What every notebook of ``notebooks/`` does first: resolve its folders from its papermill parameters.
+"""What every notebook of ``notebooks/`` does first: resolve its folders from its papermill parameters, and say
+which runs it lacks.
 
 Relative paths are taken from the repository root (the folder above this package), so a notebook
 behaves the same when papermill runs it from the root (the DVC stages) and when JupyterLab runs it
 from ``notebooks/``. The package is installed in the project's virtual environment (``pip install
 -e .``), so the notebooks import it from anywhere.
+
+The defaults of every notebook's ``parameters`` cell are the explorer's: read this checkout's ``runs/`` first
+and the committed evidence (:data:`EVIDENCE_DIR`) for the runs it lacks, and write into :data:`EXPLORE_OUT`,
+a git-ignored folder, so that running a notebook in JupyterLab never rewrites a tracked file. The DVC stages
+pass ``-p out_dir reports`` (the tracked reports).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import Callable, NamedTuple, Sequence, Union
 
-__all__ = ["ROOT", "Folders", "folders"]
+import pandas as pd
+
+__all__ = ["ROOT", "EVIDENCE_DIR", "EXPLORE_OUT", "Folders", "folders", "missing_groups", "missing_line",
+           "report_missing", "publish_figure_or_missing"]
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the committed runs of the extended parameter set (:mod:`study.evidence`), read after ``runs/``
+EVIDENCE_DIR = "reports/evidence/runs"
+#: where a notebook writes by default: git-ignored (``.gitignore``: ``build/``), never a tracked file
+EXPLORE_OUT = "build/reports"
 
 
 class Folders(NamedTuple):
@@ -32,6 +45,91 @@ def folders(runs_dir: str | Path, out_dir: str | Path, evidence_dir: str | Path 
     ``runs`` is the pair (runs, evidence), searched in that order by :func:`study.runs.load_runs`."""
     runs = _here(runs_dir)
     out = _here(out_dir)
-    print(f"runs: {runs_dir}" + (f" (then the committed evidence {evidence_dir})" if str(evidence_dir) else "")
-          + f" | outputs: {out_dir}")
+    print((f"runs: {runs_dir}" + (f" (then the committed evidence {evidence_dir})" if str(evidence_dir) else "")
+           + " | " if str(runs_dir) else "") + f"outputs: {out_dir}")
     return Folders((runs, _here(evidence_dir)) if str(evidence_dir) else runs, out, out / "figures", out / "tables")
+
+
+def _roots(runs: Union[str, Path, Sequence[Union[str, Path]]]) -> tuple[Path, ...]:
+    return (Path(runs),) if isinstance(runs, (str, Path)) else tuple(Path(r) for r in runs if str(r))
+
+
+def _groups(sweep: str, root: Path = ROOT) -> list[tuple[str, str]]:
+    """(folder below ``runs/<sweep>/``, the dvc.yaml stage that makes it) for every stage whose outputs are
+    under ``runs/<sweep>/``: a ``foreach`` stage gives one per key of its ``params.yaml`` section."""
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    prefix = f"runs/{sweep}/"
+    found = []
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        outs = [o if isinstance(o, str) else next(iter(o)) for o in body.get("outs", [])]
+        for out in (o for o in outs if o.startswith(prefix)):
+            rel = out[len(prefix):]
+            if "foreach" in stage:
+                keys = params.get(str(stage["foreach"]).strip("${} "), {})
+                found += [(rel.replace("${key}", str(k)), f"{name}@{k}") for k in keys]
+            else:
+                found.append((rel, name))
+    return found
+
+
+def _has_runs(folder: Path) -> bool:
+    return folder.is_dir() and next(folder.rglob("metrics.json"), None) is not None
+
+
+def missing_groups(runs: Union[str, Path, Sequence[Union[str, Path]]], sweep: str,
+                   root: Path = ROOT) -> list[tuple[str, str]]:
+    """The groups of ``runs/<sweep>`` (folder, stage) with no finished run in any of the ``runs`` folders."""
+    roots = _roots(runs)
+    return [(rel, stage) for rel, stage in _groups(sweep, root)
+            if not any(_has_runs(r / sweep / rel) for r in roots)]
+
+
+def missing_line(sweep: str, missing: list[tuple[str, str]], root: Path = ROOT) -> str:
+    """One line naming the missing run folders of ``sweep`` and the command that makes them (every group of a
+    ``foreach`` stage missing: the stage's glob)."""
+    groups = {stage.split("@")[0] for _, stage in _groups(sweep, root) if "@" in stage}
+    whole = [g for g in sorted(groups) if {s for _, s in _groups(sweep, root) if s.startswith(g + "@")}
+             <= {s for _, s in missing}]
+    rest = [(rel, s) for rel, s in missing if s.split("@")[0] not in whole]
+    names = [f"runs/{sweep}/*" + (f" ({g})" if g != sweep else "") for g in whole] + [f"runs/{sweep}/{rel}" for rel, _ in rest]
+    targets = [f"'{g}@*'" for g in whole] + [s for _, s in rest]
+    glob = " --glob" if whole else ""
+    return f"missing {', '.join(names)}: make {'it' if len(missing) == 1 else 'them'} with `dvc repro{glob} {' '.join(targets)}`"
+
+
+def report_missing(runs: Union[str, Path, Sequence[Union[str, Path]]], *sweeps: str) -> list[str]:
+    """Print one line per sweep of ``sweeps`` that lacks runs (in ``runs/`` and the evidence) with the command
+    that makes them; returns the lines (none when every group has runs)."""
+    lines = [missing_line(s, m) for s in sweeps if (m := missing_groups(runs, s))]
+    for line in lines:
+        print(line)
+    return lines
+
+
+def publish_figure_or_missing(rows: pd.DataFrame, path_without_suffix: str | Path, draw: Callable[[], object],
+                              sweeps: Sequence[str], runs: Union[str, Path, Sequence[Union[str, Path]]] = ()) -> str:
+    """``draw()`` published as ``<path>.{png,pdf}`` when ``rows`` (the data it plots) is not empty; otherwise a
+    figure whose only text says that there are no runs and which command makes them — never empty axes under a
+    title that claims data. Returns ``"figure"`` or the line printed."""
+    import matplotlib.pyplot as plt
+
+    from .writers import publish_figure
+
+    if len(rows):
+        fig = draw()
+        publish_figure(fig, path_without_suffix)
+        plt.close(fig)
+        return "figure"
+    missing = [missing_line(s, m) for s in sweeps if (m := missing_groups(runs, s))] if runs else []
+    line = "; ".join(missing) or f"no runs in {', '.join(f'runs/{s}' for s in sweeps)}"
+    print(f"{Path(path_without_suffix).name}: not drawn, {line}")
+    fig, ax = plt.subplots(figsize=(8, 1.2))
+    ax.axis("off")
+    ax.text(0.0, 0.5, f"No runs to draw.\n{line}", fontsize=9, va="center", wrap=True)
+    publish_figure(fig, path_without_suffix)
+    plt.close(fig)
+    return line

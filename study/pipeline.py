@@ -43,7 +43,7 @@ from pathlib import Path
 
 from .executors import KINDS, make_runner
 
-__all__ = ["stage_graph", "stale_stages", "reproduce", "set_profile"]
+__all__ = ["stage_graph", "stale_stages", "time_left_s", "reproduce", "set_profile"]
 
 # DVC retries a busy repository lock only briefly; two workers finishing together can collide.
 _LOCK_MESSAGES = ("Unable to acquire lock", "lock is busy")
@@ -89,11 +89,46 @@ def stage_graph(skip: set[str] = frozenset(), costs: dict[str, float] | None = N
 
 
 def stale_stages(names: list[str]) -> set[str]:
-    """The stages among ``names`` that ``dvc status`` reports as changed (or never run)."""
+    """The stages among ``names`` that ``dvc status`` reports as changed (or never run); asked in this process
+    (what ``dvc status --json`` prints is this dict), which spares a second DVC start-up."""
     if not names:
         return set()
-    res = subprocess.run(["dvc", "status", "--json", *names], capture_output=True, text=True, check=True)
-    return set(json.loads(res.stdout or "{}")) & set(names)
+    from dvc.repo import Repo
+
+    with Repo() as repo:
+        return set(repo.status(targets=list(names))) & set(names)
+
+
+def time_left_s(remaining: set[str], deps: dict[str, list[str]], costs: dict[str, float], jobs: int) -> float:
+    """Expected seconds until the ``remaining`` stages are done on ``jobs`` workers, from their ``meta.cost_s``:
+    the larger of their summed cost shared by the workers and their longest chain of dependent stages."""
+    chain: dict[str, float] = {}
+
+    def longest(n: str) -> float:
+        if n not in chain:
+            chain[n] = costs.get(n, DEFAULT_COST_S) + max((longest(d) for d in deps.get(n, ()) if d in remaining),
+                                                          default=0.0)
+        return chain[n]
+
+    total = sum(costs.get(n, DEFAULT_COST_S) for n in remaining)
+    return max(total / jobs, max((longest(n) for n in remaining), default=0.0))
+
+
+def _minutes(seconds: float) -> str:
+    return f"about {seconds / 60:.0f} min" if seconds >= 90 else f"about {seconds:.0f} s"
+
+
+def _downstream(stale: set[str], deps: dict[str, list[str]]) -> set[str]:
+    """``stale`` and every stage that depends on one of them (what a run will hand to DVC at most)."""
+    out = set(stale)
+    changed = True
+    while changed:
+        changed = False
+        for n, ds in deps.items():
+            if n not in out and any(d in out for d in ds):
+                out.add(n)
+                changed = True
+    return out
 
 
 def _repro_one(name: str) -> tuple[str, float]:
@@ -180,8 +215,13 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     targets = sorted(set(deps) - left_out)
     stale = stale_stages(targets)
     prio = _priorities(deps, costs)
+    to_run = _downstream(stale, {n: deps[n] for n in targets}) & set(targets)
     print(f"{len(stale)} of {len(targets)} stages stale" + (f": {', '.join(sorted(stale))}" if stale else "")
           + (f"; {len(left_out)} left to other parameter sets" if left_out else ""), flush=True)
+    if to_run:
+        print(f"{len(to_run)} stages to run (the stale ones and what depends on them): "
+              f"{_minutes(time_left_s(to_run, deps, costs, jobs))} with {jobs} worker{'s' if jobs > 1 else ''} "
+              "(dvc.yaml's meta.cost_s)", flush=True)
     if dry:
         return []
     if run is not _repro_one:
@@ -217,7 +257,10 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
                 done.add(n)
                 ran.add(n)
                 timings.append((name, seconds))
-                print(f"  done {name} ({seconds:.1f} s; {len(done - left_out)}/{len(targets)})", flush=True)
+                left = to_run - done - set(running.values())
+                eta = time_left_s(left | set(running.values()), deps, costs, jobs)
+                print(f"  done {name} ({seconds:.1f} s; {len(done - left_out)}/{len(targets)}"
+                      + (f"; {_minutes(eta)} left" if left or running else "") + ")", flush=True)
     if not left_out:
         # the same targets through plain `dvc repro`: a no-op unless something went stale while the stages ran
         # (a source file edited meanwhile), which it then reproduces one stage at a time

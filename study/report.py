@@ -30,7 +30,7 @@ from .prop43 import CORRECTED
 from .evidence import manifest_text
 from .registry import Inputs, artifacts, claim_order, sweeps
 from .runs import BASES
-from .verdicts import MIN_COVERAGE, NOISE_SWEEP, VERDICT_COLUMNS, Noise, Verdict
+from .verdicts import MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, glance_frame, verdict_sections
 from .writers import markdown_table
 
 __all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_line", "kind_of", "summary_metrics", "mlrc_summary",
@@ -221,9 +221,11 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         *mlrc_summary(verdicts, inputs),
         "## Verdicts",
         "",
-        markdown_table(pd.DataFrame([{**{h: getattr(v, k) or "–" for k, h in VERDICT_COLUMNS.items()},
-                                      "the paper claims": f"{v.statement.split(') ', 1)[-1]}. {v.paper}",
-                                      "our numbers": v.evidence} for v in verdicts])),
+        markdown_table(glance_frame(verdicts)),
+        "",
+        "## The numbers behind each verdict",
+        "",
+        *verdict_sections(verdicts),
         *_bases_section(inputs),
         "## Runs found",
         "",

@@ -23,7 +23,7 @@ import pandas as pd
 from .fronts import pareto_points
 from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
-__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "noise_level", "decide",
+__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL", "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
            "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
            "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds", "decide_over_seeds",
            "over_seeds_text", "seeds_text"]
@@ -72,6 +72,48 @@ class Verdict:
 #: the columns of the verdict table (REPORT.md and :func:`verdict_frame`), in order, with their headers
 VERDICT_COLUMNS = {"claim": "claim", "verdict": "verdict", "effect": "effect", "interval": "95 % interval",
                    "sizes": "sizes compared (coverage)", "datasets": "datasets", "seeds": "seeds"}
+
+
+#: the widest cell of REPORT.md's verdict table (characters): the table is read at a glance, on one screen
+GLANCE_CELL = 120
+#: the columns of REPORT.md's verdict table, in order
+GLANCE_COLUMNS = ("claim", "the paper says", "verdict", "effect [95 % interval]", "seeds", "regime")
+
+
+def shorten(text: str, width: int = GLANCE_CELL) -> str:
+    """``text`` on one line, cut at a word boundary to at most ``width`` characters (an ellipsis marks a cut)."""
+    text = " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + "…"
+
+
+def glance_row(v: Verdict) -> dict[str, str]:
+    """One row of the verdict table: the verdict's word(s), without the reason (kept in the claim's section)."""
+    paper = v.statement.split(") ", 1)[-1] if v.statement.startswith("(") else v.statement
+    effect = " ".join(x for x in (v.effect, v.interval) if x) or "–"
+    regime = "; ".join(x for x in (v.datasets, v.sizes) if x) or "–"
+    cells = {"claim": v.claim, "the paper says": paper, "verdict": v.verdict.split(" (")[0],
+             "effect [95 % interval]": effect, "seeds": v.seeds or "–", "regime": regime}
+    return {k: shorten(cells[k]) for k in GLANCE_COLUMNS}
+
+
+def glance_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:
+    """REPORT.md's verdict table: one row per claim, every cell at most :data:`GLANCE_CELL` characters."""
+    return pd.DataFrame([glance_row(v) for v in verdicts], columns=list(GLANCE_COLUMNS))
+
+
+def verdict_sections(verdicts: Sequence[Verdict]) -> list[str]:
+    """The numbers behind each verdict, one Markdown section per claim (REPORT.md, below the verdict table)."""
+    lines: list[str] = []
+    for v in verdicts:
+        lines += [f"### {v.claim}", "", f"- **The paper claims:** {v.statement}" + (f" ({v.paper})" if v.paper else ""),
+                  f"- **Verdict:** {v.verdict}"]
+        lines += [f"- **{h}:** {getattr(v, k)}" for k, h in VERDICT_COLUMNS.items()
+                  if k not in ("claim", "verdict") and getattr(v, k)]
+        lines += [f"- **Our numbers:** {v.evidence}" if v.evidence else "- **Our numbers:** –", ""]
+    return lines
 
 
 def verdict_frame(verdicts: Sequence[Verdict]) -> pd.DataFrame:

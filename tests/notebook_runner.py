@@ -11,9 +11,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def execute_notebook(name: str, tmp_path: Path, **parameters: Any) -> Path:
+def execute_notebook(name: str, tmp_path: Path, cwd: Path = ROOT, **parameters: Any) -> Path:
     """Convert ``notebooks/<name>.py`` into ``tmp_path/build/<name>.ipynb``, execute it into
-    ``tmp_path/<name>.ipynb`` and return that path."""
+    ``tmp_path/<name>.ipynb`` (run from ``cwd``: the root, as the stages, or ``notebooks/``, as JupyterLab)
+    and return that path."""
     import papermill as pm
 
     source = tmp_path / "build" / f"{name}.ipynb"
@@ -22,6 +23,6 @@ def execute_notebook(name: str, tmp_path: Path, **parameters: Any) -> Path:
     subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", str(script), "-o", str(source)],
                    check=True, cwd=ROOT)
     executed = tmp_path / f"{name}.ipynb"
-    pm.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3", cwd=str(ROOT),
+    pm.execute_notebook(str(source), str(executed), parameters=parameters, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False)
     return executed

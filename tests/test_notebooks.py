@@ -5,12 +5,17 @@ runs at all, 04 and 05 on three seeds with borrowed runs, 00 live)."""
 from __future__ import annotations
 
 import importlib.util
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from study import ARTIFACTS, artifacts, fig2, fig4, fig5, walkthrough
+
+from study.notebook import EVIDENCE_DIR, EXPLORE_OUT
 
 from .helpers import WINDOW_PATH, path_run, write_synthetic_runs
 from .notebook_runner import execute_notebook
@@ -46,11 +51,13 @@ def test_notebook_is_a_parameterised_percent_script(name: str) -> None:
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0].cell_type == "code"
     params = tagged[0].source
-    assert 'out_dir = "reports' in params
-    if name != "06_theory":
-        assert 'runs_dir = "runs"' in params and 'out_dir = "reports"' in params
+    # exploring writes into the git-ignored build/ folder; the DVC stages pass `-p out_dir reports`
+    assert f'out_dir = "{EXPLORE_OUT}' in params
+    if name not in ("00_walkthrough", "06_theory"):
+        # this checkout's runs first, then the committed evidence
+        assert 'runs_dir = "runs"' in params and f'evidence_dir = "{EVIDENCE_DIR}"' in params
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    # what a JupyterLab save writes back (jupytext, percent format) is the file as stored
+    # what jupytext writes back from the notebook it read is the file as stored
     assert jupytext.writes(nb, fmt="py:percent") == text
     code = "".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "from study import" in code, "a notebook calls into its artifact module"
@@ -65,6 +72,61 @@ def _execute(name: str, tmp_path: Path, **parameters) -> Path:
     return out
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_jupyterlab_save_leaves_the_notebook_unchanged(name: str, tmp_path: Path) -> None:
+    """JupyterLab opens and saves a .py notebook through jupytext's contents manager, with the metadata of the
+    kernel it started (the installed ``python3`` kernelspec's display name): the file written is the file
+    stored, so opening a notebook neither marks it modified nor makes its DVC stage stale."""
+    pytest.importorskip("jupyter_server")
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_server.services.contents.largefilemanager import LargeFileManager
+    from jupytext.sync_contentsmanager import build_sync_jupytext_contents_manager_class
+
+    for f in (f"{name}.py", "jupytext.toml"):
+        shutil.copy(ROOT / "notebooks" / f, tmp_path / f)
+    cm = build_sync_jupytext_contents_manager_class(LargeFileManager)(root_dir=str(tmp_path))
+    model = cm.get(f"{name}.py", content=True, type="notebook")
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    model["content"]["metadata"]["kernelspec"] = {"display_name": spec.display_name, "language": spec.language,
+                                                  "name": "python3"}
+    model["content"]["metadata"]["language_info"] = {"name": "python", "version": "3.11"}
+    cm.save(model, f"{name}.py")
+    assert (tmp_path / f"{name}.py").read_bytes() == (ROOT / "notebooks" / f"{name}.py").read_bytes()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_default_outputs_are_git_ignored(name: str) -> None:
+    """A notebook run with its default ``out_dir`` writes only where git does not look."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    params = next(c for c in _read(name).cells if "parameters" in c.metadata.get("tags", [])).source
+    out_dir = re.search(r'^out_dir = "([^"]+)"', params, flags=re.M).group(1)
+    probes = [f"{out_dir}/figures/x.png", f"{out_dir}/tables/x.csv", f"{out_dir}/x.md"]
+    ignored = subprocess.run(["git", "check-ignore", *probes], cwd=ROOT, capture_output=True, text=True).stdout
+    assert ignored.split() == probes
+
+
+@needs_papermill
+def test_a_notebook_with_its_defaults_reads_the_evidence_from_notebooks_and_writes_nothing_tracked(
+        tmp_path: Path) -> None:
+    """Run as JupyterLab runs it (from ``notebooks/``, default runs and evidence): Figure 5 is drawn from the
+    committed evidence, the runs it lacks are named with their command, and no tracked file changes."""
+    if not (ROOT / EVIDENCE_DIR / fig5.SWEEP).is_dir():
+        pytest.skip("no committed evidence of Figure 5")
+    before = _git("status", "--porcelain")
+    executed = execute_notebook(fig5.NOTEBOOK, tmp_path, cwd=ROOT / "notebooks", out_dir=str(tmp_path / "out"))
+    assert _git("status", "--porcelain") == before
+    text = executed.read_text()
+    best = pd.read_csv(tmp_path / "out" / "tables" / f"{fig5.BEST_AT_BUDGET}.csv")
+    assert {"global_ieht", "global_ifht"} <= set(best["method"]), "Figure 5's own runs, read from the evidence"
+    if not any((ROOT / "runs" / "repeats").glob("*/*/metrics.json")):
+        assert "dvc repro --glob 'repeats@*'" in text, "the missing decisive runs are named with their command"
+
+
 def _assert_outputs(out: Path, artifact) -> None:
     """Every file the registry says the notebook writes is there (figures: a real PNG / PDF)."""
     for rel in artifact.outputs():
@@ -74,7 +136,7 @@ def _assert_outputs(out: Path, artifact) -> None:
 @needs_papermill
 def test_fig2_notebook_on_synthetic_runs(tmp_path: Path) -> None:
     runs = write_synthetic_runs(tmp_path / "runs")
-    out = _execute(fig2.NOTEBOOK, tmp_path, runs_dir=str(runs))
+    out = _execute(fig2.NOTEBOOK, tmp_path, runs_dir=str(runs), evidence_dir="")
     _assert_outputs(out, fig2.ARTIFACT)
     best = pd.read_csv(out / "tables" / f"{fig2.BEST_AT_BUDGET}.csv")
     digits = best[best["dataset"] == "digits"]
@@ -99,10 +161,44 @@ def test_fig2_notebook_on_synthetic_runs(tmp_path: Path) -> None:
 
 @needs_papermill
 def test_fig2_notebook_without_runs_says_so(tmp_path: Path) -> None:
-    out = _execute(fig2.NOTEBOOK, tmp_path, runs_dir=str(tmp_path / "absent"))
+    out = _execute(fig2.NOTEBOOK, tmp_path, runs_dir=str(tmp_path / "absent"), evidence_dir="")
     _assert_outputs(out, fig2.ARTIFACT)
     for stem in fig2.ARTIFACT.tables:
         assert "no runs" in (out / "tables" / f"{stem}.md").read_text()
+    # no empty axes under a title that claims data: each figure is a note naming the command that makes its runs
+    text = (tmp_path / f"{fig2.NOTEBOOK}.ipynb").read_text()
+    for stem in (fig2.PARETO, fig2.BUDGET, fig2.REPEATS, fig2.RANK_TRAJECTORIES):
+        assert f"{stem}: not drawn, missing runs/" in text
+    assert "dvc repro --glob 'repeats@*'" in text and "dvc repro --glob 'budget@*'" in text
+
+
+def test_missing_runs_are_named_per_group_with_their_stage(tmp_path: Path) -> None:
+    """The groups of a sweep are dvc.yaml's stages writing under runs/<sweep>/ (one per params.yaml key of a
+    foreach stage); a group counts as present in any of the folders searched, once one of its runs finished."""
+    import yaml
+
+    from study.notebook import missing_groups, report_missing
+
+    keys = list(yaml.safe_load((ROOT / "params.yaml").read_text())[fig2.REPEATS_SWEEP])
+    first, second = tmp_path / "runs", tmp_path / "evidence"
+    (first / "repeats" / keys[0] / "svd").mkdir(parents=True)
+    (first / "repeats" / keys[0] / "svd" / "metrics.json").write_text("{}")
+    (second / "repeats" / keys[1] / "going").mkdir(parents=True)     # a run still going: no metrics.json
+    missing = missing_groups((first, second), "repeats")
+    assert [rel for rel, _ in missing] == keys[1:] and [s for _, s in missing] == [f"repeats@{k}" for k in keys[1:]]
+    (line,) = report_missing((first, second), "repeats")
+    assert f"runs/repeats/{keys[1]}" in line and line.endswith("`dvc repro " + " ".join(f"repeats@{k}" for k in keys[1:]) + "`")
+    assert report_missing((tmp_path / "absent",), "repeats") == ["missing runs/repeats/*: make them with `dvc repro --glob 'repeats@*'`"]
+
+
+def test_an_empty_figure_is_never_drawn(tmp_path: Path) -> None:
+    from study.notebook import publish_figure_or_missing
+
+    def draw():
+        raise AssertionError("drawn without data")
+
+    line = publish_figure_or_missing(pd.DataFrame(), tmp_path / "fig", draw, ["repeats"], tmp_path / "absent")
+    assert "dvc repro --glob 'repeats@*'" in line and (tmp_path / "fig.png").stat().st_size > 1000
 
 
 def _seeded_figure_runs(root: Path, own: dict[str, dict], borrowed: dict[str, dict]) -> Path:
@@ -136,7 +232,7 @@ def test_schedule_and_global_notebooks_borrow_the_decisive_runs_and_decide_over_
         borrowed = {f"{m}_80": (m, {"oialr_threshold": 0.8}, 0.02) for m in ("ieht", "ifht")}
         labels = ["global_ieht", "global_ifht", "ieht", "ifht"]
     runs = _seeded_figure_runs(tmp_path / "runs", own, borrowed)
-    out = _execute(artifact.NOTEBOOK, tmp_path, runs_dir=str(runs))
+    out = _execute(artifact.NOTEBOOK, tmp_path, runs_dir=str(runs), evidence_dir="")
     _assert_outputs(out, artifact.ARTIFACT)
     best = pd.read_csv(out / "tables" / f"{artifact.BEST_AT_BUDGET}.csv")
     hue = "label" if artifact is fig4 else "method"
@@ -147,7 +243,7 @@ def test_schedule_and_global_notebooks_borrow_the_decisive_runs_and_decide_over_
 
 @needs_papermill
 def test_walkthrough_runs_live_and_checks_eckart_young(tmp_path: Path) -> None:
-    out = _execute(walkthrough.NOTEBOOK, tmp_path, runs_dir=str(tmp_path / "runs"), ranks=[2, 8], tfwsvd_tol=1e-4,
+    out = _execute(walkthrough.NOTEBOOK, tmp_path, ranks=[2, 8], tfwsvd_tol=1e-4,
                    calibration_samples=128, eval_samples=128, core_train_steps=5)
     _assert_outputs(out, walkthrough.ARTIFACT)
     proj = pd.read_csv(out / "tables" / f"{walkthrough.PROJECTION_KL}.csv")

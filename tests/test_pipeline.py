@@ -136,3 +136,16 @@ def test_a_stage_waits_for_a_busy_repository_lock_instead_of_failing(project):
     finally:
         timer.join()
     assert name == "d" and (project / "d.txt").read_text() == "d\n"
+
+
+def test_time_left_is_the_work_shared_by_the_workers_or_the_longest_chain():
+    """a → b → c (10 s each) and d (40 s): one worker does 70 s of work; two cannot beat max(70/2, the 40 s
+    of d or the 30 s chain); with many workers the longest chain (d) bounds it; done stages are not counted."""
+    deps = {"a": [], "b": ["a"], "c": ["b"], "d": []}
+    costs = {"a": 10.0, "b": 10.0, "c": 10.0, "d": 40.0}
+    everything = set(deps)
+    assert pipeline.time_left_s(everything, deps, costs, 1) == 70.0
+    assert pipeline.time_left_s(everything, deps, costs, 2) == 40.0
+    assert pipeline.time_left_s(everything - {"d"}, deps, costs, 8) == 30.0    # the chain a → b → c
+    assert pipeline.time_left_s({"b", "c"}, deps, costs, 8) == 20.0             # a is done
+    assert pipeline.time_left_s(set(), deps, costs, 2) == 0.0

@@ -323,6 +323,33 @@ def test_write_report_end_to_end(synthetic: Path, tmp_path: Path) -> None:
     assert "Where the runs come from" not in text             # every run is this checkout's
     empty = report.write_report(tmp_path / "nothing", tmp_path / "empty_reports").read_text()
     assert empty.count("| no runs ") >= 6 and "no repeats" in empty
+    # the verdict table reads at a glance; each claim's numbers follow in its own section
+    table = text.split("## Verdicts\n")[1].split("\n## ")[0]
+    rows = [r for r in table.strip().splitlines() if r.startswith("|")]
+    assert [c.strip() for c in rows[0].split("|")[1:-1]] == list(verdicts.GLANCE_COLUMNS)
+    assert max(len(c.strip()) for r in rows for c in r.split("|")[1:-1]) <= verdicts.GLANCE_CELL
+    sections = text.split("## The numbers behind each verdict\n")[1]
+    for claim in ("(a) digits", "(b) digits", "(f) 1"):
+        assert f"### {claim}\n" in sections
+
+
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=("Cs", "Cc")) | st.just(" "), max_size=600),
+                min_size=9, max_size=9))
+def test_the_verdict_table_cells_are_short_and_the_numbers_stay_in_the_sections(texts: list[str]) -> None:
+    """Synthetic verdicts with cells of any length: every table cell fits :data:`GLANCE_CELL` characters, keeps
+    the start of its text, and the claim's section carries every field whole."""
+    claim, statement, paper, verdict, evidence, effect, interval, sizes, seeds = texts
+    v = Verdict("(b) " + claim, "(b) " + statement, paper, "not reproduced (" + verdict + ")", evidence,
+                effect, interval, sizes, "digits", seeds)
+    row = verdicts.glance_frame([v]).iloc[0]
+    assert list(row.index) == list(verdicts.GLANCE_COLUMNS)
+    assert all(len(c) <= verdicts.GLANCE_CELL for c in row)
+    assert row["verdict"] == "not reproduced"
+    flat = " ".join(("(b) " + claim).split())
+    assert row["claim"] == flat or (row["claim"].endswith("…") and flat.startswith(row["claim"][:-1].rstrip()))
+    section = "\n".join(verdicts.verdict_sections([v]))
+    for field in (evidence, effect, interval, sizes, seeds, verdict):
+        assert field in section
 
 
 def test_report_names_the_sweeps_it_read_from_the_committed_evidence(synthetic: Path, tmp_path: Path) -> None:
