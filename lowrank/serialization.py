@@ -27,7 +27,7 @@ import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
-from .layers import FactorizedLinear, LowRankLinear, TTLinear
+from .layers import FactorizedLinear, LowRankLinear, TTLinear, is_linear_like, linear_shape
 from .surgery import replace_module
 from .tt import TTShape
 from .utils import _atomic_path, atomic_write_json
@@ -55,11 +55,15 @@ def compressed_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
-def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+                    base: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors`` and ``structure.json`` into ``directory`` (created); returns it.
 
     ``metadata`` (JSON-serialisable) is stored in ``structure.json`` beside the structure, e.g. the
-    compression report or how to build the base model.
+    compression report. ``base`` records how to build the base model, so that
+    :func:`lowrank.from_pretrained` loads the folder in one call: a Hugging Face model needs nothing
+    (its class is recorded and its ``config.json`` written here); for timm pass
+    ``base={"library": "timm", "name": <model name>, "args": {<create_model keyword arguments>}}``.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -67,13 +71,18 @@ def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata:
     if not structure:
         raise ValueError(f"model ({type(model).__name__}) has no factorised layer (FactorizedLinear, LowRankLinear "
                          f"or TTLinear); compress it first (lowrank.compress) or save it with its own library")
+    from .pretrained import base_recipe
+    recipe = base_recipe(model, base)
+    doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
+           "metadata": metadata or {}, **({"base": recipe} if recipe else {})}
+    json.dumps(doc)  # refuse unserialisable metadata before writing anything half-done
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with _atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp), metadata={"format": FORMAT})
-    doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
-           "metadata": metadata or {}}
-    json.dumps(doc)  # refuse unserialisable metadata before writing anything half-done
+    if recipe and recipe["library"] == "transformers":
+        with _atomic_path(directory / "config.json") as tmp:
+            model.config.to_json_file(str(tmp))
     atomic_write_json(directory / STRUCTURE_FILE, doc)
     return directory
 
@@ -93,13 +102,15 @@ def _shell(name: str, spec: dict[str, Any], old: nn.Module) -> nn.Module:
     kind = spec.get("type")
     if kind not in ("factorized", "low_rank", "tt"):
         raise ValueError(f"{name}: layer type {kind!r} in {STRUCTURE_FILE}; allowed: 'factorized', 'low_rank', 'tt'")
-    if not isinstance(old, nn.Linear):
+    if not is_linear_like(old):
         raise ValueError(f"{name}: the structure factorises this layer, but in the base model it is a "
-                         f"{type(old).__name__}, not an nn.Linear; build the same architecture as the saved model")
+                         f"{type(old).__name__}, not an nn.Linear (or Conv1D); build the same architecture as "
+                         f"the saved model")
     n, m, bias = spec["in_features"], spec["out_features"], bool(spec["bias"])
-    if (old.in_features, old.out_features) != (n, m) or (old.bias is not None) != bias:
+    old_m, old_n = linear_shape(old)
+    if (old_n, old_m) != (n, m) or (old.bias is not None) != bias:
         raise ValueError(f"{name}: the structure expects an nn.Linear {n}→{m} (bias={bias}), the base model has "
-                         f"{old.in_features}→{old.out_features} (bias={old.bias is not None}); build the base "
+                         f"{old_n}→{old_m} (bias={old.bias is not None}); build the base "
                          f"model with the configuration of the saved one")
     kw = {"device": old.weight.device, "dtype": old.weight.dtype}
     if kind == "tt":
