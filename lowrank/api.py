@@ -500,7 +500,7 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
                       "diagonal Fisher" if fisher is not None else "input second moment",
                       "likelihood": likelihood if fisher is not None else None,
                       "labels": fisher_labels if fisher is not None else None,
-                      "fisher_method": estimator}
+                      **({"fisher_method": estimator} if fisher is not None else {})}
 
     # ---- ranks and the projection
     beta = None
