@@ -17,8 +17,7 @@ from .linalg import (LowRankFactors, activation_aware_projection, element_weight
                      project, row_weighted_projection, select_rank, truncated_svd)
 from .surgery import (TARGET_PRESETS, compile_model, compress_model, compress_model_tt, count_parameters,
                       find_linear_layers, to_low_rank)
-from .serialization import load_compressed, save_compressed
-from .pretrained import from_pretrained
+from .serialization import from_pretrained, load_compressed, save_compressed
 from .targets import auto_targets
 from .tt import TTShape, row_weighted_tt, tt_svd
 

@@ -15,6 +15,13 @@ tied weights. :func:`load_compressed` checks the whole structure against the bas
 exists, is an ``nn.Linear`` of the recorded in/out size and bias) and every stored tensor's shape
 against the rebuilt model before it changes anything, and raises a ``ValueError`` naming the layer
 otherwise. Both files are written atomically (temporary file + rename).
+
+One call (:func:`from_pretrained`): ``structure.json`` also records the base model (:func:`base_recipe`):
+for transformers the model's class (its configuration is the folder's ``config.json``), for timm the
+model name and its ``create_model`` arguments (``save_compressed(..., base={"library": "timm", "name":
+..., "args": {...}})``). :func:`from_pretrained` builds that model with random weights (the caller's
+random state is left as it was) and :func:`load_compressed` replaces every weight, so
+``lowrank.from_pretrained("out/")`` needs no base built by hand and no pickle.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
@@ -33,7 +41,7 @@ from .tt import TTShape
 from .utils import _atomic_path, atomic_write_json
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "STRUCTURE_FILE", "compressed_structure", "save_compressed",
-           "load_compressed", "apply_compressed_structure"]
+           "load_compressed", "apply_compressed_structure", "base_recipe", "build_base", "from_pretrained"]
 
 FORMAT = "opfact-compressed/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -71,7 +79,6 @@ def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata:
     if not structure:
         raise ValueError(f"model ({type(model).__name__}) has no factorised layer (FactorizedLinear, LowRankLinear "
                          f"or TTLinear); compress it first (lowrank.compress) or save it with its own library")
-    from .pretrained import base_recipe
     recipe = base_recipe(model, base)
     doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
            "metadata": metadata or {}, **({"base": recipe} if recipe else {})}
@@ -175,3 +182,64 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
         raise ValueError(f"{directory / WEIGHTS_FILE}: does not match the base model: missing {sorted(missing)[:8]}, "
                          f"unexpected {sorted(unexpected)[:8]}")
     return base_model.eval()
+
+
+# ------------------------------------------------------------------------------ one call
+_LIBRARIES = ("transformers", "timm")
+
+
+def base_recipe(model: nn.Module, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What ``structure.json`` records to rebuild ``model``'s architecture: ``base`` checked, or for a
+    transformers ``PreTrainedModel`` its class (the config is written beside it); ``None`` otherwise."""
+    if base is not None:
+        if not isinstance(base, dict) or base.get("library") not in _LIBRARIES:
+            raise ValueError(f"base={base!r}; allowed: {{'library': 'timm', 'name': <model name>, 'args': {{...}}}} "
+                             f"(a transformers model records itself)")
+        if base["library"] == "timm":
+            if not isinstance(base.get("name"), str) or not isinstance(base.get("args", {}), dict):
+                raise ValueError(f"base={base!r}: a timm recipe needs 'name' (str) and 'args' (a dict of "
+                                 f"create_model keyword arguments)")
+            return {"library": "timm", "name": base["name"], "args": dict(base.get("args", {}))}
+        if not _is_transformers(model):
+            raise ValueError(f"base={base!r}: the model ({type(model).__name__}) is not a transformers model")
+    if _is_transformers(model):
+        return {"library": "transformers", "class": type(model).__name__}
+    return None
+
+
+def _is_transformers(model: nn.Module) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:   # transformers absent: the model cannot be one of its classes
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+def build_base(directory: str | os.PathLike) -> nn.Module:
+    """The base model of a folder written by :func:`lowrank.save_compressed` with a recorded ``base``."""
+    directory = Path(directory)
+    doc = _read_structure(directory)
+    recipe = doc.get("base")
+    if not recipe:
+        raise ValueError(f"{directory}: structure.json records no base model (a model that is neither transformers "
+                         f"nor saved with base=...); build it yourself and call lowrank.load_compressed(base, "
+                         f"{str(directory)!r}), or save with base={{'library': 'timm', 'name': ..., 'args': ...}}")
+    with torch.random.fork_rng(devices=[]):   # the random initialisation is overwritten; keep the caller's stream
+        if recipe["library"] == "transformers":
+            import transformers
+            cls = getattr(transformers, recipe["class"], None)
+            if cls is None:
+                raise ValueError(f"{directory}: base class {recipe['class']!r} is not in transformers "
+                                 f"{transformers.__version__}")
+            config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
+            return cls(config)
+        if recipe["library"] == "timm":
+            import timm
+            return timm.create_model(recipe["name"], pretrained=False, **recipe.get("args", {}))
+    raise ValueError(f"{directory}: base library {recipe.get('library')!r}; allowed: {', '.join(_LIBRARIES)}")
+
+
+def from_pretrained(directory: str | os.PathLike) -> nn.Module:
+    """The compressed model saved in ``directory``, in eval mode, in one call (module docstring)."""
+    return load_compressed(build_base(directory), directory)
+
