@@ -273,8 +273,8 @@ def _resolve_targets(model: nn.Module, targets: Any,
     for name, path, mod in pairs:
         low_rank = isinstance(mod, LowRankLinear)
         if not (is_linear_like(mod) or low_rank):
-            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}; allowed: nn.Linear, Conv1D, "
-                             f"LowRankLinear")
+            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}; allowed: nn.Linear, LowRankLinear, "
+                             f"transformers' Conv1D")
         if not low_rank and not isinstance(mod.weight, nn.Parameter):
             raise ValueError(f"targets: {name!r} has a weight that is not an nn.Parameter "
                              "(parametrized modules are not supported)")
