@@ -4,7 +4,8 @@ Operator Factorization" (arXiv 2507.09428).
 
 Heavy optional parts (datasets, models, the training loop) are imported lazily by their modules;
 the names below are the pure-maths core and the public API for compressing one's own model:
-:func:`compress` (one-shot, ``targets="auto"``), :func:`save_compressed` / :func:`load_compressed`,
+:func:`compress` (one-shot, ``targets="auto"``), :func:`save_compressed` / :func:`load_compressed` /
+:func:`from_pretrained` (a compressed folder in one call),
 and :class:`IterativeCompressor` / :class:`LowRankTrainerCallback` (the iterative methods in any loop;
 loaded on first use). The paper's tables, figures and claim verdicts are not part of the
 library: they live in the repository's ``study`` package (one module per paper artifact), which imports
@@ -16,7 +17,7 @@ from .linalg import (LowRankFactors, activation_aware_projection, element_weight
                      project, row_weighted_projection, select_rank, truncated_svd)
 from .surgery import (TARGET_PRESETS, compile_model, compress_model, compress_model_tt, count_parameters,
                       find_linear_layers, to_low_rank)
-from .serialization import load_compressed, save_compressed
+from .serialization import from_pretrained, load_compressed, save_compressed
 from .targets import auto_targets
 from .tt import TTShape, row_weighted_tt, tt_svd
 
@@ -29,6 +30,7 @@ __all__ = [
     "TARGET_PRESETS", "find_linear_layers", "compress_model", "compile_model", "count_parameters", "to_low_rank",
     "compress_model_tt", "TTShape", "tt_svd", "row_weighted_tt",
     "compress", "CompressResult", "auto_targets", "save_compressed", "load_compressed",
+    "from_pretrained",
     "IterativeCompressor", "LowRankTrainerCallback",
 ]
 

@@ -48,14 +48,14 @@ import torch.nn as nn
 
 from .activations import input_second_moments
 from .fisher import FisherBatch, default_forward, diagonal_fisher, row_weights
-from .layers import factorization_pays
-from .linalg import select_rank, validate_rank
+from .layers import as_linear, factorization_pays
+from .linalg import auto_ridge, select_rank, validate_rank
 from .surgery import (TT_METHODS, CompressionReport, ParameterCount, compress_model, compress_model_tt,
-                      count_parameters, find_linear_layers)
+                      count_parameters, find_linear_layers, refuse_tied, untie_weights)
 from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
 from .utils import make_generator
 
-__all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "CompressResult", "compress", "check_calibration",
+__all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "FISHER_METHODS", "CompressResult", "compress", "check_calibration",
            "validate_compress_arguments"]
 
 LOW_RANK_METHODS = ("svd", "fwsvd", "tfwsvd", "asvd")
@@ -63,6 +63,9 @@ ONE_SHOT_METHODS = (*LOW_RANK_METHODS, *TT_METHODS)
 RANK_RULES = ("uniform", "energy")
 _CALIBRATED = ("fwsvd", "tfwsvd", "asvd", "fwttm")
 _ITERATIVE = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+#: ``fisher_method=``: an estimator of :func:`lowrank.fisher.diagonal_fisher`, or ``auto`` (``hooks`` when
+#: every target's input carries the batch on its first axis, else the per-sample ``loop``)
+FISHER_METHODS = ("auto", "hooks", "func", "loop")
 
 
 @dataclass
@@ -85,6 +88,7 @@ class CompressResult:
     calibration: dict[str, Any] | None = None
     fisher: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     second_moments: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    untied: dict[str, int] = field(default_factory=dict)
 
     @property
     def achieved_fraction(self) -> float:
@@ -111,6 +115,7 @@ class CompressResult:
                 "ranks": {k: list(v) if isinstance(v, tuple) else v for k, v in self.ranks.items()},
                 "skipped": dict(self.skipped), "before": self.before.as_dict(), "after": self.after.as_dict(),
                 "params_fraction": self.params_fraction, "achieved_fraction": self.achieved_fraction,
+                "achieved_fraction_total": self.after.ratio_total, "untied": dict(self.untied),
                 "rank_rule": self.rank_rule, "energy_beta": self.energy_beta, "calibration": self.calibration,
                 "statistics": self.statistics()}
 
@@ -315,7 +320,7 @@ def _tt_caps(layers: Mapping[str, nn.Linear], f: float, cores: int) -> dict[str,
 def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any, rank_rule: str = "uniform",
                                 calibration_given: bool = False, form: str = "factorized", tt_cores: int = 3,
                                 fisher_labels: str = "true", likelihood: str = "categorical",
-                                forward: Any = None, random_state: int = 0) -> None:
+                                forward: Any = None, random_state: int = 0, fisher_method: str = "auto") -> None:
     """The checks of :func:`compress` that need neither the model nor the data (so that a command can
     run them before it loads anything); each raises a ``ValueError`` naming the argument, the value and
     what is allowed."""
@@ -351,6 +356,8 @@ def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any,
         raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
     if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
         raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
+    if fisher_method not in FISHER_METHODS:
+        raise ValueError(f"fisher_method={fisher_method!r}; allowed: {', '.join(FISHER_METHODS)}")
     needs_data = method in _CALIBRATED
     if needs_data and not calibration_given:
         raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
@@ -360,6 +367,37 @@ def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any,
                          f"it: {', '.join(_CALIBRATED)})")
 
 
+def _pick_fisher_method(model: nn.Module, modules: Mapping[str, nn.Module], first: Any,
+                        fwd: Callable[[nn.Module, Any], Any], fisher_method: str) -> str:
+    """``fisher_method``, or for ``auto`` the estimator that can run this model: ``hooks`` needs every
+    target's input to carry the batch on its first axis (windowed attention folds windows into it);
+    else ``loop``, exact for any layout. Raises before any statistic when ``hooks`` was asked for and
+    cannot run."""
+    if fisher_method in ("func", "loop"):
+        return fisher_method
+    bsz = _batch_size(first)
+    folded: list[str] = []
+    hooks = [m.register_forward_hook(lambda mod, args, out, n=n: folded.append(n)
+                                     if args[0].dim() < 2 or args[0].shape[0] != bsz else None)
+             for n, m in modules.items()]
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            fwd(model, first)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, t in modes.items():
+            m.training = t
+    if not folded:
+        return "hooks"
+    if fisher_method == "hooks":
+        raise ValueError(f"fisher_method='hooks' cannot run this model: {folded[0]!r} receives inputs whose first "
+                         f"axis is not the batch ({bsz}); allowed here: fisher_method='auto', 'loop' or 'func'")
+    return "loop"
+
+
 # ------------------------------------------------------------------------------------------ the call
 def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, int] | None = None,
              params_fraction: float | None = None, rank_rule: str = "uniform", calibration: Iterable | None = None,
@@ -367,7 +405,8 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
              forward: Callable[[nn.Module, Any], FisherBatch] | None = None, likelihood: str = "categorical",
              fisher_labels: str = "true", max_samples: int | None = None, form: str = "factorized",
              tt_cores: int = 3, random_state: int = 0,
-             projection_kwargs: Mapping[str, Any] | None = None) -> tuple[nn.Module, CompressResult]:
+             projection_kwargs: Mapping[str, Any] | None = None, fisher_method: str = "auto",
+             untie: bool = False) -> tuple[nn.Module, CompressResult]:
     """One-shot compression of ``model``'s target layers, in place (module docstring). Returns
     ``(model, report)``.
 
@@ -379,7 +418,11 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
     the batch's labels, Eq. 6) define the Fisher; ``max_samples`` caps the calibration samples.
     ``form``: ``factorized`` (``A·B``, the inference form) or ``low_rank`` (``U S Vᵀ``, the training form
     of the iterative loops). ``tt_cores``: the number of cores of ``ttm`` / ``fwttm``.
-    ``projection_kwargs`` go to the projection (e.g. ``{"ridge": 1e-4}`` for ``asvd``).
+    ``projection_kwargs`` go to the projection (e.g. ``{"ridge": 1e-4}`` for ``asvd``; its default here
+    is ``"auto"``, :func:`lowrank.linalg.auto_ridge`). ``fisher_method``: the Fisher estimator
+    (:data:`FISHER_METHODS`); ``auto`` checks the first batch's layouts and picks ``hooks`` or ``loop``.
+    ``untie``: a target whose weight is tied to another module (an LM head to the embedding) is refused
+    unless ``True``; it then gets its own copy, and ``report.untied`` / the counts show what that costs.
     """
     # ---- arguments, before any work
     if not isinstance(model, nn.Module):
@@ -387,16 +430,18 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
     validate_compress_arguments(method=method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
                                 calibration_given=calibration is not None, form=form, tt_cores=tt_cores,
                                 fisher_labels=fisher_labels, likelihood=likelihood, forward=forward,
-                                random_state=random_state)
+                                random_state=random_state, fisher_method=fisher_method)
     if params_fraction is not None:
         params_fraction = float(params_fraction)
     needs_data = method in _CALIBRATED
-    layers = find_linear_layers(model, targets)
-    names = list(layers)
-    for name, layer in layers.items():
+    modules = find_linear_layers(model, targets)
+    names = list(modules)
+    for name, layer in modules.items():
         if not isinstance(layer.weight, nn.Parameter) or layer.weight.dim() != 2:
             raise ValueError(f"{name}: its weight is not a 2-D nn.Parameter (parametrised modules cannot be "
                              f"factorised)")
+    refuse_tied(model, names, untie)
+    layers = {n: as_linear(m) for n, m in modules.items()}   # (out, in) weights, read-only
     if rank is not None:
         for name, layer in layers.items():
             if isinstance(rank, Mapping):
@@ -426,8 +471,14 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
             shape_ranks = _uniform_ranks(layers, params_fraction)
         else:
             _check_rank_one_fits(layers, params_fraction)
+    estimator = None
     if needs_data:
-        check_calibration(model, calibration, fwd, likelihood=likelihood)
+        first = check_calibration(model, calibration, fwd, likelihood=likelihood)
+        if method in ("fwsvd", "tfwsvd", "fwttm"):
+            estimator = _pick_fisher_method(model, modules, first, fwd, fisher_method)
+
+    before = count_parameters(model, names)   # unique tensors, before any untying
+    untied = untie_weights(model, names) if untie else {}
 
     # ---- statistics
     kwargs = dict(projection_kwargs or {})
@@ -435,21 +486,23 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
     counted = _Counted(calibration) if needs_data else None
     if method in ("fwsvd", "tfwsvd", "fwttm"):
         full = diagonal_fisher(model, counted, names, fwd, likelihood=likelihood, labels=fisher_labels,
+                               method=estimator,
                                generator=make_generator(random_state), dtype=torch.float64, max_samples=max_samples)
         fisher = {n: F.to(layers[n].weight.dtype) for n, F in full.items()}
     if method == "asvd":
         mask = lambda b: b.get("attention_mask") if isinstance(b, Mapping) else None  # noqa: E731
-        moments = input_second_moments(model, counted, layers, lambda mdl, b: fwd(mdl, b), mask=mask)
+        moments = input_second_moments(model, counted, modules, lambda mdl, b: fwd(mdl, b), mask=mask)
+        kwargs.setdefault("ridge", "auto")
     calib_info = None
     if counted is not None:
         samples = counted.samples if max_samples is None else min(counted.samples, max_samples)
         calib_info = {"batches": counted.batches, "samples": samples, "statistic":
                       "diagonal Fisher" if fisher is not None else "input second moment",
                       "likelihood": likelihood if fisher is not None else None,
-                      "labels": fisher_labels if fisher is not None else None}
+                      "labels": fisher_labels if fisher is not None else None,
+                      **({"fisher_method": estimator} if fisher is not None else {})}
 
     # ---- ranks and the projection
-    before = count_parameters(model, names)
     beta = None
     skipped_all: dict[str, str] = {}
     if params_fraction == 1.0:
@@ -464,7 +517,7 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
             rep = compress_model_tt(model, {"include": todo}, method=method, cores=tt_cores,
                                     max_rank={n: caps[n] for n in todo},
                                     fisher=None if fisher is None else {n: row_weights(fisher[n].double())
-                                                                        for n in todo})
+                                                                        for n in todo}, untie=untie)
     else:
         if rank is not None:
             ranks = dict(rank) if isinstance(rank, Mapping) else {n: rank for n in names}
@@ -473,19 +526,23 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
         elif rank_rule == "uniform":
             ranks = shape_ranks
         else:
-            ridge = float(kwargs.get("ridge", 1e-6))
+            ridge = kwargs.get("ridge", 1e-6)
             eps = float(kwargs.get("eps", 1e-8))
             spectra = {n: _spectrum(method, layers[n].weight, None if fisher is None else fisher[n],
-                                    None if moments is None else moments[n], ridge, eps) for n in names}
+                                    None if moments is None else moments[n],
+                                    auto_ridge(moments[n], n) if ridge == "auto" else float(ridge), eps)
+                       for n in names}
             ranks, beta = _energy_ranks(layers, spectra, params_fraction)
         rep = CompressionReport()
         todo = [n for n in names if n in ranks]
         if todo:
             rep = compress_model(model, {"include": todo}, method=method, rank={n: ranks[n] for n in todo},
-                                 fisher=fisher, second_moments=moments, form=form, projection_kwargs=kwargs)
+                                 fisher=fisher, second_moments=moments, form=form, projection_kwargs=kwargs,
+                                 untie=untie)
     result = CompressResult(method=method, targets=names, ranks=dict(rep.ranks),
                             skipped={**skipped_all, **rep.skipped},
                             before=before, after=count_parameters(model, names, original=before),
                             params_fraction=params_fraction, rank_rule=rank_rule if params_fraction else None,
-                            energy_beta=beta, calibration=calib_info, fisher=fisher, second_moments=moments)
+                            energy_beta=beta, calibration=calib_info, fisher=fisher, second_moments=moments,
+                            untied=untied)
     return model, result

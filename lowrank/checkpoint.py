@@ -5,7 +5,8 @@
     python -m lowrank compress --model path/to/hf_model_dir --method svd --params-fraction 0.5 --out DIR
 
 ``--model`` is a Hugging Face model folder (one with a ``config.json``, loaded offline with the ``Auto``
-class its ``architectures`` name: a ``…ForSequenceClassification`` head, else the bare encoder) or a
+class its ``architectures`` name: a ``…ForSequenceClassification`` head, a causal LM head, else the bare
+encoder) or a
 timm model name (built by ``timm.create_model`` with ``--model-args``; weights from ``--weights``, a
 safetensors state dict, or timm's own ``--pretrained`` download / cache; neither: random weights,
 said so in the report). ``--calibration`` is a dataset of the library's registry (``digits``,
@@ -14,7 +15,7 @@ tokenizer when it has one) or a ``.safetensors`` file of named tensors: ``inputs
 tensor batches, or ``input_ids`` (+ ``attention_mask``, ``token_type_ids``, ``labels``) for token batches.
 
 ``DIR`` receives the compressed model (:func:`lowrank.save_compressed`: ``model.safetensors`` +
-``structure.json``) and ``report.json``: the compression report (:class:`lowrank.api.CompressResult`),
+``structure.json``, with the base recorded so that ``lowrank.from_pretrained(DIR)`` loads it) and ``report.json``: the compression report (:class:`lowrank.api.CompressResult`),
 where the model came from, and the inference speed of the compressed model against the dense one on
 this machine — the median of ``--repeats`` timed forward passes of one calibration batch each,
 alternating the two models so that drift in the machine's speed affects both alike.
@@ -52,10 +53,11 @@ def load_model_from(model: str, *, model_args: dict[str, Any] | None = None, wei
         if weights is not None or pretrained or model_args:
             raise ValueError("--weights / --pretrained / --model-args apply to timm names; a Hugging Face folder "
                              "holds its own weights and config")
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
         config = AutoConfig.from_pretrained(str(path), local_files_only=True)
         archs = list(getattr(config, "architectures", None) or [])
         cls = AutoModelForSequenceClassification if any(a.endswith("ForSequenceClassification") for a in archs) \
+            else AutoModelForCausalLM if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs) \
             else AutoModel
         net = cls.from_pretrained(str(path), local_files_only=True)
         return net.eval(), {"kind": "huggingface", "path": str(path), "class": type(net).__name__}
@@ -158,7 +160,8 @@ def compress_checkpoint(*, model: str, method: str, out: str, rank: int | None =
         batches = calibration_batches(calibration, samples=calibration_samples, batch_size=batch_size,
                                       tokenizer_dir=model if source["kind"] == "huggingface" else None,
                                       cache_dir=cache_dir, random_state=random_state)
-    encoder = source["kind"] == "huggingface" and not source["class"].endswith("ForSequenceClassification")
+    encoder = source["kind"] == "huggingface" and not source["class"].endswith(
+        ("ForSequenceClassification", "ForCausalLM", "LMHeadModel"))
     dense = copy.deepcopy(net)
     _, rep = compress(net, method=method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
                       calibration=batches if uses_data else None, targets=targets, tt_cores=tt_cores,
@@ -170,7 +173,9 @@ def compress_checkpoint(*, model: str, method: str, out: str, rank: int | None =
     report = {"source": source, "calibration": calibration, "compression": rep.as_dict(),
               "inference": speed if speed is not None else "not measured: no --calibration batch to time"}
     json.dumps(report)
-    save_compressed(net, out, metadata={"source": source, "method": method})
+    base = {"library": "timm", "name": source["name"], "args": source["model_args"]} \
+        if source["kind"] == "timm" else None
+    save_compressed(net, out, metadata={"source": source, "method": method}, base=base)
     atomic_write_json(Path(out) / "report.json", report)
     return report
 

@@ -119,8 +119,8 @@ def _compress(args) -> None:
     c = report["compression"]
     speed = report["inference"]
     timing = f", inference {speed['speedup']:.2f}× dense" if isinstance(speed, dict) else ""
-    print(f"{args.method}: {len(c['ranks'])} layers factorised, target params {100 * c['achieved_fraction']:.1f}%"
-          f"{timing} → {args.out}")
+    print(f"{args.method}: {len(c['ranks'])} layers factorised, target params {100 * c['achieved_fraction']:.1f}%, "
+          f"whole model {100 * c['achieved_fraction_total']:.1f}% of its parameters{timing} → {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

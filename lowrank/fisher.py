@@ -62,7 +62,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
-from .layers import LowRankLinear
+from .layers import LowRankLinear, is_linear_like, linear_shape
 
 __all__ = [
     "FisherBatch",
@@ -237,6 +237,9 @@ class _Group:
     project: tuple[Tensor, Tensor] | None
     factors: tuple[Tensor, Tensor] | None = None
     shape: tuple[int, int] | None = None
+    #: a transformers Conv1D stores its weight as (in, out) (:func:`lowrank.layers.as_linear`); its
+    #: autograd gradients are transposed to the (out, in) of the Fisher returned
+    transposed: bool = False
 
 
 def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
@@ -269,8 +272,9 @@ def _resolve_targets(model: nn.Module, targets: Any,
     groups: dict[int, _Group] = {}
     for name, path, mod in pairs:
         low_rank = isinstance(mod, LowRankLinear)
-        if not (isinstance(mod, nn.Linear) or low_rank):
-            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}; allowed: nn.Linear, LowRankLinear")
+        if not (is_linear_like(mod) or low_rank):
+            raise ValueError(f"targets: {name!r} is a {type(mod).__name__}; allowed: nn.Linear, LowRankLinear, "
+                             f"transformers' Conv1D")
         if not low_rank and not isinstance(mod.weight, nn.Parameter):
             raise ValueError(f"targets: {name!r} has a weight that is not an nn.Parameter "
                              "(parametrized modules are not supported)")
@@ -289,7 +293,8 @@ def _resolve_targets(model: nn.Module, targets: Any,
         else:
             groups[key] = _Group([name], [path], [mod], param, None,
                                  factors=(mod.U.detach(), mod.V.detach()) if low_rank else None,
-                                 shape=(mod.out_features, mod.in_features))
+                                 shape=(mod.out_features, mod.in_features) if low_rank else linear_shape(mod),
+                                 transposed=not low_rank and not isinstance(mod, nn.Linear))
     if project is not None:
         if not isinstance(project, Mapping):
             raise ValueError(f"project must be a mapping name -> (U, V), got {type(project).__name__}")
@@ -306,16 +311,16 @@ def _resolve_targets(model: nn.Module, targets: Any,
                 if any(p is not given[0] for p in given):
                     raise ValueError(f"project: targets {grp.names} share one weight and must share "
                                      "one (U, V) entry (or none)")
-                grp.project = _check_projection(grp.names[0], given[0], grp.weight)
+                grp.project = _check_projection(grp.names[0], given[0], grp.weight, grp.shape)
     return list(groups.values())
 
 
-def _check_projection(name: str, pair: Any, weight: Tensor) -> tuple[Tensor, Tensor]:
+def _check_projection(name: str, pair: Any, weight: Tensor, shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2
             and all(isinstance(t, Tensor) for t in pair)):
         raise ValueError(f"project[{name!r}] must be a pair of tensors (U, V), got {pair!r}")
     u, v = pair
-    out_f, in_f = weight.shape
+    out_f, in_f = shape
     if u.dim() != 2 or u.shape[0] != out_f or v.dim() != 2 or v.shape[0] != in_f:
         raise ValueError(
             f"project[{name!r}]: U must be ({out_f}, r) and V ({in_f}, r'), got "
@@ -611,6 +616,8 @@ def _split_batch(batch: Any, bsz: int):
 def _square_sum(per_sample: Tensor, grp: _Group, dtype: torch.dtype) -> Tensor:
     cdt = torch.promote_types(per_sample.dtype, dtype)
     p = per_sample.to(cdt)
+    if grp.transposed:
+        p = p.mT
     if grp.project is not None:
         u, v = grp.project
         p = u.to(cdt).t() @ p @ v.to(cdt)
@@ -873,5 +880,5 @@ def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tens
     # the tensor hooks) and give the batch gradient the per-sample ones must add up to.
     batch_grads = torch.autograd.grad(loss, [grp.weight for grp in groups], retain_graph=retain,
                                       allow_unused=True)
-    return [_hooks_contrib(rec, gi, grp, gw, n, bsz, dtype, reduce)
+    return [_hooks_contrib(rec, gi, grp, gw.mT if grp.transposed and gw is not None else gw, n, bsz, dtype, reduce)
             for gi, (grp, gw) in enumerate(zip(groups, batch_grads))]

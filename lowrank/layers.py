@@ -16,6 +16,7 @@ a factorisation only pays when ``k(m + n) (+ k²) < m n``.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 import torch.nn as nn
@@ -24,7 +25,49 @@ import torch.nn.functional as F
 from .linalg import LowRankFactors, orthonormalize, robust_svd, truncated_svd, validate_rank, validate_weight
 from .tt import TTDecomposition, TTShape, tt_num_params, tt_ranks_for, tt_shape_for, tt_svd, tt_to_matrix
 
-__all__ = ["LowRankLinear", "FactorizedLinear", "TTLinear", "factorization_pays"]
+__all__ = ["LowRankLinear", "FactorizedLinear", "TTLinear", "factorization_pays", "conv1d_class", "is_linear_like",
+           "linear_shape", "as_linear"]
+
+
+def conv1d_class() -> type | None:
+    """transformers' ``Conv1D`` (GPT-2's projections) when transformers is imported, else ``None``: a model
+    holding one was built by transformers, so nothing here needs to import it."""
+    mod = sys.modules.get("transformers.pytorch_utils")
+    return getattr(mod, "Conv1D", None)
+
+
+def is_linear_like(module: nn.Module) -> bool:
+    """An ``nn.Linear`` or a transformers ``Conv1D``: the layers that can be targets."""
+    conv = conv1d_class()
+    return isinstance(module, nn.Linear) or (conv is not None and isinstance(module, conv))
+
+
+def linear_shape(module: nn.Module) -> tuple[int, int]:
+    """``(out, in)`` of a Linear-like layer (:func:`as_linear` states the axis convention)."""
+    if isinstance(module, nn.Linear):
+        return tuple(module.weight.shape)
+    return tuple(module.weight.shape[::-1])
+
+
+def as_linear(module: nn.Module) -> nn.Linear:
+    """The layer as an ``nn.Linear`` computing the same map: the layer itself when it is one.
+
+    The one place of the axis convention: ``nn.Linear`` stores ``W`` as ``(out, in)`` and computes
+    ``x Wᵀ + b``; transformers' ``Conv1D`` stores it as ``(in, out)`` and computes ``x W + b``; so the
+    Linear's weight is the ``Conv1D``'s transposed (an exact copy, the same dtype and device).
+    Everything downstream (projections, Fisher shapes, factor layers) reads ``(out, in)``.
+    """
+    if isinstance(module, nn.Linear):
+        return module
+    if not is_linear_like(module):
+        raise ValueError(f"expected an nn.Linear or a transformers Conv1D, got {type(module).__name__}")
+    W = module.weight.detach()
+    lin = nn.Linear(W.shape[0], W.shape[1], bias=module.bias is not None, device=W.device, dtype=W.dtype)
+    with torch.no_grad():
+        lin.weight.copy_(W.mT)
+        if module.bias is not None:
+            lin.bias.copy_(module.bias)
+    return lin
 
 
 def factorization_pays(out_features: int, in_features: int, rank: int, *, core: bool = False) -> bool:
@@ -93,8 +136,9 @@ class LowRankLinear(nn.Module):
                     name: str = "linear") -> "LowRankLinear":
         """Factorise a dense layer: truncated SVD at ``rank`` (``None`` = full rank), or given ``factors``
         (e.g. from a Fisher-weighted projection)."""
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        if not is_linear_like(linear):
+            raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
+        linear = as_linear(linear)
         W = linear.weight.detach()
         validate_weight(W, name)
         if factors is None:
@@ -198,8 +242,9 @@ class FactorizedLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int | None = None, *, factors: LowRankFactors | None = None,
                     name: str = "linear") -> "FactorizedLinear":
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        if not is_linear_like(linear):
+            raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
+        linear = as_linear(linear)
         W = linear.weight.detach()
         validate_weight(W, name)
         if factors is None:
@@ -308,8 +353,9 @@ class TTLinear(nn.Module):
         """TT-SVD of a dense layer (Oseledets 2011). ``shape``: a :class:`TTShape`, or a number of cores
         ``d`` for the balanced :func:`lowrank.tt.tt_shape_for`; ``max_rank`` / ``rel_eps`` as in :func:`tt_svd`
         (neither: exact)."""
-        if not isinstance(linear, nn.Linear):
-            raise ValueError(f"{name}: expected nn.Linear, got {type(linear).__name__}")
+        if not is_linear_like(linear):
+            raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
+        linear = as_linear(linear)
         W = linear.weight.detach()
         validate_weight(W, name)
         if not isinstance(shape, TTShape):

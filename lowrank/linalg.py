@@ -28,6 +28,8 @@ from typing import Literal
 import torch
 
 __all__ = [
+    "AUTO_RIDGES",
+    "auto_ridge",
     "LowRankFactors",
     "RANK_RULES",
     "PROJECTIONS",
@@ -409,8 +411,36 @@ def _warn_unconverged(name: str, solver: str, converged: bool, max_iter: int, tr
                       f"of {last:.3g} > tol={tol:g}; the result is not converged", RuntimeWarning, stacklevel=3)
 
 
-def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, rank: int, *, ridge: float = 1e-6,
-                                name: str = "weight") -> LowRankFactors:
+#: the ridges ``ridge="auto"`` tries, smallest first (:func:`auto_ridge`)
+AUTO_RIDGES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+def _ridged(second_moment: torch.Tensor, ridge: float) -> torch.Tensor:
+    C = second_moment.to(dtype=torch.float64)
+    C = 0.5 * (C + C.mT)
+    n = C.shape[0]
+    scale = (torch.trace(C) / n).clamp_min(torch.finfo(torch.float64).tiny)
+    return C + ridge * scale * torch.eye(n, dtype=C.dtype, device=C.device)
+
+
+def auto_ridge(second_moment: torch.Tensor, name: str = "weight") -> float:
+    """The smallest ridge of :data:`AUTO_RIDGES` (relative to ``tr(C)/n``) that leaves ``C`` positive definite.
+
+    A second moment accumulated in float32 (:func:`lowrank.activations.input_second_moments`) carries
+    rounding of order ``eps₃₂ · λ_max``, which a fixed ``1e-6 · tr(C)/n`` does not cover when the
+    spectrum is steep (ConvNeXt's MLP inputs); a well-conditioned ``C`` keeps the smallest ridge.
+    """
+    for ridge in AUTO_RIDGES:
+        C = _ridged(second_moment, ridge)
+        if int(torch.linalg.cholesky_ex(C).info) == 0 or bool((torch.linalg.eigvalsh(C) > 0).all()):
+            return ridge
+    raise ValueError(f"{name}: second_moment is not positive definite for any ridge up to {AUTO_RIDGES[-1]} "
+                     f"(× tr(C)/n); pass a larger one: projection_kwargs={{'ridge': …}} in lowrank.compress, "
+                     f"ridge= in activation_aware_projection")
+
+
+def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, rank: int, *,
+                                ridge: float | str = 1e-6, name: str = "weight") -> LowRankFactors:
     """Eq. (7): ``min_{rank Ŵ ≤ k} ‖(W − Ŵ) X‖_F²`` given ``C = X Xᵀ`` (the ``in × in`` input second moment).
 
     ``‖(W − Ŵ)X‖² = tr((W − Ŵ) C (W − Ŵ)ᵀ) = ‖(W − Ŵ) L‖²`` for any ``C = L Lᵀ``; ``Ŵ ↦ ŴL`` is a
@@ -418,6 +448,8 @@ def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, ra
     A ridge ``δ · tr(C)/n · I`` makes ``C`` positive definite when inputs span a subspace (common: few
     tokens, dead features); the result is then exact for the ridged objective. ``L`` is the Cholesky
     factor, or ``Q Λ^{1/2}`` from an eigendecomposition if Cholesky fails in floating point.
+    ``ridge="auto"``: the smallest of :data:`AUTO_RIDGES` that makes ``C`` positive definite
+    (:func:`auto_ridge`; the default of :func:`lowrank.compress`).
     """
     validate_weight(W, name)
     validate_rank(rank, tuple(W.shape), name)
@@ -427,8 +459,10 @@ def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, ra
         raise ValueError(f"{name}: second_moment must be an (in, in) = ({n}, {n}) matrix, got {got}")
     if not torch.isfinite(second_moment).all():
         raise ValueError(f"{name}: second_moment has non-finite entries")
-    if not ridge >= 0:
-        raise ValueError(f"{name}: ridge={ridge!r} must be ≥ 0")
+    if ridge == "auto":
+        ridge = auto_ridge(second_moment, name)
+    if isinstance(ridge, (str, bool)) or not ridge >= 0:
+        raise ValueError(f"{name}: ridge={ridge!r} must be ≥ 0 or 'auto'")
     C = second_moment.to(device=W.device, dtype=torch.float64)
     C = 0.5 * (C + C.mT)
     scale = (torch.trace(C) / n).clamp_min(torch.finfo(torch.float64).tiny)
@@ -438,7 +472,8 @@ def activation_aware_projection(W: torch.Tensor, second_moment: torch.Tensor, ra
         evals, Q = torch.linalg.eigh(C)
         if (evals <= 0).any():
             raise ValueError(f"{name}: second_moment is not positive semi-definite enough for ridge={ridge}: "
-                             f"smallest eigenvalue after the ridge is {float(evals.min()):.3g}; increase ridge")
+                             f"smallest eigenvalue after the ridge is {float(evals.min()):.3g}; increase it: "
+                             f"projection_kwargs={{'ridge': …}} in lowrank.compress (or 'auto'), ridge= here")
         L = Q * evals.sqrt()
     Wd = W.to(torch.float64)
     f = truncated_svd(Wd @ L, rank, name=name)

@@ -14,9 +14,17 @@ buffers) go to ``model.safetensors`` through :func:`safetensors.torch.save_model
 tied weights. :func:`load_compressed` first checks ``structure.json`` on its own against the
 safetensors header (:func:`validate_compressed_files`: types, keys, bounded ranks, every factor tensor
 present with the shape and a floating dtype the structure implies) — before it allocates anything —,
-then the structure against the base model (each layer exists, is an ``nn.Linear`` of the recorded
+then the structure against the base model (each layer exists, is a Linear-like layer of the recorded
 in/out size and bias) and every stored tensor against the rebuilt model, all before it changes
-anything, and raises a ``ValueError`` naming the layer or key for every malformed input. Both files are written atomically (temporary file + rename).
+anything, and raises a ``ValueError`` naming the layer or key for every malformed input. Both files are
+written atomically (temporary file + rename).
+
+One call (:func:`from_pretrained`): ``structure.json`` also records the base model (:func:`base_recipe`):
+for transformers the model's class (its configuration is the folder's ``config.json``), for timm the
+model name and its ``create_model`` arguments (``save_compressed(..., base={"library": "timm", "name":
+..., "args": {...}})``). :func:`from_pretrained` builds that model with random weights (the caller's
+random state is left as it was) and :func:`load_compressed` replaces every weight, so
+``lowrank.from_pretrained("out/")`` needs no base built by hand and no pickle.
 """
 from __future__ import annotations
 
@@ -26,17 +34,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 from safetensors import safe_open
 from safetensors.torch import load_model, save_model
 
-from .layers import FactorizedLinear, LowRankLinear, TTLinear
+from .layers import FactorizedLinear, LowRankLinear, TTLinear, is_linear_like, linear_shape
 from .surgery import replace_module
 from .tt import TTShape
 from .utils import _atomic_path, atomic_write_json
 
 __all__ = ["FORMAT", "WEIGHTS_FILE", "STRUCTURE_FILE", "compressed_structure", "save_compressed",
-           "load_compressed", "apply_compressed_structure", "validate_compressed_files"]
+           "load_compressed", "apply_compressed_structure", "validate_compressed_files", "base_recipe", "build_base",
+           "from_pretrained"]
 
 FORMAT = "opfact-compressed/1"
 WEIGHTS_FILE = "model.safetensors"
@@ -58,11 +68,15 @@ def compressed_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
-def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
+                    base: dict[str, Any] | None = None) -> Path:
     """Write ``model.safetensors`` and ``structure.json`` into ``directory`` (created); returns it.
 
     ``metadata`` (JSON-serialisable) is stored in ``structure.json`` beside the structure, e.g. the
-    compression report or how to build the base model.
+    compression report. ``base`` records how to build the base model, so that
+    :func:`lowrank.from_pretrained` loads the folder in one call: a Hugging Face model needs nothing
+    (its class is recorded and its ``config.json`` written here); for timm pass
+    ``base={"library": "timm", "name": <model name>, "args": {<create_model keyword arguments>}}``.
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -70,13 +84,17 @@ def save_compressed(model: nn.Module, directory: str | os.PathLike, *, metadata:
     if not structure:
         raise ValueError(f"model ({type(model).__name__}) has no factorised layer (FactorizedLinear, LowRankLinear "
                          f"or TTLinear); compress it first (lowrank.compress) or save it with its own library")
+    recipe = base_recipe(model, base)
+    doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
+           "metadata": metadata or {}, **({"base": recipe} if recipe else {})}
+    json.dumps(doc)  # refuse unserialisable metadata before writing anything half-done
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with _atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_model(model, str(tmp), metadata={"format": FORMAT})
-    doc = {"format": FORMAT, "model_class": type(model).__name__, "layers": structure,
-           "metadata": metadata or {}}
-    json.dumps(doc)  # refuse unserialisable metadata before writing anything half-done
+    if recipe and recipe["library"] == "transformers":
+        with _atomic_path(directory / "config.json") as tmp:
+            model.config.to_json_file(str(tmp))
     atomic_write_json(directory / STRUCTURE_FILE, doc)
     return directory
 
@@ -177,13 +195,15 @@ def _shell(name: str, spec: dict[str, Any], old: nn.Module) -> nn.Module:
     kind = spec.get("type")
     if kind not in ("factorized", "low_rank", "tt"):
         raise ValueError(f"{name}: layer type {kind!r} in {STRUCTURE_FILE}; allowed: 'factorized', 'low_rank', 'tt'")
-    if not isinstance(old, nn.Linear):
+    if not is_linear_like(old):
         raise ValueError(f"{name}: the structure factorises this layer, but in the base model it is a "
-                         f"{type(old).__name__}, not an nn.Linear; build the same architecture as the saved model")
+                         f"{type(old).__name__}, not an nn.Linear (or Conv1D); build the same architecture as "
+                         f"the saved model")
     n, m, bias = spec["in_features"], spec["out_features"], bool(spec["bias"])
-    if (old.in_features, old.out_features) != (n, m) or (old.bias is not None) != bias:
+    old_m, old_n = linear_shape(old)
+    if (old_n, old_m) != (n, m) or (old.bias is not None) != bias:
         raise ValueError(f"{name}: the structure expects an nn.Linear {n}→{m} (bias={bias}), the base model has "
-                         f"{old.in_features}→{old.out_features} (bias={old.bias is not None}); build the base "
+                         f"{old_n}→{old_m} (bias={old.bias is not None}); build the base "
                          f"model with the configuration of the saved one")
     kw = {"device": old.weight.device, "dtype": old.weight.dtype}
     if kind == "tt":
@@ -256,3 +276,64 @@ def load_compressed(base_model: nn.Module, directory: str | os.PathLike) -> nn.M
         raise ValueError(f"{directory / WEIGHTS_FILE}: does not match the base model: missing {sorted(missing)[:8]}, "
                          f"unexpected {sorted(unexpected)[:8]}")
     return base_model.eval()
+
+
+# ------------------------------------------------------------------------------ one call
+_LIBRARIES = ("transformers", "timm")
+
+
+def base_recipe(model: nn.Module, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What ``structure.json`` records to rebuild ``model``'s architecture: ``base`` checked, or for a
+    transformers ``PreTrainedModel`` its class (the config is written beside it); ``None`` otherwise."""
+    if base is not None:
+        if not isinstance(base, dict) or base.get("library") not in _LIBRARIES:
+            raise ValueError(f"base={base!r}; allowed: {{'library': 'timm', 'name': <model name>, 'args': {{...}}}} "
+                             f"(a transformers model records itself)")
+        if base["library"] == "timm":
+            if not isinstance(base.get("name"), str) or not isinstance(base.get("args", {}), dict):
+                raise ValueError(f"base={base!r}: a timm recipe needs 'name' (str) and 'args' (a dict of "
+                                 f"create_model keyword arguments)")
+            return {"library": "timm", "name": base["name"], "args": dict(base.get("args", {}))}
+        if not _is_transformers(model):
+            raise ValueError(f"base={base!r}: the model ({type(model).__name__}) is not a transformers model")
+    if _is_transformers(model):
+        return {"library": "transformers", "class": type(model).__name__}
+    return None
+
+
+def _is_transformers(model: nn.Module) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:   # transformers absent: the model cannot be one of its classes
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+def build_base(directory: str | os.PathLike) -> nn.Module:
+    """The base model of a folder written by :func:`lowrank.save_compressed` with a recorded ``base``."""
+    directory = Path(directory)
+    doc = _read_structure(directory)
+    recipe = doc.get("base")
+    if not recipe:
+        raise ValueError(f"{directory}: structure.json records no base model (a model that is neither transformers "
+                         f"nor saved with base=...); build it yourself and call lowrank.load_compressed(base, "
+                         f"{str(directory)!r}), or save with base={{'library': 'timm', 'name': ..., 'args': ...}}")
+    with torch.random.fork_rng(devices=[]):   # the random initialisation is overwritten; keep the caller's stream
+        if recipe["library"] == "transformers":
+            import transformers
+            cls = getattr(transformers, recipe["class"], None)
+            if cls is None:
+                raise ValueError(f"{directory}: base class {recipe['class']!r} is not in transformers "
+                                 f"{transformers.__version__}")
+            config = transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True)
+            return cls(config)
+        if recipe["library"] == "timm":
+            import timm
+            return timm.create_model(recipe["name"], pretrained=False, **recipe.get("args", {}))
+    raise ValueError(f"{directory}: base library {recipe.get('library')!r}; allowed: {', '.join(_LIBRARIES)}")
+
+
+def from_pretrained(directory: str | os.PathLike) -> nn.Module:
+    """The compressed model saved in ``directory``, in eval mode, in one call (module docstring)."""
+    return load_compressed(build_base(directory), directory)
+

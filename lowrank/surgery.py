@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from .layers import FactorizedLinear, LowRankLinear, TTLinear, factorization_pays
+from .layers import FactorizedLinear, LowRankLinear, TTLinear, as_linear, conv1d_class, factorization_pays
 from .linalg import PROJECTIONS, _validate_weights_tensor, project, validate_rank, validate_weight
 from .targets import auto_targets
 from .tt import TTShape, row_weighted_tt, tt_num_params, tt_ranks_for, tt_shape_for, tt_svd
@@ -42,6 +42,8 @@ __all__ = [
     "to_low_rank",
     "CompressionReport",
     "target_ranks",
+    "tied_targets",
+    "untie_weights",
 ]
 
 TARGET_PRESETS: dict[str, dict[str, list[str]]] = {
@@ -57,6 +59,14 @@ TARGET_PRESETS: dict[str, dict[str, list[str]]] = {
 }
 
 _LINEARS = (nn.Linear, LowRankLinear, FactorizedLinear, TTLinear)
+
+
+def _target_kinds(include_factorized: bool = False) -> tuple[type, ...]:
+    """The layer classes that can be targets: ``nn.Linear`` and, when transformers is loaded, its
+    ``Conv1D`` (GPT-2; :func:`lowrank.layers.as_linear` states its axis convention)."""
+    conv = conv1d_class()
+    kinds = _LINEARS if include_factorized else (nn.Linear,)
+    return kinds if conv is None else (*kinds, conv)
 
 
 def _resolve_patterns(targets: str | Sequence[str] | Mapping[str, Sequence[str]]) -> tuple[list[str], list[str]]:
@@ -82,7 +92,7 @@ def find_linear_layers(model: nn.Module, targets: str | Sequence[str] | Mapping[
     ``{"include": [...], "exclude": [...]}``. A selection that matches nothing is an error (a typo in a
     pattern must not silently compress nothing).
     """
-    kinds = _LINEARS if include_factorized else (nn.Linear,)
+    kinds = _target_kinds(include_factorized)
     if isinstance(targets, str) and targets == "auto":
         return {n: model.get_submodule(n) for n in auto_targets(model, kinds)}
     include, exclude = _resolve_patterns(targets)
@@ -95,7 +105,7 @@ def find_linear_layers(model: nn.Module, targets: str | Sequence[str] | Mapping[
         if any(fnmatch.fnmatchcase(name, p) for p in include) and not any(fnmatch.fnmatchcase(name, p) for p in exclude):
             found[name] = module
     if not found:
-        linears = [n for n, m in model.named_modules() if isinstance(m, _LINEARS)][:8]
+        linears = [n for n, m in model.named_modules() if isinstance(m, _target_kinds(True))][:8]
         raise ValueError(f"targets={targets!r} matched no Linear layer; presets: {sorted(TARGET_PRESETS)}; "
                          f"some Linear names in this model: {linears}")
     return found
@@ -124,6 +134,45 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> nn.Module:
     old = getattr(parent, child)
     setattr(parent, child, new)
     return old
+
+
+def tied_targets(model: nn.Module, names: Iterable[str]) -> dict[str, list[str]]:
+    """Target name → the other modules sharing its weight tensor (an LM head tied to the embedding), for
+    every target whose weight is shared."""
+    owners: dict[int, list[str]] = {}
+    for mname, mod in model.named_modules(remove_duplicate=False):
+        w = mod._parameters.get("weight") if hasattr(mod, "_parameters") else None
+        if w is not None:
+            owners.setdefault(id(w), []).append(mname)
+    out = {}
+    for n in names:
+        w = model.get_submodule(n)._parameters.get("weight")
+        others = [o for o in owners.get(id(w), []) if o != n] if w is not None else []
+        if others:
+            out[n] = others
+    return out
+
+
+def refuse_tied(model: nn.Module, names: Iterable[str], untie: bool) -> dict[str, list[str]]:
+    """Raise for targets that share their weight unless ``untie``; returns :func:`tied_targets`."""
+    tied = tied_targets(model, names)
+    if tied and not untie:
+        name, others = next(iter(tied.items()))
+        raise ValueError(f"{name}: its weight is tied to {others} (shared tensor); factorising it would keep the "
+                         f"shared tensor for {others[0]} and add the factors, so the model grows. Leave it out of "
+                         f"targets, or pass untie=True to give it its own copy (the report then counts the cost)")
+    return tied
+
+
+def untie_weights(model: nn.Module, names: Iterable[str]) -> dict[str, int]:
+    """Give each named layer its own copy of a weight it shares with another module; name → the
+    parameters the copy adds to the model."""
+    out = {}
+    for n in tied_targets(model, names):
+        mod = model.get_submodule(n)
+        mod.weight = nn.Parameter(mod.weight.detach().clone(), requires_grad=mod.weight.requires_grad)
+        out[n] = mod.weight.numel()
+    return out
 
 
 @dataclass
@@ -179,8 +228,10 @@ class CompressionReport:
     before: ParameterCount | None = None
     after: ParameterCount | None = None
 
+    untied: dict[str, int] = field(default_factory=dict)
+
     def as_dict(self) -> dict:
-        return {"ranks": self.ranks, "skipped": self.skipped,
+        return {"ranks": self.ranks, "skipped": self.skipped, "untied": self.untied,
                 "before": self.before.as_dict() if self.before else None,
                 "after": self.after.as_dict() if self.after else None}
 
@@ -190,21 +241,23 @@ def compress_model(model: nn.Module, targets: str | Sequence[str] | Mapping[str,
                    fisher: Mapping[str, torch.Tensor] | None = None,
                    second_moments: Mapping[str, torch.Tensor] | None = None,
                    form: str = "factorized", force: bool = False, projection_kwargs: Mapping | None = None,
-                   ) -> CompressionReport:
+                   untie: bool = False) -> CompressionReport:
     """One-shot projection of the target layers (the "not iterative" rows of the paper's Table 2), in place.
 
     ``method``: ``svd`` | ``fwsvd`` | ``tfwsvd`` | ``asvd`` (see :func:`lowrank.linalg.project`).
     ``rank``: one int for every layer, a name → int mapping, or a function ``(name, layer) → int``.
     ``form``: ``factorized`` (inference form ``A·B``) or ``low_rank`` (training form ``U S Vᵀ``).
     A layer where ``k(m + n) ≥ m n`` is left dense and untouched (recorded in ``report.skipped``)
-    unless ``force``. All inputs are validated for every layer before any layer is modified.
+    unless ``force``. A target whose weight is tied to another module is refused unless ``untie``
+    (:func:`refuse_tied`). All inputs are validated for every layer before any layer is modified.
     """
     if method not in PROJECTIONS:
         raise ValueError(f"method={method!r} is not a projection; allowed: {', '.join(PROJECTIONS)}")
     if form not in ("factorized", "low_rank"):
         raise ValueError(f"form={form!r}; allowed: 'factorized', 'low_rank'")
-    layers = find_linear_layers(model, targets)
+    layers = {n: as_linear(l) for n, l in find_linear_layers(model, targets).items()}
     names = list(layers)
+    refuse_tied(model, names, untie)
     before = count_parameters(model, names)
     plan: dict[str, int] = {}
     for name, layer in layers.items():
@@ -218,7 +271,7 @@ def compress_model(model: nn.Module, targets: str | Sequence[str] | Mapping[str,
         if method == "asvd" and (second_moments is None or name not in second_moments):
             raise ValueError(f"{name}: method='asvd' needs an input second moment (second_moments[{name!r}])")
         plan[name] = k
-    report = CompressionReport(before=before)
+    report = CompressionReport(before=before, untied=untie_weights(model, plan) if untie else {})
     kwargs = dict(projection_kwargs or {})
     for name, k in plan.items():
         layer = layers[name]
@@ -245,7 +298,7 @@ def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[s
                       method: str = "ttm", cores: int | Mapping[str, TTShape] = 3,
                       max_rank: int | Sequence[int] | Mapping[str, int | Sequence[int]] | None = None,
                       fisher: Mapping[str, torch.Tensor] | None = None, sweeps: int = 10, eps: float = 1e-8,
-                      tol: float = 1e-6, force: bool = False) -> CompressionReport:
+                      tol: float = 1e-6, force: bool = False, untie: bool = False) -> CompressionReport:
     """Replace the target Linear layers by :class:`TTLinear` tensor trains, in place.
 
     ``method``: ``ttm`` (TT-SVD, the "TTM [61]" row of the paper's Table 2, Oseledets 2011) or
@@ -272,8 +325,9 @@ def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[s
     for key, val in (("eps", eps), ("tol", tol)):
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not val >= 0 or val == float("inf"):
             raise ValueError(f"{key}={val!r} must be a finite number ≥ 0")
-    layers = find_linear_layers(model, targets)
+    layers = {n: as_linear(l) for n, l in find_linear_layers(model, targets).items()}
     names = list(layers)
+    refuse_tied(model, names, untie)
     before = count_parameters(model, names)
     plan: dict[str, tuple[TTShape, tuple[int, ...], torch.Tensor | None]] = {}
     for name, layer in layers.items():
@@ -307,7 +361,7 @@ def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[s
                 raise ValueError(f"{name}: fisher is zero for every row; FWTTM needs at least one positive weight")
             rows = f
         plan[name] = (shape, ranks, rows)
-    report = CompressionReport(before=before)
+    report = CompressionReport(before=before, untied=untie_weights(model, plan) if untie else {})
     for name, (shape, ranks, rows) in plan.items():
         layer = layers[name]
         m, n = layer.weight.shape

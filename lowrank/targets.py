@@ -13,6 +13,8 @@ own need no list of names:
 * the targets are the Linears inside those blocks, in ``named_modules`` order; anything outside them
   (patch / token embeddings, even when they are an ``nn.Linear``, poolers, heads, a distillation
   head) is left alone;
+* transformers' ``Conv1D`` (GPT-2's projections) counts as a Linear when ``kinds`` holds it, as
+  :func:`lowrank.surgery.find_linear_layers` passes it;
 * Linears owned by ``nn.MultiheadAttention`` are excluded: it reads ``out_proj.weight`` directly
   through ``F.multi_head_attention_forward``, so a replaced module would never be called.
 
@@ -87,7 +89,8 @@ def auto_targets(model: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> li
         linears = [n for n, m in model.named_modules() if isinstance(m, kinds)]
         if not linears:
             raise ValueError(f"targets='auto': the model ({type(model).__name__}) has no nn.Linear layer to "
-                             f"compress (only Linear layers can be factorised; Conv1D / Conv layers are not)")
+                             f"compress (only nn.Linear and transformers' Conv1D layers can be factorised; nn.Conv1d / Conv2d "
+                             f"layers are not)")
         raise ValueError(f"targets='auto': the model ({type(model).__name__}) has {len(linears)} Linear layers "
                          f"but no repeated block (an nn.ModuleList / nn.Sequential of ≥ 2 same-class modules "
                          f"with ≥ 2 Linears each) holding them; name the targets instead, e.g. "
