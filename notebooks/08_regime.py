@@ -74,7 +74,7 @@ publish_table(shown, tables / regime.TABLE)
 
 # %%
 converge = float(convergence["steps to converge"].max()) if len(convergence) else float("nan")
-fig = regime.regime_figure(table, converge, "Claim (b) in the paper's regime: digits, three bases, IEHT vs SVD (one budget run)")
+fig = regime.regime_figure(table, converge, "Figure 2 / Section 5.2 (the paper): claim (b) in its regime, digits, 3 bases (one budget)")
 publish_figure(fig, figures / regime.FIGURE)
 
 # %% [markdown]
