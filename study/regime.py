@@ -301,6 +301,6 @@ def section(reports_dir: Path) -> list[str]:
 
 
 ARTIFACT = register(Artifact(
-    "regime", "Figure 2 / Section 5.2 (claim (b) in the paper's regime)", "experiment", notebook=NOTEBOOK,
+    "regime", "Claim (b) in the paper's regime (Section 5.2)", "experiment", notebook=NOTEBOOK,
     sweeps=(SWEEP,), figures=(FIGURE,), tables=(TABLE, CONVERGENCE), claims=("(b)",), verdicts=verdicts,
     metrics=metrics, section=section))

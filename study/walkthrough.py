@@ -4,7 +4,7 @@ model's predictions), Algorithm 1's two rank rules on a real spectrum (IEHT's en
 cut), and one IEHT / IFHT cut step by step.
 
 It decides no claim and reads no sweep: it runs the library (:mod:`lowrank`) in seconds, on the digits
-base ``runs/pretrain/digits_k0`` when it exists. This module holds its figures and the output KL.
+base ``bases/digits_k0.safetensors`` (committed). This module holds its figures and the output KL.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 
 from .families import sort_labels
 from .registry import Artifact, register
-from .runs import BASES
 from .style import method_colors
 from .writers import new_figure
 
@@ -29,8 +28,8 @@ PROJECTION_KL = "walkthrough_projection_kl"                  # a figure and a ta
 CUT_RULES = "walkthrough_cut_rules"                          # table
 ENERGY_VS_SIGMA_MAX = "walkthrough_energy_vs_sigma_max"      # figure
 IEHT_CUT = "walkthrough_ieht_cut"                            # a figure and a table
-#: the base it projects and cuts (random initialisation when it is absent)
-BASE = f"runs/{BASES}/digits_k0"
+#: the committed base it projects and cuts
+BASE = "bases/digits_k0.safetensors"
 
 
 def output_kl(reference_logits: Any, logits: Any) -> float:
