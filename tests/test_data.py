@@ -478,13 +478,19 @@ def test_imagenet_on_standin(tmp_path):
             for k in range(2):
                 atomic_write_bytes(tmp_path / split / wnid / f"img{k}.png", _png(color))
     train = data.get_dataset("imagenet", "train", root=tmp_path)
-    val = data.get_dataset("imagenet", "validation", root=tmp_path)
+    val = data.get_dataset("imagenet", "test", root=tmp_path)   # ImageNet's val/ is what papers report as test
     assert len(train) == 4 and len(val) == 4
+    # our validation split is a stratified share of train/, never the images a point is scored on
+    with pytest.raises(ValueError, match="needs dataset_args.validation_fraction > 0"):
+        data.get_dataset("imagenet", "validation", root=tmp_path)
+    held = data.get_dataset("imagenet", "validation", root=tmp_path, validation_fraction=0.5)
+    rest = data.get_dataset("imagenet", "train", root=tmp_path, validation_fraction=0.5)
+    assert len(held) == len(rest) == 2 and sorted(held[i][1] for i in range(2)) == [0, 1]
+    assert not set(held.indices) & set(rest.indices)
     assert train.classes == ["n01440764", "n01443537"]
     x, y = val[0]
     assert x.shape == (3, 224, 224) and y == 0
     torch.testing.assert_close(x, torch.ones_like(x))
-    assert len(data.get_dataset("imagenet", "test", root=tmp_path)) == 4  # test reads val/
     x1, y1 = val[3]
     assert y1 == 1
     torch.testing.assert_close(x1, -torch.ones_like(x1))
