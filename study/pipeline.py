@@ -200,9 +200,26 @@ def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = 
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs={jobs!r} must be a positive int")
+    # runs keep checkpoints and results where DVC does not delete them (lowrank.experiment): a killed pipeline
+    # resumes; set for this call only, so a caller's later runs in the same process are not cached
+    with _env_default("OPFACT_RUN_CACHE", "cache/runs"):
+        return _reproduce(jobs, skip, dry, include, executor, log_dir)
+
+
+@contextlib.contextmanager
+def _env_default(key: str, value: str):
+    """``os.environ[key] = value`` unless set, for the duration of the block."""
+    had = key in os.environ
+    os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        if not had:
+            os.environ.pop(key, None)
+
+
+def _reproduce(jobs: int, skip, dry: bool, include, executor: str, log_dir) -> list[tuple[str, float]]:
     run = make_runner(executor, _repro_one, log_dir)
-    # runs keep checkpoints and results where DVC does not delete them (lowrank.experiment): a killed pipeline resumes
-    os.environ.setdefault("OPFACT_RUN_CACHE", "cache/runs")
     costs: dict[str, float] = {}
     sets: dict[str, str] = {}
     deps = stage_graph(set(skip), costs, sets)

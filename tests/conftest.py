@@ -33,6 +33,13 @@ def pytest_configure(config):
                                        "without one unless OPFACT_CUDA_TESTS_DEVICE names a device")
 
 
+@pytest.fixture(autouse=True)
+def _no_run_cache(monkeypatch):
+    """No test inherits a run cache (``OPFACT_RUN_CACHE``) from the shell or from another test: a cached
+    finished run would be restored instead of run. Tests of the cache set their own."""
+    monkeypatch.delenv("OPFACT_RUN_CACHE", raising=False)
+
+
 @pytest.fixture
 def accel_device():
     """The device the ``cuda`` tests run on: the GPU when there is one; ``OPFACT_CUDA_TESTS_DEVICE`` (say ``cpu``,

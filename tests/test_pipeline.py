@@ -68,6 +68,21 @@ def test_reproduce_runs_independent_stages_together_and_leaves_dvc_clean(project
     assert sorted(n for n, _ in pipeline.reproduce(jobs=2, skip=set())) == ["b", "c"]
 
 
+def test_reproduce_sets_the_run_cache_for_its_stages_only(project, monkeypatch):
+    """The stages see ``OPFACT_RUN_CACHE``; the caller's process does not keep it (a later run in that
+    process would otherwise restore a cached finished run instead of running)."""
+    seen = []
+    monkeypatch.setattr(pipeline, "_repro_one", lambda n: (seen.append(os.environ.get("OPFACT_RUN_CACHE")), (n, 0.0))[1])
+    pipeline.reproduce(jobs=1, skip=set())
+    assert seen and set(seen) == {"cache/runs"}
+    assert "OPFACT_RUN_CACHE" not in os.environ
+    monkeypatch.setenv("OPFACT_RUN_CACHE", "elsewhere")
+    (project / "b.txt").write_text("changed again\n")
+    seen.clear()
+    pipeline.reproduce(jobs=1, skip=set())
+    assert set(seen) == {"elsewhere"} and os.environ["OPFACT_RUN_CACHE"] == "elsewhere"   # a user's choice stands
+
+
 def test_reproduce_validates_jobs(project):
     with pytest.raises(ValueError, match="jobs"):
         pipeline.reproduce(jobs=0)
