@@ -96,42 +96,51 @@ def _machine() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
+def _copy_runs(runs_dir: Path, folder: str, dest_root: Path) -> int:
+    """Copy :data:`FILES` of every finished run (a folder with ``metrics.json``) under ``folder`` (a path
+    ``runs/<sweep>/...``, ``runs_dir`` standing for ``runs``) to ``dest_root/runs/...``; returns how many. A folder
+    with no finished run is an error (the evidence would silently lose a sweep)."""
+    src = runs_dir / Path(folder).relative_to("runs")
+    runs = sorted(p.parent for p in src.rglob("metrics.json")) if src.is_dir() else []
+    if not runs:
+        raise FileNotFoundError(f"evidence: {src} holds no finished run (no metrics.json); run its stage first")
+    for run in runs:
+        dest = dest_root / "runs" / run.relative_to(runs_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in FILES:
+            if (run / name).is_file():
+                shutil.copyfile(run / name, dest / name)
+    return len(runs)
+
+
+def _provenance(command: str, library, tenbcd) -> dict[str, Any]:
+    return {"made_by": command, "machine": _machine(), "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **_source_hashes(library, tenbcd)}
+
+
+def _replace(out_dir: Path, new: Path) -> None:
+    """``new`` becomes ``out_dir`` in one rename (the old folder is moved aside first, then removed)."""
+    old = out_dir.with_name(f".{out_dir.name}-old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    new.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def collect(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *, command: str,
             library: str | Path | None = None, tenbcd: str | Path | None = None) -> dict[str, Any]:
-    """Copy :data:`FILES` of every finished run (a folder with ``metrics.json``) under each of ``folders``
-    (paths ``runs/<sweep>/...`` relative to the repository, ``runs_dir`` standing for ``runs``) into
-    ``out_dir/runs/...``, with :data:`MANIFEST`; the old ``out_dir`` is replaced in one rename. A folder with
-    no finished run is an error (the evidence would silently lose a sweep). ``library`` and ``tenbcd`` are the
-    source folders whose hashes the manifest records (default: the installed ``lowrank`` and ``tenbcd``)."""
+    """Copy the finished runs under each of ``folders`` into ``out_dir/runs/...`` (:func:`_copy_runs`), with
+    :data:`MANIFEST`; the old ``out_dir`` is replaced in one rename. ``library`` and ``tenbcd`` are the source
+    folders whose hashes the manifest records (default: the installed ``lowrank`` and ``tenbcd``)."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     try:
-        counts: dict[str, int] = {}
-        for folder in folders:
-            rel = Path(folder).relative_to("runs")
-            src = runs_dir / rel
-            runs = sorted(p.parent for p in src.rglob("metrics.json")) if src.is_dir() else []
-            if not runs:
-                raise FileNotFoundError(f"evidence: {src} holds no finished run (no metrics.json); run its stage first")
-            for run in runs:
-                dest = tmp / "runs" / run.relative_to(runs_dir)
-                dest.mkdir(parents=True, exist_ok=True)
-                for name in FILES:
-                    if (run / name).is_file():
-                        shutil.copyfile(run / name, dest / name)
-            counts[folder] = len(runs)
-        manifest = {"made_by": command, "machine": _machine(),
-                    "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    **_source_hashes(library, tenbcd), "runs_per_folder": counts}
+        counts = {folder: _copy_runs(runs_dir, folder, tmp) for folder in folders}
+        manifest = {**_provenance(command, library, tenbcd), "runs_per_folder": counts}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        old = out_dir.with_name(f".{out_dir.name}-old")
-        if old.exists():
-            shutil.rmtree(old)
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _replace(out_dir, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -154,27 +163,11 @@ def add_folders(runs_dir: str | Path, out_dir: str | Path, folders: list[str], *
         shutil.copytree(out_dir, staged)
         added = dict(manifest.get("added", {}))
         for folder in folders:
-            rel = Path(folder).relative_to("runs")
-            runs = sorted(p.parent for p in (runs_dir / rel).rglob("metrics.json")) if (runs_dir / rel).is_dir() else []
-            if not runs:
-                raise FileNotFoundError(f"evidence: {runs_dir / rel} holds no finished run (no metrics.json)")
-            shutil.rmtree(staged / "runs" / rel, ignore_errors=True)
-            for run in runs:
-                dest = staged / "runs" / run.relative_to(runs_dir)
-                dest.mkdir(parents=True, exist_ok=True)
-                for name in FILES:
-                    if (run / name).is_file():
-                        shutil.copyfile(run / name, dest / name)
-            added[folder] = {"made_by": command, "machine": _machine(),
-                             "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                             **_source_hashes(library, tenbcd), "runs": len(runs)}
+            shutil.rmtree(staged / "runs" / Path(folder).relative_to("runs"), ignore_errors=True)
+            added[folder] = {**_provenance(command, library, tenbcd), "runs": _copy_runs(runs_dir, folder, staged)}
         manifest["added"] = added
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        old = out_dir.with_name(f".{out_dir.name}-old")
-        shutil.rmtree(old, ignore_errors=True)
-        out_dir.rename(old)
-        staged.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        _replace(out_dir, staged)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
