@@ -31,7 +31,7 @@ from .pareto import best_accuracy_metrics
 from .regime import SWEEP as REGIME_SWEEP, regime_text
 from .registry import Artifact, Inputs, register
 from .style import method_colors, no_runs_axes
-from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, decide_over_seeds,
+from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, decide_over_seeds, seed_directions,
                        front_comparison_text, front_gap_over_seeds, over_seeds_text, per_dataset_verdicts, seeds_of,
                        seeds_text, single_seed)
 from .writers import include_figure, include_table, new_figure, no_runs_table
@@ -335,11 +335,12 @@ def verdict_iterative_vs_oneshot(decisive: pd.DataFrame, runs: pd.DataFrame | No
                  for _, r in rows.iterrows()]
         ev = (f"{ds}: " + "; ".join(parts) + f". Budgets: {m['budgets']}." + _explain(rows)
               + floor_text(runs, ds, hi) + _regime_words(runs, ds))
-        iv = m["interval"]
-        verdict = decide_interval(iv)
+        iv, table = m["interval"], m.get("per seed table")
+        verdict = decide_interval(iv) if table is None else decide_over_seeds(iv, table)
         if iv.n == 0 and m["left out"]:
+            way = seed_directions(table["mean_gap"]) if table is not None else ""
             verdict = (f"inconclusive (coverage: no seed's comparison covers {100 * MIN_COVERAGE:.0f}% of the "
-                       f"window's budgets; left out: {m['left out']})")
+                       f"window's budgets; left out: {m['left out']}" + (f"; {way}" if way else "") + ")")
         out.append(Verdict(lab, statement, paper_txt, verdict, ev, effect=iv.effect_text(),
                            interval=iv.bounds_text(), sizes=f"{m['budgets']} (coverage per seed {m['coverage']})",
                            datasets=str(ds), seeds=_seeds_text(m["per seed"])))

@@ -92,6 +92,7 @@ def _row(dataset: Any, comparison: str, iv: Interval, per_seed: pd.DataFrame | N
         "budgets": ", ".join(f"{100 * b:.2f}%" for b in grid),
         "decision": (f"no seed covers {MIN_COVERAGE:.0%} of the budgets" if iv.n == 0 and left
                      else interval_sign(iv)), "interval": iv,
+        "per seed table": per_seed,   # the verdict says which way the seeds point (study.verdicts.seed_directions)
     }
 
 

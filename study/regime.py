@@ -29,10 +29,10 @@ import pandas as pd
 import scipy.stats
 
 from .fronts import compare_fronts
-from .intervals import Interval, decide_interval, front_gap_interval
+from .intervals import Interval, front_gap_interval
 from .matched import WINDOW, roles
 from .registry import Artifact, Inputs, register
-from .verdicts import MIN_COVERAGE, Verdict
+from .verdicts import MIN_COVERAGE, Verdict, decide_over_seeds
 from .writers import include_figure, include_table, new_figure
 
 __all__ = ["SWEEP", "NOTEBOOK", "TABLE", "FIGURE", "PAPER_STEPS_PER_LEVEL", "TARGET_HALF_WIDTH", "VIEWS",
@@ -181,7 +181,7 @@ def regime_table(runs: pd.DataFrame, points: pd.DataFrame, window: tuple[float, 
                         "up": int((gaps > 0).sum()), "down": int((gaps < 0).sum()),
                         "coverage": ", ".join(f"{s}: {c:.0%}" for s, c in zip(per_seed["seed"], per_seed["coverage"])),
                         "budgets": _compared_text(pa, pb, **chosen),
-                        "decision": decide_interval(iv),
+                        "decision": decide_over_seeds(iv, per_seed),
                         "seeds for ±0.02": seeds_needed(float(np.std(gaps, ddof=1)) if len(gaps) > 1 else np.nan),
                         "interval": iv})
     return pd.DataFrame(out, columns=cols)
@@ -256,10 +256,7 @@ def verdicts(inputs: Inputs) -> list[Verdict]:
             rows = g.set_index("view")
             m = rows.loc["pooled"]
             iv: Interval = m["interval"]
-            verdict = decide_interval(iv)
-            if verdict.startswith("inconclusive"):
-                verdict = (f"inconclusive: {m['up']} of {m['seeds']} seeds point up, {m['down']} down "
-                           f"(mean {m['effect']:+.4f})")
+            verdict = m["decision"]
             views = "; ".join(f"{v}: {rows.loc[v, 'interval'].text()} (per seed {rows.loc[v, 'per seed'] or '–'})"
                               for v in VIEWS if v in rows.index)
             ev = (f"{ds}, {m['epochs']} epochs (iterative / one-shot), {regime_text(m, converge)}. {views}. Budgets {m['budgets']}. "

@@ -24,7 +24,7 @@ from .fronts import pareto_points
 from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL", "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
-           "per_dataset", "per_dataset_verdicts", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
+           "per_dataset", "per_dataset_verdicts", "seed_directions", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
            "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds", "decide_over_seeds",
            "over_seeds_text", "seeds_text"]
 
@@ -236,13 +236,31 @@ def front_gap_over_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Interval, pd
     return front_gap_interval(a, b, min_coverage=MIN_COVERAGE)
 
 
+def seed_directions(gaps: Any) -> str:
+    """Which way per-seed effects point (positive = the paper's claim): ``seeds point 0 for, 3 against the
+    paper (mean −0.0123)``; ``""`` without a finite effect."""
+    g = np.asarray(gaps, dtype=float).ravel()
+    g = g[np.isfinite(g)]
+    if not g.size:
+        return ""
+    return (f"seeds point {int((g > 0).sum())} for, {int((g < 0).sum())} against the paper"
+            + (f", {int((g == 0).sum())} at 0" if (g == 0).any() else "") + f" (mean {g.mean():+.4f})")
+
+
 def decide_over_seeds(iv: Interval, per_seed: pd.DataFrame) -> str:
     """:func:`study.intervals.decide_interval`, or ``inconclusive (coverage …)`` when seeds were compared but
-    none covers enough of its budgets."""
+    none covers enough of its budgets; an inconclusive verdict says which way the seeds point
+    (:func:`seed_directions`: the seeds used, or, when coverage left all out, every seed compared)."""
     if iv.n == 0 and len(per_seed):
+        way = seed_directions(per_seed["mean_gap"])
         return (f"inconclusive (coverage: no seed's comparison covers {100 * MIN_COVERAGE:.0f}% of its "
-                f"budgets)")
-    return decide_interval(iv)
+                f"budgets" + (f"; {way}" if way else "") + ")")
+    verdict = decide_interval(iv)
+    if verdict.startswith("inconclusive") and verdict.endswith(")") and len(per_seed):
+        way = seed_directions(per_seed.loc[per_seed["used"], "mean_gap"])
+        if way:
+            verdict = f"{verdict[:-1]}; {way})"
+    return verdict
 
 
 def over_seeds_text(iv: Interval, per_seed: pd.DataFrame, name_a: str, name_b: str) -> str:

@@ -97,3 +97,27 @@ def test_missing_seed_column_is_refused():
     with pytest.raises(ValueError, match="no column 'random_state'"):
         I.per_seed_front_gaps(pd.DataFrame({"compression_ratio_target": [0.1], "accuracy": [0.5]}),
                               _front(0, [0.1], [0.5]))
+
+
+@given(st.lists(st.floats(-0.1, 0.1, allow_nan=False), min_size=3, max_size=8))
+def test_an_inconclusive_verdict_says_which_way_the_seeds_point(gaps: list[float]) -> None:
+    """The counts and the mean in the text are those of the seeds the interval used (brute force below); a
+    verdict that decides carries no direction text."""
+    from study.verdicts import decide_over_seeds
+
+    per_seed = pd.DataFrame({"seed": range(len(gaps)), "mean_gap": gaps, "used": True})
+    verdict = decide_over_seeds(I.t_interval(gaps), per_seed)
+    if not verdict.startswith("inconclusive"):
+        assert "seeds point" not in verdict
+        return
+    up, down = sum(g > 0 for g in gaps), sum(g < 0 for g in gaps)
+    assert f"seeds point {up} for, {down} against the paper" in verdict
+    assert f"(mean {np.mean(gaps):+.4f})" in verdict
+
+
+def test_a_coverage_verdict_counts_every_compared_seed() -> None:
+    from study.verdicts import decide_over_seeds
+
+    per_seed = pd.DataFrame({"seed": [0, 1, 2], "mean_gap": [-0.02, 0.01, -0.03], "used": False})
+    verdict = decide_over_seeds(I.t_interval([]), per_seed)
+    assert verdict.startswith("inconclusive (coverage") and "seeds point 1 for, 2 against the paper (mean -0.0133)" in verdict
