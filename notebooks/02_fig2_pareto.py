@@ -87,7 +87,7 @@ print(f"{len(fig2_runs)} runs, {len(pareto_points(fig2_points))} Pareto points i
 datasets = ", ".join(sorted(map(str, fig2_points["dataset"].dropna().unique()))) or "no runs"
 _ = publish_figure_or_missing(fig2_points, figures / fig2.PARETO, lambda: pareto_figure(
     fig2_points, sweep=fig2.SWEEP, title="Figure 2 (the paper): Pareto fronts of SVD, FWSVD, TFWSVD, TTM, FWTTM, "
-                                         f"TRP, FWTRP, OIALR, IEHT, IFHT (ours: {datasets})"),
+                                         f"TRP, FWTRP, OIALR, IEHT, IFHT (ours: {datasets})", window=fig2.WINDOW),
     [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)
 
 # %% [markdown]
@@ -126,7 +126,7 @@ display(Markdown(markdown_table(verdict_frame(verdicts))))
 # first cut after conversion and by the largest later cut:
 
 # %%
-picked = fig2.pick_trajectory_runs(fig2_runs)
+picked = fig2.pick_trajectory_runs(fig2_runs)   # one dataset's runs (the first in sort order)
 publish_figure_or_missing(trajectories, figures / fig2.RANK_TRAJECTORIES, lambda: fig2.trajectory_figure(
     trajectories, picked, "Section 5.1 (the paper, described in words): per-layer rank during training, OIALR vs "
                           "IEHT vs IFHT"), [fig2.SWEEP, fig2.REPEATS_SWEEP], runs)

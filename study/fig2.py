@@ -24,7 +24,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from .families import IHT_FAMILY, ITERATIVE, METHOD_ORDER, ONE_SHOT, label_key
-from .fronts import compare_fronts
+from .fronts import compare_fronts, selection
 from .intervals import MIN_SEEDS, decide_interval, t_interval
 from .matched import WINDOW, budget_gaps, budget_summary, decisive_table, roles
 from .pareto import best_accuracy_metrics
@@ -180,12 +180,16 @@ def repeats_figure(table: pd.DataFrame, title: str) -> Figure:
 
 
 def pick_trajectory_runs(runs: pd.DataFrame, methods: Sequence[str] = ("oialr", "ieht", "ifht"),
-                         target: float | None = None) -> dict[str, str]:
-    """One run per method to show: the run whose final fraction of target parameters is closest to
-    ``target`` (default: the median final fraction over these methods' runs), ties broken by accuracy."""
+                         target: float | None = None, dataset: Any = None) -> dict[str, str]:
+    """One run per method to show, all on one ``dataset`` (default: the first in sort order, so no panel
+    puts another dataset's run beside the others): the run whose final fraction of target parameters is
+    closest to ``target`` (default: the median final fraction over these methods' runs), ties broken by
+    accuracy."""
     d = runs[runs["method"].isin(methods)] if not runs.empty else runs
     if d.empty:
         return {}
+    if "dataset" in d:
+        d = d[d["dataset"] == (sorted(d["dataset"].unique(), key=str)[0] if dataset is None else dataset)]
     t = float(d["compression_ratio_target"].median()) if target is None else float(target)
     out = {}
     for m in methods:
@@ -201,7 +205,7 @@ def pick_trajectory_runs(runs: pd.DataFrame, methods: Sequence[str] = ("oialr", 
 def trajectory_figure(traj: pd.DataFrame, picked: Mapping[str, str], title: str) -> Figure:
     """Per-layer rank against epoch (one panel per method, one line per layer) for the picked runs."""
     methods = list(picked)
-    fig, axes = new_figure(1, max(1, len(methods)), width=4.6, height=3.8, sharey=True)
+    fig, axes = new_figure(1, max(1, len(methods)), width=5.0, height=4.0, sharey=True)
     if not methods or traj.empty:
         no_runs_axes(axes[0, 0], "no oialr / ieht / ifht runs with ranks.json")
         fig.suptitle(title)
@@ -219,11 +223,11 @@ def trajectory_figure(traj: pd.DataFrame, picked: Mapping[str, str], title: str)
         shade = "" if len(layers) <= 8 else f"{len(layers)} layers, dark = first, light = last"
         # one short line each: long settings would run into the neighbouring panel's title
         lines = [f"{m} ({picked[m]})", *textwrap.wrap(str(setting), 45), shade]
-        ax.set_title("\n".join(line for line in lines if line), fontsize=8)
+        ax.set_title("\n".join(line for line in lines if line), fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("rank")
         if len(layers) <= 8:
-            ax.legend(fontsize=6)
+            ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
 
@@ -381,7 +385,7 @@ def verdict_energy_vs_sigma_max(points: pd.DataFrame, noise: Noise, first_cuts: 
                            sizes="coverage per seed " + ", ".join(f"{r['seed']}: {100 * r['coverage']:.0f}%"
                                                                   for _, r in per_seed.iterrows()),
                            datasets=str(ds), seeds=seeds_text(per_seed))
-        cmp = compare_fronts(a, b)
+        cmp = compare_fronts(a, b, **selection(a, b))
         ev = f"{ds}: " + front_comparison_text(cmp, "IEHT", "OIALR") + cut_txt(ds)
         iv = t_interval([cmp["mean_gap"]] if np.isfinite(cmp["mean_gap"]) else [])
         return Verdict(lab, statement, paper_txt, single_seed(decide_fronts(cmp, noise.tolerance)), ev,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .families import ITERATIVE, ONE_SHOT, label_key
-from .fronts import compare_fronts
+from .fronts import best_point, compare_fronts, selection
 from .pareto import pareto_artifact
 from .registry import register
 from .verdicts import Noise, Verdict, decide_fronts, front_comparison_text, per_dataset_verdicts
@@ -43,8 +43,8 @@ def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
         if one.empty or it.empty:
             return Verdict(lab, statement, paper_txt, "no runs",
                            f"{ds}: no {'one-shot' if one.empty else 'iterative'} runs in runs/fig3")
-        cmp = compare_fronts(one, it)
-        per = ", ".join(f"{m} best {g['accuracy'].max():.4f} at {100 * g.loc[g['accuracy'].idxmax(), 'compression_ratio_target']:.1f}%"
+        cmp = compare_fronts(one, it, **selection(one, it))
+        per = ", ".join(f"{m} best {(b := best_point(g))['accuracy']:.4f} at {100 * b['compression_ratio_target']:.1f}%"
                         for m, g in sorted(d.groupby("method"), key=lambda kv: label_key(kv[0])))
         ev = (f"{ds}: {front_comparison_text(cmp, 'one-shot', 'iterative')}; per method: {per}; the tolerance "
               f"{noise.tolerance:.4f} comes from the repeats sweep")

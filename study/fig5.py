@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from .fronts import compare_fronts
+from .fronts import compare_fronts, selection
 from .pareto import pareto_artifact
 from .registry import register
 from .intervals import MIN_SEEDS
@@ -73,7 +73,8 @@ def verdict_local_vs_global(points: pd.DataFrame, noise: Noise) -> list[Verdict]
                                                        for _, r in ps.iterrows())
                                            for (x, _), (_, ps) in ivs.items()),
                            datasets=str(ds), seeds=seeds_text(next(iter(ivs.values()))[1]))
-        cmps = {(x, y): compare_fronts(d[d["method"] == x], d[d["method"] == y]) for x, y in present}
+        cmps = {(x, y): compare_fronts(a, b, **selection(a, b))
+                for x, y in present for a, b in [(d[d["method"] == x], d[d["method"] == y])]}
         ev = f"{ds}: " + "; ".join(front_comparison_text(c, x, y) for (x, y), c in cmps.items())
         verdict = _combine([decide_fronts(c, noise.tolerance) for c in cmps.values()])
         if seeds:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["POINT_KINDS", "MATCH_RTOL", "pareto_points", "pareto_front", "front_values", "best_at",
+__all__ = ["POINT_KINDS", "MATCH_RTOL", "pareto_points", "selection", "best_point", "pareto_front", "front_values", "best_at",
            "evaluated_near", "matched_values", "shared_budgets", "compare_fronts"]
 
 #: records that are points of a Pareto figure (Appendix C: the evaluation after every epoch)
@@ -42,6 +42,23 @@ def pareto_points(points: pd.DataFrame, compressed_only: bool = False) -> pd.Dat
     if compressed_only:
         p = p[p["compression_ratio_target"] < 1.0 - 1e-9]
     return p
+
+
+def selection(*points: pd.DataFrame) -> dict[str, str]:
+    """How fronts of ``points`` choose their points, as keyword arguments of :func:`compare_fronts` and its
+    kin: on validation accuracy, scored on test accuracy, when every point of every frame has a validation
+    accuracy (runs with a validation split); else ``{}``, on test accuracy (runs made before the split existed:
+    such a front reads the test set twice, and the report says so)."""
+    frames = [p for p in points if len(p)]
+    if frames and all("val_accuracy" in p and p["val_accuracy"].notna().all() for p in frames):
+        return {"y": "val_accuracy", "report": "accuracy"}
+    return {}
+
+
+def best_point(points: pd.DataFrame) -> pd.Series:
+    """The best model of ``points`` (a non-empty frame), chosen as :func:`selection` says: by validation
+    accuracy when every point has one, else by test accuracy."""
+    return points.loc[points[selection(points).get("y", "accuracy")].idxmax()]
 
 
 def pareto_front(df: pd.DataFrame, x: str = "compression_ratio_target", y: str = "accuracy") -> pd.DataFrame:
@@ -77,9 +94,10 @@ def front_values(front: pd.DataFrame, budgets: Sequence[float] | np.ndarray, x: 
     return np.where(idx >= 0, ys[np.clip(idx, 0, None)], np.nan)
 
 
-def best_at(df: pd.DataFrame, budget: float, x: str = "compression_ratio_target", y: str = "accuracy") -> float:
-    """Best ``y`` among the rows with ``x ≤ budget`` (NaN when none)."""
-    return float(front_values(pareto_front(df, x, y), [budget], x, y)[0])
+def best_at(df: pd.DataFrame, budget: float, x: str = "compression_ratio_target", y: str = "accuracy",
+            report: str | None = None) -> float:
+    """Best ``y`` among the rows with ``x ≤ budget`` (NaN when none); with ``report``, that row's ``report``."""
+    return float(front_values(pareto_front(df, x, y), [budget], x, y, report)[0])
 
 
 def _evaluated(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:

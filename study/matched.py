@@ -23,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from .families import ITERATIVE, ONE_SHOT
-from .fronts import compare_fronts, pareto_points
+from .fronts import compare_fronts, pareto_points, selection
 from .intervals import Interval, decide_interval, front_gap_interval, t_interval
 from .verdicts import MIN_COVERAGE
 
-__all__ = ["WINDOW", "SEED", "roles", "window_grid", "selection", "interval_sign", "decisive_table", "budget_gaps",
+__all__ = ["WINDOW", "SEED", "roles", "window_grid", "interval_sign", "decisive_table", "budget_gaps",
            "budget_summary"]
 
 #: the sizes claim (b) is about: 4–7 % of the target parameters (the paper's Figure 2 discussion)
@@ -48,15 +48,6 @@ def roles(runs: pd.DataFrame) -> pd.Series:
                    np.where(runs["method"].isin(ONE_SHOT),
                             np.where(train.fillna("factors") == "core", "one-shot, S only", "one-shot"), "other"))
     return pd.Series(out, index=runs.index)
-
-
-def selection(points: pd.DataFrame) -> dict[str, str]:
-    """How a front's points are chosen: on validation accuracy and scored on test accuracy when every point has a
-    validation accuracy (runs with a validation split), else on test accuracy (runs made before the split existed;
-    such a front reads the test set twice, and the report says so)."""
-    if len(points) and "val_accuracy" in points and points["val_accuracy"].notna().all():
-        return {"y": "val_accuracy", "report": "accuracy"}
-    return {}
 
 
 def window_grid(runs: pd.DataFrame, window: tuple[float, float] = WINDOW, *, upper: bool = True) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .fronts import pareto_points
+from .fronts import pareto_points, selection
 from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL", "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
@@ -232,8 +232,9 @@ def seeds_of(points: pd.DataFrame) -> list[Any]:
 def front_gap_over_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Interval, pd.DataFrame]:
     """The 95 % t interval of the front gap ``a − b`` at matched sizes over the seeds both have, each seed's
     fronts built from its own runs; a seed whose comparison covers less than :data:`MIN_COVERAGE` of its
-    budgets is left out (:func:`study.intervals.front_gap_interval`; its table says which)."""
-    return front_gap_interval(a, b, min_coverage=MIN_COVERAGE)
+    budgets is left out (:func:`study.intervals.front_gap_interval`; its table says which). Points are chosen
+    on validation when every point has a validation accuracy (:func:`study.fronts.selection`)."""
+    return front_gap_interval(a, b, min_coverage=MIN_COVERAGE, **selection(a, b))
 
 
 def seed_directions(gaps: Any) -> str:

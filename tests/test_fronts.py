@@ -279,3 +279,34 @@ def test_local_vs_global_verdict_over_seeds() -> None:
     assert v.verdict == "not reproduced"
     (v,) = fig5.verdict_local_vs_global(rows({"ieht": [0.05, -0.06, 0.08], "global_ieht": zero}), noise)
     assert v.verdict.startswith("inconclusive (interval contains 0") and "ifht" not in v.effect
+
+
+@given(st.lists(st.tuples(st.sampled_from([0.03, 0.05, 0.08, 0.2]), st.floats(0, 1), st.floats(0, 1)),
+                min_size=1, max_size=12))
+def test_tables_and_figure_metrics_choose_on_validation_and_report_test(rows) -> None:
+    """With a validation accuracy on every point, a budget's value is the test accuracy of the point with the
+    best validation accuracy at or below it (brute force), never the best test accuracy."""
+    from study.pareto import best_accuracy_metric, best_at_budget_table
+
+    p = pd.DataFrame({"compression_ratio_target": [r[0] for r in rows], "val_accuracy": [r[1] for r in rows],
+                      "accuracy": [r[2] for r in rows], "kind": "epoch", "dataset": "d", "method": "m",
+                      "run": "r", "setting": "", "epoch": range(len(rows))})
+    table = best_at_budget_table(p, budgets=(0.05, 0.1))
+    metric = best_accuracy_metric(p, "s", 0.1)["s_best_accuracy_le_10pct"]
+    for b in (0.05, 0.1):
+        below = p[p["compression_ratio_target"] <= b]
+        # of equal validation accuracies the smaller model is on the front (upper-left envelope)
+        want = (below.sort_values(["val_accuracy", "compression_ratio_target"], ascending=[False, True])
+                .iloc[0]["accuracy"] if len(below) else np.nan)
+        got = table[f"best acc ≤{100 * b:g}%"].iloc[0]
+        assert (np.isnan(want) and np.isnan(got)) or got == want
+        if b == 0.1 and len(below):
+            assert metric["d/m"] == round(want, 4)
+    assert table["best acc (any)"].iloc[0] == p.loc[p["val_accuracy"].idxmax(), "accuracy"]
+
+
+def test_without_validation_everywhere_fronts_choose_on_test() -> None:
+    a = pts((0.05, 0.9)).assign(val_accuracy=[0.5])
+    b = pts((0.05, 0.8))
+    assert fronts.selection(a) == {"y": "val_accuracy", "report": "accuracy"}
+    assert fronts.selection(a, b) == {} and fronts.selection() == {}
