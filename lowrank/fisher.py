@@ -459,7 +459,8 @@ class _Recorder:
 def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tensor, n: int,
                 likelihood: str, dtype: torch.dtype, retain: bool, reduce: str = "none") -> list[Tensor | None]:
     """Method ``hooks``, one label draw: one backward pass of the batch's summed -log p (each sample's term
-    gives its score, whose squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)), then per group Σ_{b<n} G_b ⊙ G_b from the recorded slots."""
+    gives its score, whose squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)), then per
+    group Σ_{b<n} G_b ⊙ G_b from the recorded slots."""
     bsz = fb.outputs.shape[0]
     loss = _per_sample_nll(fb.outputs, tgt, fb.mask, likelihood)[:n].sum()
     if not loss.requires_grad:
@@ -642,7 +643,8 @@ def _square_sum(per_sample: Tensor, grp: _Group, dtype: torch.dtype) -> Tensor:
 def _func_contribs(call: _Call, groups: list[_Group], batch: Any, fb: FisherBatch, tgt: Tensor,
                    n: int, likelihood: str, dtype: torch.dtype) -> list[Tensor]:
     """Method ``func``, one label draw: the per-sample scores G_b = ∂ -log p(y_b|x_b) / ∂W (whose squares make
-    the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)) by ``vmap(grad(...))`` over the first ``n`` samples, in chunks; per group Σ_b G_b ⊙ G_b."""
+    the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)) by ``vmap(grad(...))`` over the first ``n``
+    samples, in chunks; per group Σ_b G_b ⊙ G_b."""
     from torch.func import functional_call, grad, vmap
 
     bsz = fb.outputs.shape[0]
@@ -676,7 +678,8 @@ def _loop_contribs(model: nn.Module, forward: Callable, groups: list[_Group], ba
                    fb: FisherBatch, tgt: Tensor, n: int, likelihood: str,
                    dtype: torch.dtype) -> list[Tensor]:
     """Method ``loop``, one label draw: one forward and one autograd call per sample b < n (its score, whose
-    squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)); per group Σ_b G_b ⊙ G_b, None where no gradient reached it."""
+    squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)); per group Σ_b G_b ⊙ G_b, None
+    where no gradient reached it."""
     bsz = fb.outputs.shape[0]
     leaves, spec, flags = _split_batch(batch, bsz)
     weights = [grp.weight for grp in groups]

@@ -45,7 +45,8 @@ def _literal_code_blocks(doc: str) -> list[tuple[int, str]]:
     while i < len(lines):
         line = lines[i]
         prev = next((p for p in reversed(lines[:i]) if p.strip()), None)
-        starts = line.strip() and prev is not None and (not lines[i - 1].strip() or lines[i - 1].rstrip().endswith("::"))
+        after_break = i > 0 and (not lines[i - 1].strip() or lines[i - 1].rstrip().endswith("::"))
+        starts = line.strip() and prev is not None and after_break
         indent = len(line) - len(line.lstrip())
         if starts and indent > len(prev) - len(prev.lstrip()) and not line.lstrip().startswith(">>>"):
             j = i
