@@ -17,7 +17,8 @@ Labels (``labels=``):
 
 * ``"empirical"``: y_n is the sample's given target, the empirical Fisher of Eq. (6);
 * ``"true"``: y_{n,k} ~ p_θ(y|x_n) is drawn from the model itself (K = ``n_label_samples`` draws per
-  input, averaged), a Monte Carlo estimate of the Fisher of the paper's Section 2.
+  input, averaged), a Monte Carlo estimate of the Fisher I(θ) above (Section 2), the metric of the KL
+  projection of Eq. (5).
 
 Likelihoods (``likelihood=``), the two exponential families the paper names in Section 2:
 
@@ -40,22 +41,30 @@ Three exact methods compute the same quantity (``method=``):
   through the module's ``forward`` (``nn.MultiheadAttention`` calls ``F.linear`` on
   ``out_proj.weight`` directly; such a use is detected and reported, use another method then).
 * ``"func"``: ``torch.func.vmap(torch.func.grad(...))`` over samples with ``functional_call`` on the
-  target weights only; the reference in the tests.
-* ``"loop"``: a Python loop over samples with ordinary autograd; slow, simplest, also a reference.
+  target weights only; for forwards that vmap can trace (no data-dependent branches).
+* ``"loop"``: a Python loop over samples with ordinary autograd; slow, simplest, exact for any layout
+  (``lowrank.api.compress`` falls back to it when the hooks cannot run, e.g. windowed attention).
 
-Example::
+:func:`diagonal_fisher` runs in steps: validate the arguments and resolve the targets (:func:`_validate`),
+draw the labels per likelihood (:func:`_draw_targets`), accumulate the squared per-sample gradients by one
+of the three methods (:func:`_accumulate`, :func:`_backend`), and reduce (:func:`_reduce`).
 
-    from lowrank.fisher import diagonal_fisher, row_weights
-    from lowrank.utils import make_generator
+Example (a two-layer classifier, true-Fisher labels):
 
-    fisher = diagonal_fisher(model, loader, ["blocks.0.mlp.fc1", "blocks.0.mlp.fc2"],
-                             labels="true", generator=make_generator(0))
-    w = row_weights(fisher["blocks.0.mlp.fc1"])     # (out,) FWSVD weights
+>>> import torch, torch.nn as nn
+>>> from lowrank.fisher import diagonal_fisher, row_weights
+>>> from lowrank.utils import make_generator
+>>> model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+>>> loader = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+>>> fisher = diagonal_fisher(model, loader, ["0", "2"], labels="true", generator=make_generator(0))
+>>> fisher["0"].shape, row_weights(fisher["0"]).shape      # the (out, in) diagonal; (out,) FWSVD weights
+(torch.Size([8, 4]), torch.Size([8]))
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -69,7 +78,6 @@ __all__ = [
     "default_forward",
     "encoder_forward",
     "diagonal_fisher",
-    "per_sample_weight_grads",
     "row_weights",
     "column_weights",
     "LIKELIHOODS",
@@ -192,33 +200,8 @@ def _describe(obj: Any) -> str:
     return repr(obj)
 
 
-def per_sample_weight_grads(inputs: Tensor, grad_outputs: Tensor,
-                            project: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """Per-sample gradients G_b = Σ_t g_{b,t} x_{b,t}ᵀ of a Linear weight, shape (B, out, in).
-
-    ``inputs`` x is the Linear's input (B, ..., in), ``grad_outputs`` g the loss gradient w.r.t.
-    its output (B, ..., out); every axis between the batch and the feature axis (tokens) is
-    summed over. With ``project=(U, V)``, U (out, r) and V (in, r'), returns Uᵀ G_b V (B, r, r'):
-    the per-sample gradient of S for a weight written U S Vᵀ, as IFHT (the paper's Algorithm 2)
-    needs. Computed as (Uᵀg)(Vᵀx)ᵀ so the (out, in) matrix is never formed.
-    """
-    if inputs.shape[0] != grad_outputs.shape[0] or inputs.shape[:-1] != grad_outputs.shape[:-1]:
-        raise ValueError(
-            f"inputs {tuple(inputs.shape)} and grad_outputs {tuple(grad_outputs.shape)} must agree "
-            "on every axis but the last"
-        )
-    b = inputs.shape[0]
-    x = inputs.reshape(b, -1, inputs.shape[-1])
-    g = grad_outputs.reshape(b, -1, grad_outputs.shape[-1])
-    if project is not None:
-        u, v = project
-        g = g @ u.to(g.dtype)
-        x = x @ v.to(x.dtype)
-    return torch.bmm(g.transpose(1, 2), x)
-
-
 # --------------------------------------------------------------------------------------------
-# argument checking
+# argument checking (step 1)
 
 
 @dataclass
@@ -381,7 +364,7 @@ def _check_batch(fb: Any, likelihood: str, labels: str) -> FisherBatch:
 
 
 # --------------------------------------------------------------------------------------------
-# likelihoods
+# likelihoods and labels (step 2)
 
 
 def _per_sample_nll(outputs: Tensor, targets: Tensor, mask: Tensor | None, likelihood: str) -> Tensor:
@@ -401,17 +384,30 @@ def _per_sample_nll(outputs: Tensor, targets: Tensor, mask: Tensor | None, likel
 
 def _draw_targets(fb: FisherBatch, likelihood: str, labels: str, k: int,
                   generator: torch.Generator | None) -> list[Tensor]:
-    """K target tensors for one batch: the given labels, or draws from the model's p(y|x)."""
-    out = fb.outputs.detach()
+    """Step 2, the labels y of the per-sample scores ∇ log p(y|x_n): the batch's given targets (the empirical
+    Fisher I_em of Eq. (6)), or K draws y ~ p_θ(y|x_n) from the model (a Monte Carlo estimate of the
+    expectation in the true Fisher I(θ) of Section 2, the metric of Eq. (5))."""
     if labels == "empirical":
         return [fb.targets]
+    out = fb.outputs.detach()
     gen_device = generator.device if generator is not None else torch.device("cpu")
     if likelihood == "categorical":
-        # float64 probabilities: the draw must not depend on the model's precision.
-        probs = out.double().softmax(dim=-1).reshape(-1, out.shape[-1]).to(gen_device)
-        idx = torch.multinomial(probs, k, replacement=True, generator=generator)  # (N, K)
-        idx = idx.t().reshape((k,) + tuple(out.shape[:-1])).to(out.device)
-        return list(idx.unbind(0))
+        return _draw_categorical(out, k, generator, gen_device)
+    return _draw_gaussian(out, k, generator, gen_device)
+
+
+def _draw_categorical(logits: Tensor, k: int, generator: torch.Generator | None,
+                      gen_device: torch.device) -> list[Tensor]:
+    """K class indices per position, y ~ softmax(logits), each shaped ``logits.shape[:-1]``."""
+    # float64 probabilities: the draw must not depend on the model's precision.
+    probs = logits.double().softmax(dim=-1).reshape(-1, logits.shape[-1]).to(gen_device)
+    idx = torch.multinomial(probs, k, replacement=True, generator=generator)  # (N, K)
+    idx = idx.t().reshape((k,) + tuple(logits.shape[:-1])).to(logits.device)
+    return list(idx.unbind(0))
+
+
+def _draw_gaussian(out: Tensor, k: int, generator: torch.Generator | None, gen_device: torch.device) -> list[Tensor]:
+    """K draws y = f + ε, ε ~ N(0, I), each shaped like the outputs f."""
     noise_dtype = torch.float64 if out.dtype == torch.float64 else torch.float32
     eps = torch.randn((k,) + tuple(out.shape), generator=generator, device=gen_device, dtype=noise_dtype)
     eps = eps.to(device=out.device, dtype=out.dtype)
@@ -420,7 +416,7 @@ def _draw_targets(fb: FisherBatch, likelihood: str, labels: str, k: int,
 
 
 # --------------------------------------------------------------------------------------------
-# method 1: forward hooks + tensor hooks on the outputs
+# step 3, method "hooks": forward hooks + tensor hooks on the outputs
 
 
 class _Recorder:
@@ -458,6 +454,26 @@ class _Recorder:
         for h in self.handles:
             h.remove()
         self.handles = []
+
+
+def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tensor, n: int,
+                likelihood: str, dtype: torch.dtype, retain: bool, reduce: str = "none") -> list[Tensor | None]:
+    """Method ``hooks``, one label draw: one backward pass of the batch's summed -log p (each sample's term
+    gives its score, whose squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)), then per
+    group Σ_{b<n} G_b ⊙ G_b from the recorded slots."""
+    bsz = fb.outputs.shape[0]
+    loss = _per_sample_nll(fb.outputs, tgt, fb.mask, likelihood)[:n].sum()
+    if not loss.requires_grad:
+        return [None] * len(groups)
+    for slots in rec.slots:
+        for slot in slots:
+            slot[1] = None
+    # Gradients w.r.t. the weights drive the backward pass through every target output (firing
+    # the tensor hooks) and give the batch gradient the per-sample ones must add up to.
+    batch_grads = torch.autograd.grad(loss, [grp.weight for grp in groups], retain_graph=retain,
+                                      allow_unused=True)
+    return [_hooks_contrib(rec, gi, grp, gw.mT if grp.transposed and gw is not None else gw, n, bsz, dtype, reduce)
+            for gi, (grp, gw) in enumerate(zip(groups, batch_grads))]
 
 
 def _hooks_contrib(rec: _Recorder, gi: int, grp: _Group, batch_grad: Tensor | None, n: int, bsz: int,
@@ -578,7 +594,7 @@ def _check_batch_gradient(grp: _Group, x: Tensor, g: Tensor, batch_grad: Tensor,
 
 
 # --------------------------------------------------------------------------------------------
-# methods 2 and 3: torch.func and a plain loop over samples
+# step 3, methods "func" and "loop": torch.func and a plain loop over samples
 
 
 class _Call(nn.Module):
@@ -626,6 +642,9 @@ def _square_sum(per_sample: Tensor, grp: _Group, dtype: torch.dtype) -> Tensor:
 
 def _func_contribs(call: _Call, groups: list[_Group], batch: Any, fb: FisherBatch, tgt: Tensor,
                    n: int, likelihood: str, dtype: torch.dtype) -> list[Tensor]:
+    """Method ``func``, one label draw: the per-sample scores G_b = ∂ -log p(y_b|x_b) / ∂W (whose squares make
+    the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)) by ``vmap(grad(...))`` over the first ``n``
+    samples, in chunks; per group Σ_b G_b ⊙ G_b."""
     from torch.func import functional_call, grad, vmap
 
     bsz = fb.outputs.shape[0]
@@ -658,6 +677,9 @@ def _func_contribs(call: _Call, groups: list[_Group], batch: Any, fb: FisherBatc
 def _loop_contribs(model: nn.Module, forward: Callable, groups: list[_Group], batch: Any,
                    fb: FisherBatch, tgt: Tensor, n: int, likelihood: str,
                    dtype: torch.dtype) -> list[Tensor]:
+    """Method ``loop``, one label draw: one forward and one autograd call per sample b < n (its score, whose
+    squares make the diagonal of I(θ) in Eq. (5) or of I_em in Eq. (6)); per group Σ_b G_b ⊙ G_b, None
+    where no gradient reached it."""
     bsz = fb.outputs.shape[0]
     leaves, spec, flags = _split_batch(batch, bsz)
     weights = [grp.weight for grp in groups]
@@ -680,7 +702,7 @@ def _loop_contribs(model: nn.Module, forward: Callable, groups: list[_Group], ba
 
 
 # --------------------------------------------------------------------------------------------
-# the public entry point
+# the public entry point: validate, accumulate by one estimator, reduce
 
 
 def diagonal_fisher(
@@ -701,8 +723,9 @@ def diagonal_fisher(
     project: Mapping[str, tuple[Tensor, Tensor]] | None = None,
     reduce: str = "none",
 ) -> dict[str, Tensor]:
-    """Diagonal of the Fisher information I(θ) (the paper's Section 2, defined after Eq. (2)) of
-    each target Linear weight.
+    """Diagonal of the Fisher information of each target Linear weight: the true Fisher I(θ) (the paper's
+    Section 2, defined after Eq. (2); the metric of the KL projection, Eq. (5)) or the empirical Fisher
+    I_em of Eq. (6).
 
     Returns ``{name: F}`` with F of the weight's shape (out, in):
     F = Σ_n (1/K) Σ_k (∂ log p(y_{n,k}|x_n) / ∂W)², the *sum* over the calibration samples of
@@ -720,7 +743,7 @@ def diagonal_fisher(
             needs no dense copy of the model.
         forward: ``forward(model, batch) -> FisherBatch``; default :func:`default_forward`.
         likelihood: "categorical" (logits) or "gaussian" (unit-variance Gaussian on outputs).
-        labels: "empirical" (the batch's targets) or "true" (labels drawn from the model).
+        labels: "empirical" (the batch's targets: I_em, Eq. (6)) or "true" (labels drawn from the model: I(θ)).
         method: "hooks" (batched, default), "func" (torch.func vmap) or "loop" (per-sample autograd).
         max_samples: stop after this many samples (a batch is cut to fit).
         n_label_samples: K draws per input with ``labels="true"``, averaged.
@@ -738,29 +761,66 @@ def diagonal_fisher(
             (:func:`_reduced_squares`), without the (out, in) per-sample gradients; exact either way.
 
     Leaves no hooks, no ``.grad`` and no ``requires_grad`` change behind; parameters are untouched.
+
+    >>> model = nn.Sequential(nn.Linear(3, 2))
+    >>> x, y = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1])
+    >>> F = diagonal_fisher(model, [(x, y)], ["0"])
+    >>> F["0"].shape, bool((F["0"] >= 0).all())
+    (torch.Size([2, 3]), True)
+    >>> diagonal_fisher(model, [(x, y)], ["0"], reduce="rows")["0"].shape      # FWSVD's row weights
+    torch.Size([2])
     """
-    # ---- validation: everything before any forward pass
+    settings = _Settings(likelihood=likelihood, labels=labels, method=method, max_samples=max_samples,
+                         n_label_samples=n_label_samples, generator=generator, dtype=dtype, reduce=reduce)
+    groups = _validate(model, loader, targets, forward, project, settings)
+    acc, count = _accumulate(model, loader, default_forward if forward is None else forward, groups, settings,
+                             progress)
+    return _reduce(groups, acc, count, targets, settings, normalize)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What one :func:`diagonal_fisher` call estimates and how (its keyword arguments that every step reads)."""
+
+    likelihood: str
+    labels: str
+    method: str
+    max_samples: int | None
+    n_label_samples: int
+    generator: torch.Generator | None
+    dtype: torch.dtype
+    reduce: str
+
+
+# ---- step 1: validate everything before any forward pass
+
+
+def _validate(model: nn.Module, loader: Any, targets: Any, forward: Any,
+              project: Mapping[str, tuple[Tensor, Tensor]] | None, s: _Settings) -> list[_Group]:
+    """Checks every argument of :func:`diagonal_fisher` (one line each: name, value, what is allowed) and
+    returns the target weights resolved to groups (:func:`_resolve_targets`); runs no forward pass."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
-    _choice("likelihood", likelihood, LIKELIHOODS)
-    _choice("labels", labels, LABELS)
-    _choice("method", method, ESTIMATORS)
-    _choice("reduce", reduce, REDUCTIONS)
-    if reduce != "none" and project is not None:
-        raise ValueError(f"reduce={reduce!r} with project: the Fisher of S = Uᵀ W V is returned in full; "
+    _choice("likelihood", s.likelihood, LIKELIHOODS)
+    _choice("labels", s.labels, LABELS)
+    _choice("method", s.method, ESTIMATORS)
+    _choice("reduce", s.reduce, REDUCTIONS)
+    if s.reduce != "none" and project is not None:
+        raise ValueError(f"reduce={s.reduce!r} with project: the Fisher of S = Uᵀ W V is returned in full; "
                          "allowed with project: reduce='none'")
+    max_samples, n_label_samples = s.max_samples, s.n_label_samples
     if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
                                     or max_samples <= 0):
         raise ValueError(f"max_samples must be None or a positive int, got {max_samples!r}")
     if isinstance(n_label_samples, bool) or not isinstance(n_label_samples, int) or n_label_samples < 1:
         raise ValueError(f"n_label_samples must be a positive int, got {n_label_samples!r}")
-    if labels == "empirical" and n_label_samples != 1:
+    if s.labels == "empirical" and n_label_samples != 1:
         raise ValueError(f"n_label_samples={n_label_samples} needs labels='true' (empirical labels "
                          "are fixed); allowed with labels='empirical': 1")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+    if s.generator is not None and not isinstance(s.generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(s.generator).__name__}")
+    if not isinstance(s.dtype, torch.dtype) or not s.dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch.dtype, got {s.dtype!r}")
     if forward is not None and not callable(forward):
         raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
     if not isinstance(loader, Iterable):
@@ -769,12 +829,59 @@ def diagonal_fisher(
         raise ValueError("loader is empty (len 0); it must yield at least one batch")
     groups = _resolve_targets(model, targets, project)
     low_rank = [grp.names[0] for grp in groups if grp.factors is not None]
-    if low_rank and method != "hooks":
-        raise ValueError(f"method={method!r} differentiates with respect to the weight Parameter, which a "
+    if low_rank and s.method != "hooks":
+        raise ValueError(f"method={s.method!r} differentiates with respect to the weight Parameter, which a "
                          f"LowRankLinear target ({low_rank[0]!r}) does not have; allowed with LowRankLinear "
                          "targets: method='hooks'")
-    forward = default_forward if forward is None else forward
+    return groups
 
+
+# ---- step 3: accumulate Σ_n Σ_k G_{n,k} ⊙ G_{n,k} over the loader (step 2, the labels, is _draw_targets)
+
+
+def _accumulate(model: nn.Module, loader: Iterable, forward: Callable[[nn.Module, Any], FisherBatch],
+                groups: list[_Group], s: _Settings, progress: bool) -> tuple[list[Tensor | None], int]:
+    """Per group, the sum over the loader's samples n and label draws k of the squared per-sample gradients
+    (∂ log p(y_{n,k}|x_n) / ∂W)², the unnormalised diagonal of Eq. (5) (true) or Eq. (6) (empirical); None
+    where no gradient reached a group. Returns it with the number of samples used."""
+    with _calibration_state(model, groups, s.method) as rec:
+        squares = _backend(model, forward, groups, s, rec)
+        acc: list[Tensor | None] = [None] * len(groups)
+        count = 0
+        batches = loader
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(loader, desc="fisher", unit="batch",
+                           total=len(loader) if hasattr(loader, "__len__") else None)
+        for batch in batches:
+            if s.max_samples is not None and count >= s.max_samples:
+                break
+            fb = _forward_batch(model, forward, batch, rec, s)
+            bsz = fb.outputs.shape[0]
+            n = bsz if s.max_samples is None else min(bsz, s.max_samples - count)
+            if n == 0:
+                if rec is not None:
+                    rec.clear()
+                continue
+            draws = _draw_targets(fb, s.likelihood, s.labels, s.n_label_samples, s.generator)
+            for k, tgt in enumerate(draws):
+                for i, c in enumerate(squares(batch, fb, tgt, n, k + 1 < len(draws))):
+                    if c is not None:
+                        acc[i] = c if acc[i] is None else acc[i] + c
+            if rec is not None:
+                rec.clear()
+            count += n
+            if progress:
+                batches.set_postfix(samples=count)
+        if count == 0:
+            raise ValueError("loader yielded no samples; it must yield at least one non-empty batch")
+    return acc, count
+
+
+@contextmanager
+def _calibration_state(model: nn.Module, groups: list[_Group], method: str) -> Iterator[_Recorder | None]:
+    """Eval mode (samples must not interact: BatchNorm on running statistics, no dropout), gradients for the
+    target weights only, and for ``method="hooks"`` the :class:`_Recorder`; all undone on exit."""
     modes = {m: m.training for m in model.modules()}
     grad_flags = {p: p.requires_grad for p in model.parameters()}
     rec: _Recorder | None = None
@@ -788,54 +895,7 @@ def diagonal_fisher(
                 grp.weight.requires_grad_(True)
         if method == "hooks":
             rec = _Recorder(groups)
-        call = _Call(model, forward) if method == "func" else None
-
-        acc: list[Tensor | None] = [None] * len(groups)
-        count = 0
-        batches = loader
-        if progress:
-            from tqdm.auto import tqdm
-            batches = tqdm(loader, desc="fisher", unit="batch",
-                           total=len(loader) if hasattr(loader, "__len__") else None)
-        for batch in batches:
-            if max_samples is not None and count >= max_samples:
-                break
-            if rec is not None:
-                rec.active = True
-                try:
-                    with torch.enable_grad():
-                        fb = forward(model, batch)
-                finally:
-                    rec.active = False
-            else:
-                with torch.no_grad():
-                    fb = forward(model, batch)
-            fb = _check_batch(fb, likelihood, labels)
-            bsz = fb.outputs.shape[0]
-            n = bsz if max_samples is None else min(bsz, max_samples - count)
-            if n == 0:
-                if rec is not None:
-                    rec.clear()
-                continue
-            draws = _draw_targets(fb, likelihood, labels, n_label_samples, generator)
-            for k, tgt in enumerate(draws):
-                if method == "hooks":
-                    contribs = _hooks_draw(rec, groups, fb, tgt, n, likelihood, dtype,
-                                           retain=k + 1 < len(draws), reduce=reduce)
-                elif method == "func":
-                    contribs = _func_contribs(call, groups, batch, fb, tgt, n, likelihood, dtype)
-                else:
-                    contribs = _loop_contribs(model, forward, groups, batch, fb, tgt, n, likelihood, dtype)
-                for i, c in enumerate(contribs):
-                    if c is not None:
-                        acc[i] = c if acc[i] is None else acc[i] + c
-            if rec is not None:
-                rec.clear()
-            count += n
-            if progress:
-                batches.set_postfix(samples=count)
-        if count == 0:
-            raise ValueError("loader yielded no samples; it must yield at least one non-empty batch")
+        yield rec
     finally:
         if rec is not None:
             rec.remove()
@@ -844,6 +904,48 @@ def diagonal_fisher(
         for m, mode in modes.items():
             m.training = mode
 
+
+def _forward_batch(model: nn.Module, forward: Callable[[nn.Module, Any], FisherBatch], batch: Any,
+                   rec: _Recorder | None, s: _Settings) -> FisherBatch:
+    """The checked outputs of one batch: with gradients and recorded by the hooks, else under no_grad (func
+    and loop run their own forward per sample; this one only gives outputs for the label draws)."""
+    if rec is not None:
+        rec.active = True
+        try:
+            with torch.enable_grad():
+                fb = forward(model, batch)
+        finally:
+            rec.active = False
+    else:
+        with torch.no_grad():
+            fb = forward(model, batch)
+    return _check_batch(fb, s.likelihood, s.labels)
+
+
+def _backend(model: nn.Module, forward: Callable[[nn.Module, Any], FisherBatch], groups: list[_Group],
+             s: _Settings, rec: _Recorder | None) -> Callable[[Any, FisherBatch, Tensor, int, bool],
+                                                              list[Tensor | None]]:
+    """The estimator ``s.method`` as one function ``(batch, checked outputs, one label draw, n, more draws
+    follow) -> per group Σ_{b<n} G_b ⊙ G_b`` (or its row / column sums, hooks with ``reduce``)."""
+    if s.method == "hooks":
+        return lambda batch, fb, tgt, n, retain: _hooks_draw(rec, groups, fb, tgt, n, s.likelihood, s.dtype,
+                                                             retain=retain, reduce=s.reduce)
+    if s.method == "func":
+        call = _Call(model, forward)
+        return lambda batch, fb, tgt, n, retain: _func_contribs(call, groups, batch, fb, tgt, n, s.likelihood,
+                                                                s.dtype)
+    return lambda batch, fb, tgt, n, retain: _loop_contribs(model, forward, groups, batch, fb, tgt, n,
+                                                            s.likelihood, s.dtype)
+
+
+# ---- step 4: reduce
+
+
+def _reduce(groups: list[_Group], acc: list[Tensor | None], count: int, targets: Any, s: _Settings,
+            normalize: bool) -> dict[str, Tensor]:
+    """``{name: F}`` in the order of ``targets``: the accumulated sums (zeros where no gradient reached), their
+    row / column sums for ``reduce`` (func / loop form the full squares), divided by K label draws (the Monte
+    Carlo mean of the expectation over p_θ(y|x) in I(θ)) and, with ``normalize``, by the number of samples."""
     result: dict[str, Tensor] = {}
     for grp, a in zip(groups, acc):
         if grp.project is not None:
@@ -851,34 +953,16 @@ def diagonal_fisher(
         else:
             shape = grp.shape
         if a is None:
-            a = torch.zeros(shape, dtype=dtype, device=grp.weight.device)
-        if reduce != "none" and a.dim() == 2:
+            a = torch.zeros(shape, dtype=s.dtype, device=grp.weight.device)
+        if s.reduce != "none" and a.dim() == 2:
             # func / loop form the full per-sample squares; reduce them here (hooks returned sums already)
-            a = a.sum(dim=1) if reduce == "rows" else a.sum(dim=0)
-        a = a.to(dtype)
-        if n_label_samples > 1:
-            a = a / n_label_samples
+            a = a.sum(dim=1) if s.reduce == "rows" else a.sum(dim=0)
+        a = a.to(s.dtype)
+        if s.n_label_samples > 1:
+            a = a / s.n_label_samples
         if normalize:
             a = a / count
         for name in grp.names:
             result[name] = a if len(grp.names) == 1 else a.clone()
     order = [n for n in (targets.keys() if isinstance(targets, Mapping) else targets)]
     return {name: result[name] for name in order}
-
-
-def _hooks_draw(rec: _Recorder, groups: list[_Group], fb: FisherBatch, tgt: Tensor, n: int,
-                likelihood: str, dtype: torch.dtype, retain: bool, reduce: str = "none") -> list[Tensor | None]:
-    """One backward pass for one label draw; per-sample squares from the recorded slots."""
-    bsz = fb.outputs.shape[0]
-    loss = _per_sample_nll(fb.outputs, tgt, fb.mask, likelihood)[:n].sum()
-    if not loss.requires_grad:
-        return [None] * len(groups)
-    for slots in rec.slots:
-        for slot in slots:
-            slot[1] = None
-    # Gradients w.r.t. the weights drive the backward pass through every target output (firing
-    # the tensor hooks) and give the batch gradient the per-sample ones must add up to.
-    batch_grads = torch.autograd.grad(loss, [grp.weight for grp in groups], retain_graph=retain,
-                                      allow_unused=True)
-    return [_hooks_contrib(rec, gi, grp, gw.mT if grp.transposed and gw is not None else gw, n, bsz, dtype, reduce)
-            for gi, (grp, gw) in enumerate(zip(groups, batch_grads))]

@@ -1,12 +1,15 @@
 """Model registry: a name → builder map with one uniform entry point, :func:`build_model`.
 
-Usage::
+Usage:
 
-    from lowrank.models import build_model, classifier_logits
-    model = build_model("vit_digits", num_classes=10)               # small profile, CPU
-    model = build_model("minilm", num_classes=6)                     # pretrained MiniLM-L6, offline
-    model = build_model("vit_b16", num_classes=10, pretrained=True)  # paper profile, downloads
-    logits = classifier_logits(model, batch)                         # any batch from lowrank.data
+>>> import torch
+>>> from lowrank.models import build_model, classifier_logits
+>>> model = build_model("vit_digits", num_classes=10)               # small profile, CPU
+>>> batch = (torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3]))    # any batch from lowrank.data
+>>> classifier_logits(model, batch).shape
+torch.Size([4, 10])
+>>> model = build_model("minilm", num_classes=6)  # pretrained MiniLM-L6, offline; ~10 s  # doctest: +SKIP
+>>> model = build_model("vit_b16", num_classes=10, pretrained=True)  # paper profile, downloads  # doctest: +SKIP
 
 Models:
 

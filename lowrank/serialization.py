@@ -1,7 +1,16 @@
 """Save a compressed model and load it onto a freshly built base model, without pickle.
 
-    lowrank.save_compressed(model, "out/")            # out/model.safetensors + out/structure.json
-    model = lowrank.load_compressed(build_base(), "out/")
+>>> import tempfile, torch, torch.nn as nn, lowrank
+>>> def build_base():
+...     return nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+>>> model, _ = lowrank.compress(build_base(), method="svd", rank=4, targets=["0"])
+>>> out = lowrank.save_compressed(model, tempfile.mkdtemp())
+>>> sorted(f.name for f in out.iterdir())
+['model.safetensors', 'structure.json']
+>>> loaded = lowrank.load_compressed(build_base(), out)
+>>> x = torch.randn(3, 16)
+>>> type(loaded[0]).__name__, torch.equal(loaded(x), model.eval()(x))
+('FactorizedLinear', True)
 
 ``structure.json`` records the factor structure — layer name → type and shape:
 

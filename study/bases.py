@@ -2,8 +2,11 @@
 train our own), and whether each one had converged: a base still improving at the end of its training would
 let fine-tuning "improve" on it and confound every comparison made on it.
 
-    from study.bases import base_table
-    base_table(load_points("runs", "pretrain"))     # one row per base, with its convergence check
+>>> from study.bases import base_table
+>>> from study.runs import load_points
+>>> table = base_table(load_points("reports/evidence/runs", "pretrain"))  # one row per base, its convergence check
+>>> table["base"].tolist()                 # the committed evidence holds the text base's pre-training run
+['text']
 
 The bases every compression run starts from are committed (``bases/<name>.safetensors``, the dense state dict
 with the pre-training run's numbers in the file's metadata), as the paper compresses a published checkpoint:

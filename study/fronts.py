@@ -1,9 +1,15 @@
 """Pareto fronts, the construction behind Figures 2–5 of the paper (its Appendix C): every epoch's
 evaluation of every run is a point (fraction of target parameters → accuracy), and a method's front is
-the upper-left envelope, the best accuracy reached at or below each fraction of parameters::
+the upper-left envelope, the best accuracy reached at or below each fraction of parameters:
 
-    from study.fronts import pareto_front, pareto_points
-    front = pareto_front(pareto_points(points), "compression_ratio_target", "accuracy")
+>>> import pandas as pd
+>>> from study.fronts import pareto_front, pareto_points
+>>> points = pd.DataFrame({"kind": ["epoch", "epoch", "epoch", "start"],
+...                        "compression_ratio_target": [0.2, 0.3, 0.5, 0.1],
+...                        "accuracy": [0.80, 0.78, 0.90, 0.95]})
+>>> front = pareto_front(pareto_points(points), "compression_ratio_target", "accuracy")
+>>> front[["compression_ratio_target", "accuracy"]].values.tolist()  # (0.3, 0.78) dominated; "start" no point
+[[0.2, 0.8], [0.5, 0.9]]
 
 Two fronts are compared at matched sizes only (:func:`compare_fronts`): a front is read at a budget
 only where its method was evaluated within :data:`MATCH_RTOL` below that budget, so a value is never

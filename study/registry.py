@@ -5,11 +5,18 @@ An :class:`Artifact` says which notebook makes it, which sweeps of ``runs/`` it 
 it writes under ``reports/`` and how its claims are decided. Everything that used to repeat these by hand
 is derived from :data:`ARTIFACTS`: REPORT.md and ``reports/metrics/summary.json`` (:mod:`study.report`),
 the inventory of sweeps (:func:`sweeps`), and the tests that check ``dvc.yaml``'s notebook stages against
-them. The pattern is the method registry of :mod:`lowrank.methods`::
+them. The pattern is the method registry of :mod:`lowrank.methods`: each artifact module ends with
+``ARTIFACT = register(Artifact("fig2", "Figure 2", "experiment", notebook=..., sweeps=..., figures=...,
+tables=..., claims=..., verdicts=..., metrics=..., section=...))`` (see :mod:`study.fig2`), and importing
+:mod:`study` registers them all:
 
-    ARTIFACT = register(Artifact("fig2", "Figure 2", "experiment", notebook="02_fig2_pareto",
-                                 sweeps=("fig2", "budget", "repeats"), figures=(...), tables=(...),
-                                 claims=("(b)", "(c)"), verdicts=..., metrics=..., section=...))
+>>> import study
+>>> from study.registry import ARTIFACTS
+>>> fig2 = ARTIFACTS["fig2"]
+>>> fig2.paper, fig2.notebook, fig2.claims
+('Figure 2', '02_fig2_pareto', ('(b)', '(c)'))
+>>> fig2.reads()[0]                        # the folder of its first sweep
+'runs/fig2'
 
 :class:`Inputs` is what the verdict, metrics and REPORT.md functions of the artifacts receive: the run
 folders, each sweep loaded once however many artifacts read it.

@@ -4,10 +4,10 @@ the runs, and each artifact's tables and figures — all assembled from the regi
 
     python -m study.report --runs runs --reports reports      # the `report` stage of dvc.yaml
 
-or from Python::
+or from Python (it writes the whole reports folder, so it is not run as a docstring example):
 
-    from study.report import write_report
-    write_report("runs", "reports")        # reports/REPORT.md: every claim of the paper, with our numbers
+>>> from study.report import write_report
+>>> write_report("runs", "reports")  # reports/REPORT.md: every claim, with our numbers  # doctest: +SKIP
 
 Every artifact contributes its verdicts (in :func:`study.registry.claim_order`), its metrics and its
 REPORT.md section (in notebook order); the verdicts are computed once and feed both files.

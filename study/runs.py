@@ -6,11 +6,14 @@ numbers and the validated ``spec``), ``log.jsonl`` (one record per evaluation: `
 the method's setup — the zero-shot accuracy of a one-shot projection —, one ``epoch`` record per
 epoch, ``final`` after compilation) and ``ranks.json`` (each layer's rank at every convert / cut /
 project / truncate / compile event). A run is identified by its spec (method, method_args, train
-budget), never by its folder name; a folder without ``metrics.json`` (a run still going) is skipped::
+budget), never by its folder name; a folder without ``metrics.json`` (a run still going) is skipped. Here
+on the committed evidence (``runs`` for this checkout's own runs):
 
-    from study.runs import load_runs, load_points
-    runs = load_runs("runs", "fig2")       # one row per finished run, spec fields flattened
-    points = load_points("runs", "fig2")   # one row per evaluation (log.jsonl record)
+>>> from study.runs import load_runs, load_points
+>>> runs = load_runs("reports/evidence/runs", "fig2")       # one row per finished run, spec fields flattened
+>>> points = load_points("reports/evidence/runs", "fig2")   # one row per evaluation (log.jsonl record)
+>>> len(points) > len(runs) > 0
+True
 
 ``runs_dir`` may also be a sequence of folders searched in order, a run found in an earlier one hiding the
 same run (same path below the sweep) in a later one: ``("runs", "reports/evidence/runs")`` reads this

@@ -15,12 +15,12 @@ from lowrank.fisher import (
     column_weights,
     diagonal_fisher,
     encoder_forward,
-    per_sample_weight_grads,
     row_weights,
 )
 from lowrank import fisher as fisher_module
 from lowrank.utils import make_generator, set_random_state
 
+from .fisher_reference import per_sample_weight_grads
 from .tolerances import EPS64, sum_rounding
 
 pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")

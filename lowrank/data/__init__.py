@@ -1,12 +1,15 @@
 """Datasets: a registry name → loader returning ``torch`` Datasets, plus DataLoader and batch helpers.
 
-Usage::
+Usage:
 
-    from lowrank.data import get_dataset, make_loader, calibration_subset
-    from lowrank.utils import make_generator
-    train = get_dataset("digits", "train", random_state=0)
-    loader = make_loader(train, batch_size=128, shuffle=True, generator=make_generator(0))
-    calib = calibration_subset(train, 256, random_state=0)      # Fisher / activation statistics
+>>> from lowrank.data import get_dataset, make_loader, calibration_subset
+>>> from lowrank.utils import make_generator
+>>> train = get_dataset("digits", "train", random_state=0)
+>>> loader = make_loader(train, batch_size=128, shuffle=True, generator=make_generator(0))
+>>> calib = calibration_subset(train, 256, random_state=0)      # Fisher / activation statistics
+>>> x, y = next(iter(loader))
+>>> tuple(x.shape), tuple(y.shape), len(calib)
+((128, 1, 8, 8), (128,), 256)
 
 Modules (everything public is re-exported here):
 
