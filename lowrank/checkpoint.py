@@ -255,8 +255,8 @@ def _held_out_ids(cal: _Calibration | None, *, tokenizer: Any, samples: int, n_t
         texts = [f"{a} {b}".strip() for a, b in zip(ds.texts, pairs)]
         where = f"the registry dataset {cal.spec!r}'s validation split (calibration reads train)"
     else:
-        return None, (f"not measured: held-out text comes from a text file, a datasets folder, the registry's "
-                      f"'text' or a token file, not {cal.spec!r}")
+        return None, (f"not measured: held-out text comes from a text file, a datasets folder, a registry text set "
+                      f"(text, glue:<task>) or a token file, not {cal.spec!r}")
     where += "; each sample tokenized by the model folder's tokenizer, concatenated in order"
     ids: list[int] = []
     for text in texts:   # tokenize only as much as the budget needs

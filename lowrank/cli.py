@@ -169,11 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rank-rule", default="uniform", help="uniform | energy (with --params-fraction)")
     p.add_argument("--calibration", help="a registry dataset (digits, text, cifar10, glue:<task>, ...), a "
                                          ".safetensors file of named tensors, a UTF-8 text file (one sample per "
-                                         "non-empty line) or a datasets save_to_disk folder; its last tenth (a "
-                                         "folder's validation/test split) is held out for perplexity")
+                                         "non-empty line) or a datasets save_to_disk folder. Held out for perplexity "
+                                         "(causal LMs): a file's or folder's last tenth (a folder's validation/test "
+                                         "split), a registry text set's validation split, a token file's rows after "
+                                         "the calibration rows")
     p.add_argument("--calibration-column", help="the text column of a datasets folder (default: 'text', else the "
                                                 "only string column)")
-    p.add_argument("--calibration-samples", type=int, default=256)
+    p.add_argument("--calibration-samples", type=int, default=256,
+                   help="samples the statistics are measured on (default 256)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--perplexity-tokens", type=int, default=4096,
                    help="held-out tokens a causal LM's perplexity is measured on, before and after (default 4096)")

@@ -272,7 +272,7 @@ def test_help_names_the_new_options(capsys):
         main(["compress", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option in ("--calibration-column", "--perplexity-tokens", "--cache-dir", "default: cache/text",
-                   "one sample per non-empty line", "held out for perplexity"):
+                   "one sample per non-empty line", "Held out for perplexity"):
         assert option in text
 
 
