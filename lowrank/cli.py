@@ -9,6 +9,8 @@
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht    # the same run under DDP
     python -m lowrank compress --model DIR_OR_TIMM_NAME --method fwsvd --params-fraction 0.25 \\
         --calibration digits --out compressed/                           # a checkpoint on disk (one shot)
+    python -m lowrank compress --model GPT2_DIR --method fwsvd --params-fraction 0.5 \\
+        --calibration corpus.txt --out compressed/     # own text; a causal LM's perplexity before and after
 
 Each command reads its section of ``params.yaml`` (``--params``; ``inherit:`` and the profile's
 section resolved by :func:`lowrank.config.resolve_spec`), validates it before any work and writes its
@@ -23,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from .checkpoint import DEFAULT_CACHE_DIR
 from .config import load_group, load_params, load_spec, stage_params
 from .utils import atomic_write_json, atomic_write_text
 
@@ -112,15 +115,20 @@ def _compress(args) -> None:
         raise ValueError(f"--model-args {args.model_args!r} must be a JSON object")
     report = compress_checkpoint(model=args.model, method=args.method, out=args.out, rank=args.rank,
                                  params_fraction=args.params_fraction, rank_rule=args.rank_rule,
-                                 calibration=args.calibration, calibration_samples=args.calibration_samples,
-                                 batch_size=args.batch_size, targets=args.targets, model_args=model_args,
-                                 weights=args.weights, pretrained=args.pretrained, tt_cores=args.tt_cores,
-                                 repeats=args.repeats, cache_dir=args.cache_dir, random_state=args.random_state)
+                                 calibration=args.calibration, calibration_column=args.calibration_column,
+                                 calibration_samples=args.calibration_samples, batch_size=args.batch_size,
+                                 targets=args.targets, model_args=model_args, weights=args.weights,
+                                 pretrained=args.pretrained, tt_cores=args.tt_cores, repeats=args.repeats,
+                                 perplexity_tokens=args.perplexity_tokens, cache_dir=args.cache_dir,
+                                 random_state=args.random_state, echo=print)
     c = report["compression"]
     speed = report["inference"]
     timing = f", inference {speed['speedup']:.2f}× dense" if isinstance(speed, dict) else ""
+    ppl = report.get("perplexity")   # causal LMs only
+    ppl = "" if ppl is None else f", perplexity {ppl['before']:.2f} → {ppl['after']:.2f}" \
+        if isinstance(ppl, dict) else f", perplexity {ppl}"
     print(f"{args.method}: {len(c['ranks'])} layers factorised, target params {100 * c['achieved_fraction']:.1f}%, "
-          f"whole model {100 * c['achieved_fraction_total']:.1f}% of its parameters{timing} → {args.out}")
+          f"whole model {100 * c['achieved_fraction_total']:.1f}% of its parameters{ppl}{timing} → {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,21 +139,21 @@ def main(argv: list[str] | None = None) -> int:
                                ("projection-table", _projection_table, "SVD vs FWSVD vs TFWSVD vs ASVD on MiniLM")]:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--params", default="params.yaml")
-        p.add_argument("--cache-dir", default="cache/text")
+        p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
         p.add_argument("--out", default="reports")
         p.add_argument("--quiet", action="store_true")
         p.set_defaults(fn=fn)
     p = sub.add_parser("run", help="one training / compression run")
     p.add_argument("spec", help="YAML/JSON spec file, or params:<dotted.key> in params.yaml")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--cache-dir", default="cache/text")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=_run)
     p = sub.add_parser("sweep", help="a group of runs (params.yaml mapping with a `runs:` key), one process")
     p.add_argument("spec", help="YAML/JSON file, or params:<dotted.key> in params.yaml, holding `runs:`")
     p.add_argument("--params", default="params.yaml")
-    p.add_argument("--cache-dir", default="cache/text")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--executor", default="local", choices=("local", "submitit-local", "slurm"),
@@ -159,17 +167,28 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--params-fraction", type=float, help="compressed / dense target parameters, in (0, 1]")
     size.add_argument("--rank", type=int, help="one rank for every target layer (TT: the bond-rank cap)")
     p.add_argument("--rank-rule", default="uniform", help="uniform | energy (with --params-fraction)")
-    p.add_argument("--calibration", help="a registry dataset (digits, text, cifar10, glue:<task>, ...) or a "
-                                         ".safetensors file of named tensors")
-    p.add_argument("--calibration-samples", type=int, default=256)
+    p.add_argument("--calibration", help="a registry dataset (digits, text, cifar10, glue:<task>, ...), a "
+                                         ".safetensors file of named tensors, a UTF-8 text file (one sample per "
+                                         "non-empty line) or a datasets save_to_disk folder. Held out for perplexity "
+                                         "(causal LMs): a file's or folder's last tenth (a folder's validation/test "
+                                         "split), a registry text set's validation split, a token file's rows after "
+                                         "the calibration rows")
+    p.add_argument("--calibration-column", help="the text column of a datasets folder (default: 'text', else the "
+                                                "only string column)")
+    p.add_argument("--calibration-samples", type=int, default=256,
+                   help="samples the statistics are measured on (default 256)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--perplexity-tokens", type=int, default=4096,
+                   help="held-out tokens a causal LM's perplexity is measured on, before and after (default 4096)")
     p.add_argument("--targets", default="auto", help="auto (default), a preset or a name pattern")
     p.add_argument("--model-args", help="JSON object of timm.create_model keyword arguments")
     p.add_argument("--weights", help="a safetensors state dict for a timm model")
     p.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (download or cache)")
     p.add_argument("--tt-cores", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20, help="timed forward passes per model")
-    p.add_argument("--cache-dir", default=None, help="dataset cache (default: the library's cache folder)")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                   help=f"where registry datasets are built or downloaded (default: {DEFAULT_CACHE_DIR}, in the "
+                        f"working directory); printed, and listed in report.json, when something is written there")
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(fn=_compress)

@@ -25,6 +25,8 @@ Modules (everything public is re-exported here):
   message says, in one sentence, what is missing and how to provide it;
 * :mod:`~lowrank.data.batches` — :func:`make_loader`, :func:`calibration_subset`, and
   :func:`batch_targets` / :func:`move_batch`, which hide tuple (image) vs dict (text) batches;
+* :mod:`~lowrank.data.localtext` — :func:`load_local_text`: calibration text from the user's own text
+  file or ``datasets`` folder, with the samples held out from calibration (for perplexity);
 * :mod:`~lowrank.data.base` — the error type, argument checks, the cache folder, :class:`ArrayDataset`.
 
 Image datasets yield ``(input, target)`` tuples; text datasets yield dicts whose ``"labels"`` key
@@ -42,6 +44,7 @@ from .corpus import TEXT_LIBRARIES, TEXT_SPLITS, build_text_corpus, corpus_stats
 from .small import PadCollate, TokenizedTextDataset, digits_dataset, mnist1d_arrays, mnist1d_dataset, text_dataset
 from .paper import GLUE_TASKS, GlueTask, cifar10_dataset, glue_dataset, imagenet_dataset, mnist_dataset
 from .batches import batch_targets, calibration_subset, collate_of, make_loader, move_batch
+from .localtext import LocalText, load_local_text
 
 __all__ = [
     "DatasetUnavailable",
@@ -78,4 +81,6 @@ __all__ = [
     "mnist_dataset",
     "imagenet_dataset",
     "glue_dataset",
+    "LocalText",
+    "load_local_text",
 ]
