@@ -1,8 +1,15 @@
-"""Calibration text from the user's own files, for ``python -m lowrank compress --calibration PATH``.
+r"""Calibration text from the user's own files, for ``python -m lowrank compress --calibration PATH``.
 
-    from lowrank.data import load_local_text
-    text = load_local_text("corpus.txt")                        # one sample per non-empty line
-    text = load_local_text("my_dataset", column="sentence")     # a datasets.save_to_disk folder
+>>> import pathlib, tempfile
+>>> from lowrank.data import load_local_text
+>>> corpus = pathlib.Path(tempfile.mkdtemp()) / "corpus.txt"
+>>> _ = corpus.write_text("\n".join(f"sample {i}" for i in range(20)) + "\n\n")
+>>> text = load_local_text(corpus)                              # one sample per non-empty line
+>>> len(text.calibration), text.held_out                        # the last tenth is held out
+(18, ['sample 18', 'sample 19'])
+>>> text = load_local_text("my_dataset", column="sentence")     # doctest: +SKIP
+
+(the last line: a folder written by ``datasets.save_to_disk``, not made here)
 
 * a plain-text file (UTF-8): one sample per non-empty line, stripped of surrounding white space (a line is
   the unit most corpora dumps already use; a paragraph spread over lines becomes several samples);
