@@ -26,7 +26,7 @@ EXECUTOR ?= local
 PROFILE  ?=
 PIPELINE_ARGS = --jobs $(JOBS) --executor $(EXECUTOR) $(if $(PROFILE),--profile $(PROFILE))
 
-.PHONY: venv test test-kernels test-slurm repro repro-extended bench lab clean-venv
+.PHONY: venv test test-kernels test-slurm repro repro-extended bench lab lab-check clean-venv
 
 venv: $(STAMP)
 
@@ -63,6 +63,10 @@ bench: venv
 
 # The notebooks are jupytext percent scripts (notebooks/NN_name.py): make the notebook editor the default
 # viewer of .py files, in this venv's JupyterLab settings only (jupytext's own helper writes them).
+# every notebook opened and saved in JupyterLab by a real (headless Chromium) browser: git status must not change
+lab-check: venv
+	$(PY) scripts/lab_check.py
+
 lab: venv
 	$(VENV)/bin/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
 		set-default-viewer python
