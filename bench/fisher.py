@@ -105,7 +105,8 @@ def main(argv=None) -> dict[str, Any]:
         loader = [batch]
         names = list(find_linear_layers(model, case["targets"]))
         eager = case["eager"](model).to(device)
-        pick = lambda m: eager if m.endswith("_eager") else model  # noqa: E731
+        # F821 silenced: ruff resolves this lambda after the loop's `del model, eager`; it runs before it.
+        pick = lambda m: eager if m.endswith("_eager") else model  # noqa: E731, F821
         results = {m: run_method(pick(m), loader, names, m, device) for m in METHODS}
         t = interleaved({m: (lambda m=m: run_method(pick(m), loader, names, m, device)) for m in METHODS},
                         repeats=repeats, warmup=0, device=device)

@@ -91,9 +91,10 @@ def main(argv=None) -> dict[str, Any]:
         names = list(find_linear_layers(model, case["targets"]))
         a, b = full_then_rows(model, loader, names), rows(model, loader, names)
         agree = max(float((a[n] - b[n]).abs().max() / a[n].abs().max()) for n in names)
-        cands = {"full_then_rows": lambda: full_then_rows(model, loader, names),
-                 "rows": lambda: rows(model, loader, names),
-                 "forward_backward": lambda: forward_backward(model, loader, names)}
+        # F821 silenced: ruff resolves these lambdas after the loop's `del model`; they run before it.
+        cands = {"full_then_rows": lambda: full_then_rows(model, loader, names),  # noqa: F821
+                 "rows": lambda: rows(model, loader, names),  # noqa: F821
+                 "forward_backward": lambda: forward_backward(model, loader, names)}  # noqa: F821
         t = interleaved(cands, repeats=repeats, warmup=1, device=device)
         med = {k: v["median_s"] for k, v in t.items()}
         entry = {"batch": case["batch"], "tokens": case["tokens"], "layers": len(names), "median_s": med,

@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lowrank.layers import FactorizedLinear, LowRankLinear
+from lowrank.layers import LowRankLinear
 from lowrank.utils import make_generator, resolve_device, set_random_state
 
 from .common import (base_parser, fraction_rank, interleaved, machine, retain_freed_memory, setup_threads,

@@ -23,7 +23,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .families import IHT_FAMILY, ITERATIVE, METHOD_ORDER, ONE_SHOT, label_key
+from .families import IHT_FAMILY, ITERATIVE, label_key
 from .fronts import compare_fronts, selection
 from .intervals import MIN_SEEDS, decide_interval, t_interval
 from .matched import WINDOW, budget_gaps, budget_summary, decisive_table, roles

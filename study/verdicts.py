@@ -213,8 +213,6 @@ def single_seed(verdict: str, seeds: int = 1) -> str:
     """The verdict of an effect measured on fewer than :data:`study.intervals.MIN_SEEDS` seeds: never
     "reproduced" or "not reproduced" (no interval over seeds exists), but ``inconclusive (…)`` saying what the
     noise tolerance alone would read, so the reader sees the direction; other verdicts pass through."""
-    from .intervals import MIN_SEEDS
-
     if seeds >= MIN_SEEDS or not (verdict.startswith("reproduced") or verdict.startswith("not reproduced")):
         return verdict
     return (f"inconclusive ({seeds} seed{'s' if seeds != 1 else ''} < {MIN_SEEDS}; against the noise tolerance "

@@ -26,7 +26,6 @@ import importlib.metadata
 import re
 import sys
 import tomllib
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
