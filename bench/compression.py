@@ -270,11 +270,13 @@ def main(argv=None) -> dict[str, Any]:
         for label, (cost, per_step) in costs.items():
             shares[f"{label}_every_step"] = share(cost, per_step, 1)
             if "ieht_steps" in paper:
-                shares[f"{label}_every_nu_steps"] = {nu: share(cost, per_step, nu) for nu in paper["ieht_steps"] if nu > 1}
+                shares[f"{label}_every_nu_steps"] = {nu: share(cost, per_step, nu) for nu in paper["ieht_steps"]
+                                                     if nu > 1}
             for data, spe in STEPS_PER_EPOCH.items() if "ieht_epochs" in paper else ():
                 shares[f"{label}_every_nu_epochs_{data}"] = {nu: share(cost, per_step, nu * spe)
                                                              for nu in paper["ieht_epochs"]}
-        shares["trp_every_nu_steps"] = {nu: share(entry["trp"]["full_s"], step["dense"], nu) for nu in paper["trp_steps"]}
+        shares["trp_every_nu_steps"] = {nu: share(entry["trp"]["full_s"], step["dense"], nu)
+                                        for nu in paper["trp_steps"]}
         entry["share_of_training"] = shares
         # the target: SVD + cut + optimizer reshape at the paper's frequencies (the IFHT Fisher and
         # the one-off first cut at full rank are reported beside it)

@@ -41,7 +41,8 @@ OPTIONAL = ("timm", "transformers", "safetensors", "tqdm", "yaml", "numpy", "sci
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="run everything on the CPU (the tests via "
                    "OPFACT_CUDA_TESTS_DEVICE=cpu): checks the script, measures nothing about a GPU")
     p.add_argument("--out", type=Path, default=None, help=f"report folder (default {DEFAULT_OUT.relative_to(REPO)}; "
@@ -122,7 +123,8 @@ def run_step(name: str, args: argparse.Namespace, device: str, timeout: float) -
     except subprocess.TimeoutExpired as e:
         rc = "timeout"
         tail = ((e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""))[-3000:]
-    step = {"step": name, "command": " ".join(cmd[1:]), "rc": rc, "wall_s": time.perf_counter() - t0, "output_tail": tail}
+    step = {"step": name, "command": " ".join(cmd[1:]), "rc": rc, "wall_s": time.perf_counter() - t0,
+            "output_tail": tail}
     if name == "tests":
         step["counts"] = junit_counts(xml)
     return step

@@ -100,7 +100,8 @@ def inference_rounds(x: torch.Tensor, fractions, repeats: int, device: torch.dev
         limit = k * (m + n) / (m * n)
         ratios = {name: v["median_s"] / dense_s for name, v in t.items()}
         if "dense_onednn" in t:
-            ratios["factorized_onednn_vs_dense_onednn"] = t["factorized_onednn"]["median_s"] / t["dense_onednn"]["median_s"]
+            ratios["factorized_onednn_vs_dense_onednn"] = (t["factorized_onednn"]["median_s"]
+                                                           / t["dense_onednn"]["median_s"])
         best_same_backend = min(ratios["factorized"], ratios.get("factorized_onednn_vs_dense_onednn", math.inf))
         out.append({
             "fraction": p, "rank": k, "flop_limit": limit, "goal_over_limit": goal(p, device),
@@ -201,8 +202,8 @@ def main(argv=None) -> dict[str, Any]:
         report["cuda_max_memory_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     path = write_report("layer", report, args.out)
     for r in report["inference"]:
-        print(f"[layer] {r['threads']}t {r['allocator']:8s} {100 * r['fraction']:4.0f}% k={r['rank']:4d}: factorized/dense "
-              f"{r['ratio_vs_dense']['factorized']:.3f} (limit {r['flop_limit']:.3f}, "
+        print(f"[layer] {r['threads']}t {r['allocator']:8s} {100 * r['fraction']:4.0f}% k={r['rank']:4d}: "
+              f"factorized/dense {r['ratio_vs_dense']['factorized']:.3f} (limit {r['flop_limit']:.3f}, "
               f"{r['factorized_over_limit']:.2f}× limit; best same-backend {r['best_same_backend_over_limit']:.2f}×), "
               f"rebuild {r['ratio_vs_dense']['rebuild']:.2f}")
     for r in report["training"]:

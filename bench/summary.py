@@ -60,7 +60,8 @@ def layer_section(rep: dict[str, Any]) -> list[str]:
     for r in rep["inference"]:
         rv = r["ratio_vs_dense"]
         dnn = rv.get("factorized_onednn_vs_dense_onednn")
-        lines.append(f"| {r['threads']} | {r['allocator']} | {_pct(r['fraction'])} | {r['rank']} | {r['flop_limit']:.3f} | "
+        lines.append(f"| {r['threads']} | {r['allocator']} | {_pct(r['fraction'])} | {r['rank']} | "
+                     f"{r['flop_limit']:.3f} | "
                      f"{rv['rebuild']:.2f} | {rv['factorized']:.3f} | {r['factorized_over_limit']:.2f} | "
                      f"{'—' if dnn is None else f'{dnn:.3f}'} | {r['goal_over_limit']:.2f} | {_ok(r['met'])} |")
     return lines
@@ -98,7 +99,8 @@ def models_section(rep: dict[str, Any]) -> list[str]:
 
 def models_training_section(rep: dict[str, Any]) -> list[str]:
     lines = ["### Target 2 — training step, whole models (U·S·Vᵀ form at ≈10% of target parameters)", "",
-              "| model | batch | target params | U·S·Vᵀ step / dense step | goal | status |", "|---|---:|---:|---:|---:|---|"]
+              "| model | batch | target params | U·S·Vᵀ step / dense step | goal | status |",
+              "|---|---:|---:|---:|---:|---|"]
     for name, e in rep["models"].items():
         t = e["training"]
         lines.append(f"| {name} | {t['batch']} | {_pct(t['target_param_ratio'])} | {t['ratio_vs_dense']:.3f} | "
@@ -111,12 +113,15 @@ def compression_section(rep: dict[str, Any]) -> list[str]:
              "Share = cost / (cost + ν · step), step measured at the batch shown (the paper's batches are "
              "larger, so these are upper bounds). Steady cut = IEHT cut at 10% rank; first cut = at full rank "
              "right after conversion (once per run).", "",
-             "| model | batch | step (10%) s | first cut s | steady cut s | IFHT Fisher s/cut (dense copy + full diagonal) | TRP s | batched SVD speed-up | "
+             "| model | batch | step (10%) s | first cut s | steady cut s | "
+             "IFHT Fisher s/cut (dense copy + full diagonal) | TRP s | batched SVD speed-up | "
              "max share at paper ν (cut, TRP) | goal | status |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, e in rep["models"].items():
-        lines.append(f"| {name} | {e['batch']} | {e['step_s']['low_rank_10']:.2f} | {e['cut_full_rank']['median_s']:.3f} | "
-                     f"{e['cut_10']['median_s']:.4f} | {e['ifht_fisher']['per_cut_s']:.1f} ({e['ifht_fisher'].get('per_cut_s_before', float('nan')):.1f}) | {e['trp']['full_s']:.2f} | "
+        lines.append(f"| {name} | {e['batch']} | {e['step_s']['low_rank_10']:.2f} | "
+                     f"{e['cut_full_rank']['median_s']:.3f} | "
+                     f"{e['cut_10']['median_s']:.4f} | {e['ifht_fisher']['per_cut_s']:.1f} "
+                     f"({e['ifht_fisher'].get('per_cut_s_before', float('nan')):.1f}) | {e['trp']['full_s']:.2f} | "
                      f"{e['batched_svd_full_rank']['speedup']:.2f} | {_pct(e['max_share_at_paper_frequencies'])} | "
                      f"≤ 5% | {_ok(e['met'])} |")
     lines += ["", "| model | cost | ν → share of training time |", "|---|---|---|"]
@@ -146,7 +151,8 @@ def fisher_section(rep: dict[str, Any]) -> list[str]:
     for name, e in rep["models"].items():
         s = e["samples_per_s"]
         lines.append(f"| {name} | {e['batch']} | {e['layers']} | {s['hooks']:.1f} | {s['hooks_gemm_check']:.1f} | "
-                     f"{s['hooks_no_check']:.1f} | {s['func']:.1f} | {s['loop']:.1f} | {e['speedup_func_vs_loop']:.2f} | "
+                     f"{s['hooks_no_check']:.1f} | {s['func']:.1f} | {s['loop']:.1f} | "
+                     f"{e['speedup_func_vs_loop']:.2f} | "
                      f"{e.get('speedup_func_vs_loop_eager', float('nan')):.2f} | "
                      f"{_pct(e['check_share_gemm'])} → {_pct(e['check_share_fused'])} | "
                      f"{max(e['rel_diff_vs_loop'].values()):.1e} | ≥ 3 | {_ok(e['met'])} |")
@@ -181,7 +187,8 @@ def memory_section(rep: dict[str, Any]) -> list[str]:
                 continue
             phase = e.get("phase_peak_rss_mib")
             lines.append(f"| {label}{name} | {e[key]:.0f} | {e['increment_mib']:.0f} | "
-                         f"{e.get('peak_vs_dense', float('nan')):.2f} | {e.get('increment_vs_dense', float('nan')):.2f} | "
+                         f"{e.get('peak_vs_dense', float('nan')):.2f} | "
+                         f"{e.get('increment_vs_dense', float('nan')):.2f} | "
                          f"{'—' if phase is None else f'{phase:.0f}'} | "
                          f"{'—' if 'phase_peak_vs_dense' not in e else format(e['phase_peak_vs_dense'], '.2f')} |")
     return lines
@@ -230,7 +237,8 @@ def misses_section(parts: dict[str, Any]) -> list[str]:
                     "layer_default" if r["allocator"] == "default" else "layer_skinny", row)
         for r in rep["training"]:
             if not r["met"]:
-                add("layer_threads", f"training step, {r['threads']} thread(s): {r['ratio_vs_dense']['low_rank']:.2f}× dense")
+                add("layer_threads",
+                    f"training step, {r['threads']} thread(s): {r['ratio_vs_dense']['low_rank']:.2f}× dense")
     rep = parts.get("models")
     if rep:
         for name, e in rep["models"].items():

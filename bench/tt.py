@@ -54,7 +54,8 @@ def _vit_step_case(device: torch.device, repeats: int) -> dict[str, Any]:
     return {"what": "digits ViT training step, all block Linears TT at bond rank 4",
             "cores_s": res["cores"]["median_s"], "dense_s": res["dense"]["median_s"],
             "cores_over_dense": res["cores"]["median_s"] / res["dense"]["median_s"],
-            "first_layer_macs": {"cores": cores, "dense": dense}, "auto_picks": "cores" if TTLinear.CORES_ADVANTAGE * cores < dense else "dense"}
+            "first_layer_macs": {"cores": cores, "dense": dense},
+            "auto_picks": "cores" if TTLinear.CORES_ADVANTAGE * cores < dense else "dense"}
 
 
 def _layer_case(rank: int, device: torch.device, repeats: int, rows: int = 1024) -> dict[str, Any]:
@@ -75,7 +76,8 @@ def _layer_case(rank: int, device: torch.device, repeats: int, rows: int = 1024)
     return {"what": f"768→3072 layer forward, 3 cores, bond rank {rank}, {rows} rows", "ranks": list(layer.ranks),
             "cores_s": res["cores"]["median_s"], "dense_s": res["dense"]["median_s"],
             "cores_over_dense": res["cores"]["median_s"] / res["dense"]["median_s"],
-            "macs": {"cores": cores, "dense": dense}, "auto_picks": "cores" if TTLinear.CORES_ADVANTAGE * cores < dense else "dense"}
+            "macs": {"cores": cores, "dense": dense},
+            "auto_picks": "cores" if TTLinear.CORES_ADVANTAGE * cores < dense else "dense"}
 
 
 def main(argv=None) -> dict[str, Any]:

@@ -43,7 +43,8 @@ def _corpus(args) -> None:
     lines = ["# Offline text corpus (docstring paragraphs labelled by library)", "",
              f"{stats['size']} paragraphs, {len(stats['labels'])} labels, mean {stats['mean_words']:.1f} words "
              f"(min {stats['min_words']}, max {stats['max_words']}).", "",
-             "| label | " + " | ".join(stats["per_split"]) + " | total |", "|---|" + "---:|" * (len(stats["per_split"]) + 1)]
+             "| label | " + " | ".join(stats["per_split"]) + " | total |",
+             "|---|" + "---:|" * (len(stats["per_split"]) + 1)]
     for lab in stats["labels"]:
         counts = [stats["per_split_label"][s][lab] for s in stats["per_split"]]
         lines.append(f"| {lab} ({stats['versions'][lab]}) | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")

@@ -187,7 +187,8 @@ class LowRankLinear(nn.Module):
         return F.linear(x, self.dense_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
+                f"bias={self.bias is not None}")
 
 
 class FactorizedLinear(nn.Module):
@@ -263,8 +264,9 @@ class FactorizedLinear(nn.Module):
 
     def to_low_rank(self) -> LowRankLinear:
         """Back to the training form (an SVD of ``A B`` through :func:`orthonormalize`)."""
-        f = LowRankFactors(self.up.weight.detach(), torch.ones(self.rank, dtype=self.up.weight.dtype,
-                                                                device=self.up.weight.device), self.down.weight.detach())
+        f = LowRankFactors(self.up.weight.detach(),
+                           torch.ones(self.rank, dtype=self.up.weight.dtype, device=self.up.weight.device),
+                           self.down.weight.detach())
         b = self.bias.detach() if self.bias is not None else None
         return LowRankLinear.from_factors(f, b)
 
@@ -272,7 +274,8 @@ class FactorizedLinear(nn.Module):
         return self.up(self.down(x))
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
+                f"bias={self.bias is not None}")
 
 
 class TTLinear(nn.Module):

@@ -230,7 +230,8 @@ def orthonormalize(f: LowRankFactors) -> LowRankFactors:
     return LowRankFactors(Qu @ Uc, Sc, Vch @ Qv.mT)
 
 
-def row_weighted_projection(W: torch.Tensor, weights: torch.Tensor, rank: int, *, axis: Literal["rows", "columns"] = "rows",
+def row_weighted_projection(W: torch.Tensor, weights: torch.Tensor, rank: int, *,
+                            axis: Literal["rows", "columns"] = "rows",
                             eps: float = 1e-8, name: str = "weight") -> LowRankFactors:
     """FWSVD (Hsu et al. 2022): ``min_{rank Ŵ ≤ k} Σ_i wᵢ ‖(W − Ŵ)_{i,:}‖²`` (``axis='rows'``).
 
@@ -284,7 +285,8 @@ def _weighted_grams(w: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def _als_sweeps(W: torch.Tensor, w: torch.Tensor, A: torch.Tensor, B: torch.Tensor, sweeps: int, tol: float,
-                ridge: torch.Tensor, history: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+                ridge: torch.Tensor,
+                history: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """Alternating exact weighted least squares on ``Ŵ = A B`` (each half-step is an exact block minimiser,
     hence monotone). Stops after ``sweeps`` sweeps, or earlier once a sweep lowers the objective by no
     more than ``tol`` relative. Returns ``A, B``, the objective and whether the stopping rule was met."""
@@ -305,7 +307,8 @@ def _als_sweeps(W: torch.Tensor, w: torch.Tensor, A: torch.Tensor, B: torch.Tens
     return A, B, obj, False
 
 
-def element_weighted_projection(W: torch.Tensor, weights: torch.Tensor, rank: int, *, solver: Literal["als", "em"] = "als",
+def element_weighted_projection(W: torch.Tensor, weights: torch.Tensor, rank: int, *,
+                                solver: Literal["als", "em"] = "als",
                                 max_iter: int = 10_000, tol: float = 1e-9, random_starts: int = 64,
                                 screen_iter: int = 5, keep: int = 4, seed: int = 0,
                                 init: LowRankFactors | None = None, history: list | None = None,

@@ -138,7 +138,8 @@ def vit_b16(num_classes: int = 1000, *, pretrained: bool = True, weights: str | 
         raise ModelUnavailable(
             f"pretrained {_VIT_B16} weights are not in the local Hugging Face cache and could not be downloaded "
             f"(no network or offline mode); download them on a machine with internet "
-            f"(timm.create_model({_VIT_B16!r}, pretrained=True)) and reuse its HF_HOME cache, or pass weights=<state-dict file>"
+            f"(timm.create_model({_VIT_B16!r}, pretrained=True)) and reuse its HF_HOME cache, "
+            f"or pass weights=<state-dict file>"
         ) from failed
 
 

@@ -208,7 +208,8 @@ def _write_outputs(rows: list[dict], meta: dict, out: Path) -> None:
         f"Fisher and input moments from {meta['calibration_sentences']} calibration sentences; "
         f"divergence on {meta['eval_sentences']} held-out sentences. Bold: best per rank and column.",
         "",
-        "| rank | % MLP params | method | rel. Frobenius error | rel. Fisher-weighted error | hidden-state MSE (= 2·KL/token) |",
+        "| rank | % MLP params | method | rel. Frobenius error | rel. Fisher-weighted error | "
+        "hidden-state MSE (= 2·KL/token) |",
         "|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:

@@ -229,7 +229,8 @@ def _build_shells(model: nn.Module, structure: dict[str, dict[str, Any]]) -> dic
     modules = dict(model.named_modules())
     missing = [n for n in structure if n not in modules]
     if missing:
-        raise ValueError(f"{', '.join(missing)}: the structure factorises {'a layer' if len(missing) == 1 else 'layers'} "
+        raise ValueError(f"{', '.join(missing)}: the structure factorises "
+                         f"{'a layer' if len(missing) == 1 else 'layers'} "
                          f"the base model does not have; build the same architecture as the saved model (some of "
                          f"its Linear names: {[n for n, mm in modules.items() if isinstance(mm, nn.Linear)][:6]})")
     # checked in the base model's order, so the first error is the first layer that does not fit

@@ -102,7 +102,8 @@ def find_linear_layers(model: nn.Module, targets: str | Sequence[str] | Mapping[
     for name, module in model.named_modules():
         if not isinstance(module, kinds):
             continue
-        if any(fnmatch.fnmatchcase(name, p) for p in include) and not any(fnmatch.fnmatchcase(name, p) for p in exclude):
+        if (any(fnmatch.fnmatchcase(name, p) for p in include)
+                and not any(fnmatch.fnmatchcase(name, p) for p in exclude)):
             found[name] = module
     if not found:
         linears = [n for n, m in model.named_modules() if isinstance(m, _target_kinds(True))][:8]
@@ -382,7 +383,8 @@ def compress_model_tt(model: nn.Module, targets: str | Sequence[str] | Mapping[s
     return report
 
 
-def to_low_rank(model: nn.Module, targets: str | Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, LowRankLinear]:
+def to_low_rank(model: nn.Module,
+                targets: str | Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, LowRankLinear]:
     """Full-rank conversion of the target layers to ``U S Vᵀ`` (the ``t = d`` step of the paper's
     Algorithms 1–2)."""
     out = {}

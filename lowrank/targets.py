@@ -89,8 +89,8 @@ def auto_targets(model: nn.Module, kinds: tuple[type, ...] = (nn.Linear,)) -> li
         linears = [n for n, m in model.named_modules() if isinstance(m, kinds)]
         if not linears:
             raise ValueError(f"targets='auto': the model ({type(model).__name__}) has no nn.Linear layer to "
-                             f"compress (only nn.Linear and transformers' Conv1D layers can be factorised; nn.Conv1d / Conv2d "
-                             f"layers are not)")
+                             f"compress (only nn.Linear and transformers' Conv1D layers can be factorised; "
+                             f"nn.Conv1d / Conv2d layers are not)")
         raise ValueError(f"targets='auto': the model ({type(model).__name__}) has {len(linears)} Linear layers "
                          f"but no repeated block (an nn.ModuleList / nn.Sequential of ≥ 2 same-class modules "
                          f"with ≥ 2 Linears each) holding them; name the targets instead, e.g. "

@@ -1,6 +1,7 @@
 """Open every notebook in JupyterLab in a real browser (headless Chromium, driven over the DevTools protocol),
-wait for the kernel, save it with the toolbar's save button as a user would, screenshot it into build/lab-check/, and fail if any
-tracked file changed. Needs ``chromium`` (``apt-get install chromium``) and the venv (``make venv``).
+wait for the kernel, save it with the toolbar's save button as a user would, screenshot it into build/lab-check/,
+and fail if any tracked file changed. Needs ``chromium`` (``apt-get install chromium``) and the venv
+(``make venv``).
 
     .venv/bin/python scripts/lab_check.py
 """

@@ -103,7 +103,8 @@ def export_base(run_dir: str | Path, out: str | Path) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     if state.get("structure"):
-        raise ValueError(f"{run_dir}: a base must be dense; this model has factorised layers {sorted(state['structure'])}")
+        raise ValueError(f"{run_dir}: a base must be dense; this model has factorised layers "
+                         f"{sorted(state['structure'])}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     log = _read_log(run_dir)
     last = [r for r in log if r.get("kind") == "final"][-1]

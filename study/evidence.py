@@ -197,8 +197,8 @@ def manifest_text(evidence_dir: str | Path, library: str | Path | None = None,
                               if k in m) + " source hash)." if same else
                f"**a different {' and '.join(differ) or '`lowrank`'} source than this checkout's**: re-run "
                "`make repro-extended` before trusting the verdicts that read it.")
-            + "".join(f" The runs of `{folder}` ({a['runs']}) were added later by `{a['made_by']}` on {a['machine']} at "
-                      f"{a['utc']}, with "
+            + "".join(f" The runs of `{folder}` ({a['runs']}) were added later by `{a['made_by']}` "
+                      f"on {a['machine']} at {a['utc']}, with "
                       + ("this checkout's `lowrank` source." if a.get("library_sha256") == now["library_sha256"]
                          else "**a different `lowrank` source than this checkout's**.")
                       for folder, a in sorted(m.get("added", {}).items())))

@@ -307,7 +307,8 @@ def _regime_words(runs: pd.DataFrame | None, ds: Any) -> str:
         return ""
     r = it.iloc[0]
     spe = float(r["step"]) / float(r["epoch"]) if r.get("epoch") else float("nan")
-    per = float(r["spec.method_args.oialr_frequency"]) * (1.0 if r.get("spec.method_args.oialr_type") == "step" else spe)
+    per = (float(r["spec.method_args.oialr_frequency"])
+           * (1.0 if r.get("spec.method_args.oialr_type") == "step" else spe))
     betas = ", ".join(f"{b:g}" for b in sorted(it["spec.method_args.oialr_threshold"].dropna().unique()))
     text = regime_text({"steps per level": per, "lr": r["spec.train.lr"], "beta": float("nan")}, float("nan"))
     return " Regime: " + text.split(" and ")[0] + f"; lr {r['spec.train.lr']:g} (the paper's: 1e-4); β {betas}."

@@ -34,7 +34,8 @@ def verdict_language_model(points: pd.DataFrame, noise: Noise) -> list[Verdict]:
     iterative family, at matched sizes over the budgets both reach). Reproduced when one-shot is ahead
     beyond the noise, not reproduced when iterative is ahead beyond it, inconclusive when the matched
     sizes cover too little of the shared range (:func:`decide_fronts`)."""
-    statement = "(h) on the language model, with short fine-tuning, one-shot projection does at least as well as iterative"
+    statement = ("(h) on the language model, with short fine-tuning, one-shot projection does at least as well as "
+                 "iterative")
     paper_txt = ("Section 5.2, Figure 3 (BERT on GLUE): 'minimal difference' between the fronts, and 'the superior "
                  "performance of non-iterative methods like FWSVD and TFWSVD' attributed to the short budget")
 

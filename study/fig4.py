@@ -89,7 +89,8 @@ def verdict_depth_schedules(points: pd.DataFrame, noise: Noise) -> list[Verdict]
         if len(seeds) >= MIN_SEEDS:
             out.append(_over_seeds(lab, ds, m, by, statement, paper_txt))
             continue
-        cmps = {(x, y): compare_fronts(by[x], by[y], **selection(by[x], by[y])) for x, y in PAIRS if x in present and y in present}
+        cmps = {(x, y): compare_fronts(by[x], by[y], **selection(by[x], by[y]))
+                for x, y in PAIRS if x in present and y in present}
         ev = f"{ds} {m}: " + "; ".join(front_comparison_text(c, x, y) for (x, y), c in cmps.items())
         gaps = {k: c["mean_gap"] for k, c in cmps.items() if covered(c)}
         tol = noise.tolerance

@@ -22,8 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["POINT_KINDS", "MATCH_RTOL", "pareto_points", "selection", "best_point", "pareto_front", "front_values", "best_at",
-           "evaluated_near", "matched_values", "shared_budgets", "compare_fronts"]
+__all__ = ["POINT_KINDS", "MATCH_RTOL", "pareto_points", "selection", "best_point", "pareto_front", "front_values",
+           "best_at", "evaluated_near", "matched_values", "shared_budgets", "compare_fronts"]
 
 #: records that are points of a Pareto figure (Appendix C: the evaluation after every epoch)
 POINT_KINDS = ("epoch", "final")

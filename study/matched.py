@@ -166,7 +166,8 @@ def budget_gaps(budget_runs: pd.DataFrame, budget_points: pd.DataFrame, repeats_
     b_role = roles(budget_runs)
     # one-shot runs are matched by their whole setting (a rank, or a fraction and its rule); iterative ones by
     # method and threshold, since the budget sweep spaces the same cuts differently for each budget
-    one_keys = set(zip(budget_runs.loc[b_role == "one-shot", "method"], budget_runs.loc[b_role == "one-shot", "setting"]))
+    one_keys = set(zip(budget_runs.loc[b_role == "one-shot", "method"],
+                       budget_runs.loc[b_role == "one-shot", "setting"]))
     it_keys = {(r["method"], r.get("spec.method_args.oialr_threshold"))
                for _, r in budget_runs[b_role == "iterative"].iterrows()}
     frames = [(budget_runs, budget_points)]

@@ -95,10 +95,12 @@ def missing_line(sweep: str, missing: list[tuple[str, str]], root: Path = ROOT) 
     whole = [g for g in sorted(groups) if {s for _, s in _groups(sweep, root) if s.startswith(g + "@")}
              <= {s for _, s in missing}]
     rest = [(rel, s) for rel, s in missing if s.split("@")[0] not in whole]
-    names = [f"runs/{sweep}/*" + (f" ({g})" if g != sweep else "") for g in whole] + [f"runs/{sweep}/{rel}" for rel, _ in rest]
+    names = ([f"runs/{sweep}/*" + (f" ({g})" if g != sweep else "") for g in whole]
+             + [f"runs/{sweep}/{rel}" for rel, _ in rest])
     targets = [f"'{g}@*'" for g in whole] + [s for _, s in rest]
     glob = " --glob" if whole else ""
-    return f"missing {', '.join(names)}: make {'it' if len(missing) == 1 else 'them'} with `dvc repro{glob} {' '.join(targets)}`"
+    return (f"missing {', '.join(names)}: make {'it' if len(missing) == 1 else 'them'} "
+            f"with `dvc repro{glob} {' '.join(targets)}`")
 
 
 def report_missing(runs: Union[str, Path, Sequence[Union[str, Path]]], *sweeps: str) -> list[str]:

@@ -36,8 +36,8 @@ from .verdicts import MIN_COVERAGE, Verdict, decide_over_seeds
 from .writers import include_figure, include_table, new_figure
 
 __all__ = ["SWEEP", "NOTEBOOK", "TABLE", "FIGURE", "PAPER_STEPS_PER_LEVEL", "TARGET_HALF_WIDTH", "VIEWS",
-           "LEVELS_IN_WINDOW", "base_convergence", "check_bases", "level_of", "cells", "regime_table", "seeds_needed", "regime_figure",
-           "verdicts", "ARTIFACT"]
+           "LEVELS_IN_WINDOW", "base_convergence", "check_bases", "level_of", "cells", "regime_table", "seeds_needed",
+           "regime_figure", "verdicts", "ARTIFACT"]
 
 SWEEP = "regime"
 NOTEBOOK = "08_regime"
@@ -111,7 +111,8 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
         it, one = g[role[g.index] == "iterative"], g[role[g.index] == "one-shot"]
         spe = int(round(float((g["step"] / g["epoch"]).median()))) if len(g) else 0
         beta = it[_BETA].dropna().unique() if _BETA in it else []
-        rows.append({"level": float(level), "lr": float(lr), "iterative epochs": int(it["epochs"].max()) if len(it) else 0,
+        rows.append({"level": float(level), "lr": float(lr),
+                     "iterative epochs": int(it["epochs"].max()) if len(it) else 0,
                      "one-shot epochs": int(one["epochs"].max()) if len(one) else 0, "steps per epoch": spe,
                      "steps per level": float(level) * spe, "beta": float(beta[0]) if len(beta) == 1 else np.nan})
     return pd.DataFrame(rows, columns=["level", "lr", "iterative epochs", "one-shot epochs", "steps per epoch",
@@ -259,7 +260,8 @@ def verdicts(inputs: Inputs) -> list[Verdict]:
             verdict = m["decision"]
             views = "; ".join(f"{v}: {rows.loc[v, 'interval'].text()} (per seed {rows.loc[v, 'per seed'] or '–'})"
                               for v in VIEWS if v in rows.index)
-            ev = (f"{ds}, {m['epochs']} epochs (iterative / one-shot), {regime_text(m, converge)}. {views}. Budgets {m['budgets']}. "
+            ev = (f"{ds}, {m['epochs']} epochs (iterative / one-shot), {regime_text(m, converge)}. {views}. "
+                  f"Budgets {m['budgets']}. "
                   f"A ±{TARGET_HALF_WIDTH} interval would need {m['seeds for ±0.02']} seeds at this spread."
                   + (" " + "; ".join(notes) if notes else ""))
             out.append(Verdict(f"(b) {ds}, lr {lr:g}", statement, paper_txt, verdict, ev, effect=iv.effect_text(),

@@ -33,8 +33,8 @@ import pandas as pd
 
 from .families import IHT_FAMILY
 
-__all__ = ["BASES", "RunsDirs", "run_roots", "read_run", "load_runs", "load_points", "load_rank_trajectories", "borrowed_runs",
-           "bases_of"]
+__all__ = ["BASES", "RunsDirs", "run_roots", "read_run", "load_runs", "load_points", "load_rank_trajectories",
+           "borrowed_runs", "bases_of"]
 
 #: the sweep of pre-trained bases every compression run starts from (the paper's Table 3, "Base Training")
 BASES = "pretrain"

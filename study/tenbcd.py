@@ -140,7 +140,8 @@ def tenbcd_table(df: pd.DataFrame) -> pd.DataFrame:
         out.append({
             "dataset": ds, "CR": f"{cr:.3f}",
             "bond rank": "dense" if rank is None or (isinstance(rank, float) and math.isnan(rank)) else str(int(rank)),
-            "method": LABELS.get(method, method), "chosen on validation": f"{r['config']}; {r['unit']} {r['checkpoint']}",
+            "method": LABELS.get(method, method),
+            "chosen on validation": f"{r['config']}; {r['unit']} {r['checkpoint']}",
             "test accuracy [95 % t]": _interval_text(g["test_acc"].to_numpy(float)),
             "train accuracy": f"{g['train_acc'].mean():.3f}",
             "validation (seed 0)": f"{r['val_acc']:.3f}",
@@ -331,7 +332,8 @@ def verdict_tenbcd(df: pd.DataFrame, histories: dict[str, list[dict]]) -> list[V
             base = d[d["method"] == baseline]
             per_cr = "; ".join(
                 f"CR {c:.3g}: {bcd.loc[bcd['cr'] == c, 'test_acc'].mean():.3f} vs "
-                f"{base.loc[base['cr'] == c, 'test_acc'].mean():.3f} (train {bcd.loc[bcd['cr'] == c, 'train_acc'].mean():.3f} "
+                f"{base.loc[base['cr'] == c, 'test_acc'].mean():.3f} "
+                f"(train {bcd.loc[bcd['cr'] == c, 'train_acc'].mean():.3f} "
                 f"vs {base.loc[base['cr'] == c, 'train_acc'].mean():.3f})" for c in crs)
             if tr.n >= 2 and tr.hi < 0:
                 fit = (f"tenBCD fits the training data worse too (training-accuracy gap {tr.text()}): an "

@@ -23,10 +23,11 @@ import pandas as pd
 from .fronts import pareto_points, selection
 from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
-__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL", "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
-           "per_dataset", "per_dataset_verdicts", "seed_directions", "MIN_COVERAGE", "covered", "coverage_verdict", "decide_fronts",
-           "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds", "decide_over_seeds",
-           "over_seeds_text", "seeds_text"]
+__all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL",
+           "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
+           "per_dataset", "per_dataset_verdicts", "seed_directions", "MIN_COVERAGE", "covered", "coverage_verdict",
+           "decide_fronts", "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds",
+           "decide_over_seeds", "over_seeds_text", "seeds_text"]
 
 #: tolerance when no repeats exist: one accuracy point
 DEFAULT_TOLERANCE = 0.01

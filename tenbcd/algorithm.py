@@ -302,7 +302,8 @@ def _act(i: int, num_layers: int, u: torch.Tensor) -> torch.Tensor:
 def _init_weights(widths: Sequence[int], init_scale: float, random_state: int) -> list[torch.Tensor]:
     # drawn on the CPU from a private generator, so the init is the same on every device
     gen = make_generator(random_state)
-    return [torch.randn(widths[i + 1], widths[i], generator=gen, dtype=DTYPE) * (init_scale * math.sqrt(2.0 / widths[i]))
+    return [torch.randn(widths[i + 1], widths[i], generator=gen, dtype=DTYPE)
+            * (init_scale * math.sqrt(2.0 / widths[i]))
             for i in range(len(widths) - 1)]
 
 
@@ -512,8 +513,8 @@ def update_tt_cores(W: torch.Tensor, cores: Sequence[torch.Tensor], shape: TTSha
 
 
 def tenbcd_iteration(state: TenBCDState, cfg: TenBCDConfig) -> TenBCDState:
-    """One tenBCD sweep (Algorithm 1 of the companion paper, arXiv 2303.06815): V_N, U_N, W_N, G_N, then V_i, U_i, W_i, G_i
-    for i = N−1 … 1, each the exact proximal minimiser given the latest values of the other blocks.
+    """One tenBCD sweep (Algorithm 1 of the companion paper, arXiv 2303.06815): V_N, U_N, W_N, G_N, then
+    V_i, U_i, W_i, G_i for i = N−1 … 1, each the exact proximal minimiser given the latest values of the other blocks.
     Returns a new state; ``state`` is left untouched."""
     s = state.copy()
     N, g, r, t = s.num_layers, float(cfg.gamma), cfg.rho_, float(cfg.tau)

@@ -63,7 +63,8 @@ def _baseline_mlp(widths: Sequence[int], tt_cores: int, tt_rank: int | None, ini
 OPTIMIZERS = ("adamw", "sgd")
 LOSSES = ("cross_entropy", "squared")
 #: the study's baselines: name -> (optimizer, loss)
-BASELINES = {"adamw_ce": ("adamw", "cross_entropy"), "adamw_sq": ("adamw", "squared"), "sgd_ce": ("sgd", "cross_entropy")}
+BASELINES = {"adamw_ce": ("adamw", "cross_entropy"), "adamw_sq": ("adamw", "squared"),
+             "sgd_ce": ("sgd", "cross_entropy")}
 
 
 def _loss(name: str, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,8 @@ def test_registry_rejects_unknown_names_and_splits():
         data.get_dataset("mnist", "validation")
     with pytest.raises(ValueError, match=r"digits: split 'validation' needs dataset_args.validation_fraction > 0"):
         data.get_dataset("digits", "validation")
-    with pytest.raises(ValueError, match=r"validation_fraction must be in \[0, 1 - test_fraction\) = \[0, 0.75\), got 0.8"):
+    with pytest.raises(ValueError,
+                       match=r"validation_fraction must be in \[0, 1 - test_fraction\) = \[0, 0.75\), got 0.8"):
         data.get_dataset("digits", "train", validation_fraction=0.8)
     with pytest.raises(ValueError, match=r"random_state"):
         data.get_dataset("digits", "train", random_state=-1)

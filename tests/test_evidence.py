@@ -173,7 +173,8 @@ def test_add_folders_adds_one_sweep_with_its_own_provenance_and_keeps_the_rest(t
     assert json.loads((out / evidence.MANIFEST).read_text()) == m
     text = evidence.manifest_text(out, library=lib)
     assert "different `lowrank` source" in text                    # the first collection's library is not this one
-    assert "The runs of `runs/regime` (2) were added later by `second`" in text and "this checkout's `lowrank` source" in text
+    assert ("The runs of `runs/regime` (2) were added later by `second`" in text
+            and "this checkout's `lowrank` source" in text)
     # adding again replaces that sweep whole; a folder without runs is refused and changes nothing
     shutil.rmtree(runs / "regime" / "digits_k0" / "q")
     evidence.add_folders(runs, out, ["runs/regime"], command="third", library=lib)

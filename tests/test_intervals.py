@@ -120,4 +120,5 @@ def test_a_coverage_verdict_counts_every_compared_seed() -> None:
 
     per_seed = pd.DataFrame({"seed": [0, 1, 2], "mean_gap": [-0.02, 0.01, -0.03], "used": False})
     verdict = decide_over_seeds(I.t_interval([]), per_seed)
-    assert verdict.startswith("inconclusive (coverage") and "seeds point 1 for, 2 against the paper (mean -0.0133)" in verdict
+    assert (verdict.startswith("inconclusive (coverage")
+            and "seeds point 1 for, 2 against the paper (mean -0.0133)" in verdict)

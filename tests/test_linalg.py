@@ -148,9 +148,10 @@ def test_element_weighted_solver_is_monotone(m, n, key, solver, data):
     hist: list[float] = []
     f = L.element_weighted_projection(W, F, k, solver=solver, max_iter=60, tol=0.0, history=hist)
     diffs = np.diff(hist)
-    # Both solvers are exactly monotone in exact arithmetic (history is the returned run's trajectory). Rounding: each objective is a sum of m·n
-    # non-negative terms (relative m·n·eps), and the step's SVD / k×k solves perturb the iterate by
-    # ≲ eps·‖W‖, which moves Σ F (W − X)² by ≲ eps·(objective + max F·‖W‖²); scale = both, margin 4.
+    # Both solvers are exactly monotone in exact arithmetic (history is the returned run's trajectory).
+    # Rounding: each objective is a sum of m·n non-negative terms (relative m·n·eps), and the step's
+    # SVD / k×k solves perturb the iterate by ≲ eps·‖W‖, which moves Σ F (W − X)² by
+    # ≲ eps·(objective + max F·‖W‖²); scale = both, margin 4.
     # (ALS's ridge 1e-10·(‖W‖²/mn + 1) can only break monotonicity at second order in the step, below this.)
     tol = sum_rounding(m * n, hist[0] + float(F.max()) * float(W.norm()) ** 2)
     assert (diffs <= tol).all(), (hist, tol)
@@ -232,7 +233,8 @@ def test_randomized_svd_accuracy_on_decaying_spectrum():
 
 def test_orthonormalize_keeps_the_matrix():
     g = make_generator(1)
-    f = L.LowRankFactors(torch.randn(9, 3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64),
+    f = L.LowRankFactors(torch.randn(9, 3, generator=g, dtype=torch.float64),
+                         torch.rand(3, generator=g, dtype=torch.float64),
                          torch.randn(3, 7, generator=g, dtype=torch.float64))
     o = L.orthonormalize(f)
     torch.testing.assert_close(o.matrix(), f.matrix())

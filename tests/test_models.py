@@ -50,7 +50,8 @@ def test_vit_digits_shapes_and_size():
     assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
     # surgery relies on timm's module names
     names = dict(m.named_modules())
-    assert isinstance(names["blocks.3.mlp.fc1"], torch.nn.Linear) and names["blocks.3.mlp.fc1"].weight.shape == (256, 64)
+    assert (isinstance(names["blocks.3.mlp.fc1"], torch.nn.Linear)
+            and names["blocks.3.mlp.fc1"].weight.shape == (256, 64))
 
 
 def test_vit_mnist1d_reads_sequences():
@@ -175,7 +176,8 @@ def test_minilm_classifier_pretrained_head_fresh_and_padding_invariant(tokenizer
 
 def test_bert_base_offline_raises_clear_error(hf_offline):
     t0 = time.perf_counter()
-    with pytest.raises(models.ModelUnavailable, match=r"BERT \(bert-base-uncased\) could not be loaded .* source=") as err:
+    with pytest.raises(models.ModelUnavailable,
+                       match=r"BERT \(bert-base-uncased\) could not be loaded .* source=") as err:
         models.build_model("bert_base", num_labels=2)
     assert _one_sentence(str(err.value))
     with pytest.raises(models.ModelUnavailable, match=r"bert-base-uncased tokenizer could not be loaded"):

@@ -187,8 +187,10 @@ def test_missing_runs_are_named_per_group_with_their_stage(tmp_path: Path) -> No
     missing = missing_groups((first, second), "repeats")
     assert [rel for rel, _ in missing] == keys[1:] and [s for _, s in missing] == [f"repeats@{k}" for k in keys[1:]]
     (line,) = report_missing((first, second), "repeats")
-    assert f"runs/repeats/{keys[1]}" in line and line.endswith("`dvc repro " + " ".join(f"repeats@{k}" for k in keys[1:]) + "`")
-    assert report_missing((tmp_path / "absent",), "repeats") == ["missing runs/repeats/*: make them with `dvc repro --glob 'repeats@*'`"]
+    assert (f"runs/repeats/{keys[1]}" in line
+            and line.endswith("`dvc repro " + " ".join(f"repeats@{k}" for k in keys[1:]) + "`"))
+    assert report_missing((tmp_path / "absent",), "repeats") == [
+        "missing runs/repeats/*: make them with `dvc repro --glob 'repeats@*'`"]
 
 
 def test_an_empty_figure_is_never_drawn(tmp_path: Path) -> None:

@@ -248,7 +248,8 @@ def test_pyproject_declares_exactly_the_imported_distributions():
     uses = [u for path, src in sources.items() for u in imports_of(src, path)] + runtime_lookups(sources)
     required, optional = declared_dependencies()
     report = check(uses, required, optional, importlib.metadata.packages_distributions(), KNOWN_UNDECLARED)
-    assert report.ok(), "pyproject.toml does not match the imports of lowrank/, theory/, study/ and tenbcd/:\n" + report.message()
+    assert report.ok(), ("pyproject.toml does not match the imports of lowrank/, theory/, study/ and tenbcd/:\n"
+                         + report.message())
     # the deliberately undeclared ones stay undeclared, and the Makefile still installs them
     nodeps = _pins(ROOT / "requirements-nodeps.txt")
     for dist in KNOWN_UNDECLARED:

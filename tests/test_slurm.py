@@ -135,7 +135,8 @@ def test_submitit_local_jobs_reproduce_what_the_local_workers_do(tmp_path, monke
 
 
 def test_a_failed_job_names_its_stage_and_log_and_nothing_downstream_runs(tmp_path, monkeypatch, env):
-    path = _project(tmp_path / "p", DVC_YAML.replace('python -c "import sys; print(2', 'python -c "import sys; sys.exit(3); print(2'))
+    path = _project(tmp_path / "p", DVC_YAML.replace('python -c "import sys; print(2',
+                                                     'python -c "import sys; sys.exit(3); print(2'))
     monkeypatch.chdir(path)
     with pytest.raises(JobFailed, match=r"stage 'b' failed: job \S+ ended with an error; log: \S+_log.out") as err:
         pipeline.reproduce(jobs=2, skip=set(), executor="submitit-local", log_dir=path / "logs")
@@ -164,7 +165,8 @@ def _sweep_equals_run_group(tmp_path, kind):
     def timeless(final): return {k: v for k, v in final.items() if k != "wall_seconds"}
     assert {r: timeless(f) for r, f in jobs.items()} == {r: timeless(f) for r, f in here.items()}
     for run in group:
-        written = [timeless(json.loads((tmp_path / where / run / "metrics.json").read_text())) for where in ("jobs", "here")]
+        written = [timeless(json.loads((tmp_path / where / run / "metrics.json").read_text()))
+                   for where in ("jobs", "here")]
         assert written[0] == written[1]
     return jobs
 

@@ -206,7 +206,8 @@ def test_w_and_v_closed_forms_have_zero_gradient():
     gen = make_generator(5)
     n, d_in, d_out = 30, 7, 5
     U, V, T, W0 = (torch.randn(d_out, n, generator=gen, dtype=F64), torch.randn(d_in, n, generator=gen, dtype=F64),
-                   torch.randn(d_out, d_in, generator=gen, dtype=F64), torch.randn(d_out, d_in, generator=gen, dtype=F64))
+                   torch.randn(d_out, d_in, generator=gen, dtype=F64),
+                   torch.randn(d_out, d_in, generator=gen, dtype=F64))
     rho, tau, alpha, lam = 2.0, 0.7, 0.05, 0.3
     for wd in (0.0, lam):
         W = tb.update_w(U, V, W0, T, rho=rho, tau=tau, alpha=alpha, weight_decay=wd).requires_grad_()
@@ -230,7 +231,8 @@ def test_w_and_v_closed_forms_have_zero_gradient():
     assert bool((torch.autograd.grad(f, W)[0].abs() <= sum_rounding(n + d_in, terms)).all())
 
     S, U_next, W_next, V0 = (torch.randn(d_in, n, generator=gen, dtype=F64), U,
-                             torch.randn(d_out, d_in, generator=gen, dtype=F64), torch.randn(d_in, n, generator=gen, dtype=F64))
+                             torch.randn(d_out, d_in, generator=gen, dtype=F64),
+                             torch.randn(d_in, n, generator=gen, dtype=F64))
     gamma = 1.5
     Vn = tb.update_v_hidden(S, U_next, W_next, V0, gamma=gamma, rho=rho, alpha=alpha).requires_grad_()
     f = (0.5 * gamma * ((Vn - S) ** 2).sum() + 0.5 * rho * ((U_next - W_next @ Vn) ** 2).sum()

@@ -150,7 +150,8 @@ def test_tt_linear_at_full_rank_equals_the_dense_layer(shape, bias, key, rows):
     tt = TTLinear.from_linear(lin, shape)
     x = randn(rows, 3, shape.in_features, key=key + 1)
     torch.testing.assert_close(tt(x), lin(x))
-    assert sum(p.numel() for p in tt.parameters()) == tt_num_params(shape, tt.ranks) + (shape.out_features if bias else 0)
+    assert (sum(p.numel() for p in tt.parameters())
+            == tt_num_params(shape, tt.ranks) + (shape.out_features if bias else 0))
     back = tt.to_linear()
     torch.testing.assert_close(back.weight, lin.weight)
     if bias:
@@ -418,7 +419,8 @@ def tiny_trainer(method, args, digits, out=None):
 
 @pytest.mark.parametrize("method", ["ttm", "fwttm"])
 def test_tt_methods_compress_train_and_resume(method, digits, tmp_path):
-    t = tiny_trainer(method, {"tt_rank": 4, "tt_cores": 3, **({"fwttm_sweeps": 2} if method == "fwttm" else {})}, digits, out=tmp_path)
+    t = tiny_trainer(method, {"tt_rank": 4, "tt_cores": 3, **({"fwttm_sweeps": 2} if method == "fwttm" else {})},
+                     digits, out=tmp_path)
     names = list(t.target_names)
     dense_before = {n: t.model.get_submodule(n).weight.detach().clone() for n in names}
     final = t.fit()
@@ -434,7 +436,8 @@ def test_tt_methods_compress_train_and_resume(method, digits, tmp_path):
     assert proj["event"] == "project" and proj["tt_ranks"][names[0]] == [4, 4]
     assert any(not torch.allclose(layers[n].weight, dense_before[n]) for n in names)
     # a fresh trainer resumes from the checkpoint: same structure, same weights, same evaluation
-    t2 = tiny_trainer(method, {"tt_rank": 4, "tt_cores": 3, **({"fwttm_sweeps": 2} if method == "fwttm" else {})}, digits, out=tmp_path)
+    t2 = tiny_trainer(method, {"tt_rank": 4, "tt_cores": 3, **({"fwttm_sweeps": 2} if method == "fwttm" else {})},
+                      digits, out=tmp_path)
     assert t2.load_checkpoint()
     assert module_structure(t2.model) == module_structure(t.model)
     for (n1, p1), (n2, p2) in zip(t.model.state_dict().items(), t2.model.state_dict().items()):

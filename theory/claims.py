@@ -9,8 +9,9 @@ Findings (each proved in the docstring of the predicate that tests the corrected
 
 * Claim 4, "and thus" step, is false as printed: ``sigma_min(W*) >= sqrt(sigma_max(I) alpha_min lambda)``
   fails whenever ``sigma_max(I)`` is large enough (a ``1 x 1`` counterexample is
-  :func:`printed_consequence_counterexample`; the minimal one hypothesis finds is pinned in the tests). The correct consequence -- which is what the proof in
-  Appendix A.1 actually derives, ``sigma_min(I^{-1/2}) = sigma_max(I)^{-1/2}`` -- divides by
+  :func:`printed_consequence_counterexample`; the minimal one hypothesis finds is pinned in the tests).
+  The correct consequence -- which is what the proof in Appendix A.1 actually derives,
+  ``sigma_min(I^{-1/2}) = sigma_max(I)^{-1/2}`` -- divides by
   ``sigma_max(I)``: ``sigma_min(W*) >= sqrt(2 alpha_min lambda / sigma_max(I))``
   (:func:`claim4_consequence_corrected`).
 * Claim 4, first part, holds but is loose by ``sqrt(2)``: the prox threshold is ``sqrt(2 alpha lambda)``
@@ -130,7 +131,8 @@ def claim1_nonincreasing(run: ProxRun) -> ClaimCheck:
     i = int(np.argmax(inc))
     bounded = bool(phi.min() >= run.lower_bound - 1e-12 * max(1.0, abs(phi[0])))
     holds = bool(inc[i] <= 0.0 and bounded)
-    detail = f"max increase {phi[i + 1] - phi[i]:.3e} at step {i}; min Phi {phi.min():.6g} >= lower bound {run.lower_bound:g}: {bounded}"
+    detail = (f"max increase {phi[i + 1] - phi[i]:.3e} at step {i}; min Phi {phi.min():.6g} >= lower bound "
+              f"{run.lower_bound:g}: {bounded}")
     return ClaimCheck("claim 1: non-increasing", holds, float(phi[i + 1]), float(phi[i]), i, detail)
 
 
@@ -161,8 +163,9 @@ def claim2_finite_length(run: ProxRun, window: int | None = None, rtol: float = 
     Holds iff the run converged (its last step fell below the stopping tolerance) *and* the tail of
     the increments decays geometrically: with ``q`` the mean contraction of ``|W_{k+1} - W_k|`` over
     the last ``window`` increments above rounding level (``1e-13 max(1, |W_N|)``), ``q < 1`` and the
-    geometric remainder ``d_last q / (1 - q)`` is at most ``rtol`` times the partial sum. A path that alternates or whose increments decay like ``1/n``
-    fails both tests; a finite run cannot rule out misbehaviour after it stopped.
+    geometric remainder ``d_last q / (1 - q)`` is at most ``rtol`` times the partial sum. A path that
+    alternates or whose increments decay like ``1/n`` fails both tests; a finite run cannot rule out
+    misbehaviour after it stopped.
 
     Corrected statement (for both claims 2 and 3). If ``alpha_n <= (1 - delta) sigma_n / L`` for a
     ``delta in (0, 1)`` (instead of ``<= sigma_n / L``), then
@@ -181,7 +184,8 @@ def claim2_finite_length(run: ProxRun, window: int | None = None, rtol: float = 
     total = float(d.sum())
     name = "claim 2: finite length"
     if not run.converged:
-        return ClaimCheck(name, False, total, float("inf"), len(d), f"not converged after {len(d)} steps; partial sum {total:.4g}")
+        return ClaimCheck(name, False, total, float("inf"), len(d),
+                          f"not converged after {len(d)} steps; partial sum {total:.4g}")
     if d.size == 0 or d[-1] == 0.0:
         return ClaimCheck(name, True, total, total, len(d), "reached a fixed point exactly")
     norm_w = float(np.sqrt(sum(np.vdot(b, b) for b in run.final)))
@@ -217,7 +221,8 @@ def claim3_critical_limit(run: ProxRun, crit_rtol: float = 1e-6) -> ClaimCheck:
     bound = crit_rtol * lip * max(1.0, norm_w)
     stable = bool(run.rank.size < 2 or run.rank[-1] == run.rank[-2])
     holds = bool(stable and res <= bound)
-    detail = f"residual {res:.3e} <= {bound:.3e}; rank of the last two iterates equal: {stable} (rank {int(run.rank[-1])})"
+    detail = (f"residual {res:.3e} <= {bound:.3e}; rank of the last two iterates equal: {stable} "
+              f"(rank {int(run.rank[-1])})")
     return ClaimCheck(name, holds, res, bound, len(run.step_norm), detail)
 
 
@@ -281,7 +286,8 @@ def claim4_metric_bound_per_step(run: ProxRun) -> ClaimCheck:
     name = "claim 4a per step: sigma_min(I_n^1/2 W_{n+1}) >= sqrt(2 alpha_n lambda)"
     if worst_n < 0:
         return ClaimCheck(name, True, lhs, rhs, -1, "all iterates zero: vacuous")
-    return ClaimCheck(name, bool(worst_ratio >= 1.0 - RTOL), lhs, rhs, worst_n, f"worst ratio {worst_ratio:.6g} at step {worst_n}")
+    return ClaimCheck(name, bool(worst_ratio >= 1.0 - RTOL), lhs, rhs, worst_n,
+                      f"worst ratio {worst_ratio:.6g} at step {worst_n}")
 
 
 def claim4_consequence_printed(run: ProxRun) -> ClaimCheck:
@@ -311,7 +317,8 @@ def _consequence(run: ProxRun, printed: bool, factor: float) -> ClaimCheck:
     for b, W in enumerate(run.final):
         lam_max = _limit_lam_max(run, b)
         bound = (
-            np.sqrt(lam_max * run.alpha_min * run.lam) if printed else np.sqrt(factor * run.alpha_min * run.lam / lam_max)
+            np.sqrt(lam_max * run.alpha_min * run.lam) if printed
+            else np.sqrt(factor * run.alpha_min * run.lam / lam_max)
         )
         r = _final_rank(run, b, W)
         if r == 0:
@@ -327,7 +334,8 @@ def _consequence(run: ProxRun, printed: bool, factor: float) -> ClaimCheck:
     if worst_b < 0:
         return ClaimCheck(name, True, float("nan"), float("nan"), -1, "W* = 0: vacuous")
     holds = bool(worst >= 1.0 - RTOL)
-    return ClaimCheck(name, holds, worst_s, worst_bound, worst_b, f"block {worst_b}: {worst_s:.6g} vs {worst_bound:.6g}")
+    return ClaimCheck(name, holds, worst_s, worst_bound, worst_b,
+                      f"block {worst_b}: {worst_s:.6g} vs {worst_bound:.6g}")
 
 
 def oialr_gradient_step_descent(run: OIALRRun) -> ClaimCheck:
@@ -371,7 +379,8 @@ def oialr_jump_bound(run: OIALRRun, strict: bool = True) -> ClaimCheck:
     atol = 1e-10 * _scale(np.concatenate([run.loss_star, run.loss_after]))
     for k in range(jump.size):
         if jump[k] > first_rhs[k] + atol:
-            return ClaimCheck("OIALR jump bound", False, float(jump[k]), float(first_rhs[k]), k, "descent-lemma step fails")
+            return ClaimCheck("OIALR jump bound", False, float(jump[k]), float(first_rhs[k]), k,
+                              "descent-lemma step fails")
         if first_rhs[k] - (run.inner_product[k] if run.inner != "exact" else 0.0) > mid[k] * (1 + RTOL) + atol:
             return ClaimCheck("OIALR jump bound", False, float(first_rhs[k]), float(mid[k]), k, "prox comparison fails")
         if np.isnan(run.sigma_min_after[k]):
@@ -384,7 +393,8 @@ def oialr_jump_bound(run: OIALRRun, strict: bool = True) -> ClaimCheck:
                 f"lambda_k L dr {rel} sigma_min^2 L dr fails with dr = {int(dr[k])}",
             )
     label = "printed (strict)" if strict else "corrected (<=, strict iff dr > 0)"
-    return ClaimCheck(f"OIALR jump bound, {label}", True, float(np.max(jump)) if jump.size else 0.0, float("nan"), -1, f"{jump.size} steps")
+    return ClaimCheck(f"OIALR jump bound, {label}", True, float(np.max(jump)) if jump.size else 0.0, float("nan"), -1,
+                      f"{jump.size} steps")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -539,8 +549,10 @@ def claim_table(runs: Sequence[ProxRun], oialr_runs: Sequence[OIALRRun] = ()) ->
             on_runs(key) and pred(boundary_fixed).holds,
         ))
     rows.append(row(
-        "4a. sigma_min(I^1/2 W*) >= sqrt(alpha_min lambda)", "claim4a", "none (loose: the threshold is sqrt(2 alpha lambda))",
-        claim4_metric_bound(cx4).holds, f"sharp: sqrt(2 alpha_min lambda) ({'holds' if on_runs('claim4a_sharp') else 'fails'})",
+        "4a. sigma_min(I^1/2 W*) >= sqrt(alpha_min lambda)", "claim4a",
+        "none (loose: the threshold is sqrt(2 alpha lambda))",
+        claim4_metric_bound(cx4).holds,
+        f"sharp: sqrt(2 alpha_min lambda) ({'holds' if on_runs('claim4a_sharp') else 'fails'})",
         None,
     ))
     rows.append(row(
@@ -553,7 +565,8 @@ def claim_table(runs: Sequence[ProxRun], oialr_runs: Sequence[OIALRRun] = ()) ->
     if oialr_runs:
         cx = oialr_strict_counterexample()
         strict_ok = all(oialr_jump_bound(r, strict=True).holds for r in oialr_runs)
-        loose_ok = all(oialr_jump_bound(r, strict=False).holds for r in oialr_runs) and oialr_jump_bound(cx, False).holds
+        loose_ok = (all(oialr_jump_bound(r, strict=False).holds for r in oialr_runs)
+                    and oialr_jump_bound(cx, False).holds)
         cx_fails = not oialr_jump_bound(cx, True).holds
         rows.append({
             "claim": "B.1.1 OIALR: jump <= lambda_k L dr < sigma_min^2(S^{k+1}) L dr",

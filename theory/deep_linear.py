@@ -73,7 +73,8 @@ def random_orthogonal(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def random_spd(rng: np.random.Generator, size: int, condition: float, scale: float = 1.0) -> np.ndarray:
-    """Random symmetric positive-definite matrix with ``lambda_max = scale`` and ``lambda_max / lambda_min = condition``.
+    """Random symmetric positive-definite matrix with ``lambda_max = scale`` and
+    ``lambda_max / lambda_min = condition``.
 
     The eigenvalues are log-spaced between ``scale / condition`` and ``scale`` (both ends always
     present when ``size >= 2``) and the eigenvectors are Haar distributed.

@@ -93,7 +93,8 @@ def _one_run(
         "final_step_full": float(full.step_norm[-1]),
         "final_step_iterative": float(it.step_norm[-1]),
         "converged": bool(full.converged and it.converged),
-        "objective_nonincreasing": bool(np.all(np.diff(it.objective) <= 1e-12 * np.maximum(1.0, np.abs(it.objective[:-1])))),
+        "objective_nonincreasing": bool(np.all(np.diff(it.objective)
+                                               <= 1e-12 * np.maximum(1.0, np.abs(it.objective[:-1])))),
     }
 
 
@@ -124,14 +125,16 @@ def deep_linear_rank_reduction(
     if not (np.isfinite(lam) and lam > 0.0):
         raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
     if not (0.0 < step_fraction < 1.0):
-        raise ValueError(f"step_fraction must be in (0, 1) (strict: the corrected step condition), got {step_fraction!r}")
+        raise ValueError(f"step_fraction must be in (0, 1) (strict: the corrected step condition), "
+                         f"got {step_fraction!r}")
     settings = dict(
         d=d, depth=depth, samples=samples, teacher_rank=teacher_rank, input_condition=input_condition,
         noise=noise, lam=lam, weight_decay=weight_decay, step_fraction=step_fraction, max_iter=max_iter,
         init_scale=init_scale,
     )
     runs = [_one_run(k, **settings) for k in random_states]
-    keys = ("loss_full", "loss_iterative", "loss_oneshot_product", "loss_oneshot_layers", "loss_optimal", "loss_least_squares")
+    keys = ("loss_full", "loss_iterative", "loss_oneshot_product", "loss_oneshot_layers", "loss_optimal",
+            "loss_least_squares")
     summary = {f"mean_{k}": float(np.mean([r[k] for r in runs])) for k in keys}
     summary["iterative_below_oneshot_product"] = sum(r["loss_iterative"] < r["loss_oneshot_product"] for r in runs)
     summary["iterative_below_oneshot_layers"] = sum(r["loss_iterative"] < r["loss_oneshot_layers"] for r in runs)

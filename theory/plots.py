@@ -140,8 +140,10 @@ def plot_singular_values(run: ProxRun, label: str) -> plt.Figure:
     for i in range(sv.shape[1]):
         vals = np.where(i < ranks, sv[:, i], np.nan)
         ax2.semilogx(np.arange(1, sv.shape[0] + 1), vals, color="C0", lw=1)
-    ax2.axhline(np.sqrt(lam_max * a * lam), color="C3", ls="--", label=r"printed $\sqrt{\sigma_{\max}(\mathcal{I})\alpha_{\min}\lambda}$")
-    ax2.axhline(np.sqrt(2 * a * lam / lam_max), color="C2", ls="-", label=r"corrected $\sqrt{2\alpha_{\min}\lambda/\sigma_{\max}(\mathcal{I})}$")
+    ax2.axhline(np.sqrt(lam_max * a * lam), color="C3", ls="--",
+                label=r"printed $\sqrt{\sigma_{\max}(\mathcal{I})\alpha_{\min}\lambda}$")
+    ax2.axhline(np.sqrt(2 * a * lam / lam_max), color="C2", ls="-",
+                label=r"corrected $\sqrt{2\alpha_{\min}\lambda/\sigma_{\max}(\mathcal{I})}$")
     ax2.set_xlabel("iteration n + 1")
     ax2.set_ylabel(r"non-zero $\sigma_i(W_n)$")
     ax2.set_title(f"Prop. 4.3, claim 4 ('and thus'), {label}")

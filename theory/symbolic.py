@@ -79,7 +79,8 @@ def kl_expansion_categorical(classes: int = 3) -> SeriesCheck:
     c0, c1, c2, c3 = _series_coefficients(kl, t, 3)
     # d log p_k / d theta_j = [k == j] - p_j
     score = [[(1 if k == j else 0) - p[j] for j in range(classes)] for k in range(classes)]
-    fisher = sp.Matrix(classes, classes, lambda i, j: sp.cancel(sum(p[k] * score[k][i] * score[k][j] for k in range(classes))))
+    fisher = sp.Matrix(classes, classes,
+                       lambda i, j: sp.cancel(sum(p[k] * score[k][i] * score[k][j] for k in range(classes))))
     vec = sp.Matrix(v)
     quad = sp.cancel((vec.T * fisher * vec)[0, 0] / 2)
     return SeriesCheck(c0, c1, c2, quad, c3, fisher)
@@ -274,7 +275,8 @@ def _kl_rounding(p: np.ndarray, q: np.ndarray) -> float:
     return 2.0 * (p.size + 3) * EPS * float(terms.sum())
 
 
-def pythagorean_m_projection(random_state: int, support: int = 6, dims: tuple[int, int] = (3, 2), probes: int = 5) -> dict:
+def pythagorean_m_projection(random_state: int, support: int = 6, dims: tuple[int, int] = (3, 2),
+                             probes: int = 5) -> dict:
     """Generalised Pythagorean theorem for the m-projection (Section 3.1 of the paper), numerically.
 
     Nested exponential families ``E_2 subset E_1`` on ``support`` points: ``E_1`` uses the first

@@ -283,10 +283,12 @@ def corpus_stats(cache_dir: str | os.PathLike | None = None, *, random_state: in
     return {
         "size": len(records),
         "labels": list(TEXT_LIBRARIES),
-        "per_label": {lib: int(c) for lib, c in zip(TEXT_LIBRARIES, np.bincount(labels, minlength=len(TEXT_LIBRARIES)))},
+        "per_label": {lib: int(c) for lib, c in zip(TEXT_LIBRARIES,
+                                                    np.bincount(labels, minlength=len(TEXT_LIBRARIES)))},
         "per_split": {s: int(len(i)) for s, i in splits.items()},
         "per_split_label": {
-            s: {lib: int(c) for lib, c in zip(TEXT_LIBRARIES, np.bincount(np.asarray(labels)[i], minlength=len(TEXT_LIBRARIES)))}
+            s: {lib: int(c) for lib, c in zip(TEXT_LIBRARIES,
+                                              np.bincount(np.asarray(labels)[i], minlength=len(TEXT_LIBRARIES)))}
             for s, i in splits.items()
         },
         "mean_words": float(words.mean()),

@@ -45,7 +45,8 @@ def least_squares_loss_slack(problem, W: np.ndarray, margin: float = MARGIN) -> 
     return sum_slack(n_terms, float(np.vdot(np.abs(r), R)) + problem.ridge * float(np.vdot(W, W)), margin)
 
 
-def least_squares_descent_slack(problem, W: np.ndarray, D: np.ndarray, lipschitz: float, margin: float = MARGIN) -> float:
+def least_squares_descent_slack(problem, W: np.ndarray, D: np.ndarray, lipschitz: float,
+                                margin: float = MARGIN) -> float:
     """Rounding of the descent-lemma gap ``L(W + D) - L(W) - <grad L(W), D> - lipschitz/2 |D|^2`` of a least squares.
 
     The four terms cancel (the gap is ``<= 0`` in exact arithmetic with the exact constant), so the

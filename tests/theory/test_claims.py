@@ -35,7 +35,8 @@ from theory.claims import (
     wrong_modulus_counterexample,
 )
 from theory.deep_linear import Backtracking, GlobalLipschitz, LeastSquares, random_deep_linear, random_orthogonal
-from theory.prox import DESCENT_GAP_RTOL, ConstantFraction, ConvergingMetric, FixedStep, RandomFraction, proximal_gradient
+from theory.prox import (DESCENT_GAP_RTOL, ConstantFraction, ConvergingMetric, FixedStep, RandomFraction,
+                         proximal_gradient)
 
 # Converging runs: metric condition <= 10 and kappa(A) <= 3 keep runs to a few thousand steps.
 CONVERGING = problem_specs()
@@ -94,7 +95,8 @@ def test_sufficient_decrease_inequality_of_the_proof(spec: ProblemSpec) -> None:
     fraction=st.floats(0.2, 1.0),
     key=st.integers(0, 2**16),
 )
-def test_claim1_on_deep_linear_with_certified_smoothness(d: int, depth: int, lam: float, fraction: float, key: int) -> None:
+def test_claim1_on_deep_linear_with_certified_smoothness(d: int, depth: int, lam: float, fraction: float,
+                                                         key: int) -> None:
     rng = np.random.default_rng(key)
     net, _ = random_deep_linear(rng, d, depth, 30, min(2, d), 10.0, 0.3, 1e-3)
     init = tuple(random_orthogonal(rng, d) for _ in range(depth))

@@ -92,7 +92,8 @@ def _moment_form_slack(net: DeepLinear, W: np.ndarray, params) -> float:
     X, Y = net.X, net.Y
     p = X.shape[1]
     aW, aX, aY = np.abs(W), np.abs(X), np.abs(Y)
-    moment = float(np.vdot(aW @ (aX @ aX.T / p), aW)) + 2.0 * float(np.vdot(aW, aY @ aX.T / p)) + float(np.vdot(Y, Y)) / p
+    moment = (float(np.vdot(aW @ (aX @ aX.T / p), aW)) + 2.0 * float(np.vdot(aW, aY @ aX.T / p))
+              + float(np.vdot(Y, Y)) / p)
     direct = float(np.vdot(np.abs(W @ X - Y), aW @ aX + aY)) / p
     reg = net.weight_decay * sum(float(np.vdot(F, F)) for F in params)
     n_terms = p + X.shape[0] + W.size + Y.size + 3
@@ -153,7 +154,8 @@ def test_reduced_rank_regression_is_the_rank_constrained_optimum(d, rank, key) -
     # |X|^2 dW^2), and the SVD of W_ls X picks the subspace to d eps |W_ls X| / gap, which costs at most
     # 2 d eps |W_ls X|^2 whatever the gap. (The part off the manifold is in loss_err.)
     dW = factorization_slack(d, np.linalg.cond(X) * float(np.linalg.norm(W)))
-    solve_err = float(np.linalg.norm(X, 2)) ** 2 * dW**2 + 2.0 * factorization_slack(d, float(np.linalg.norm(W_ls @ X, 2)) ** 2)
+    solve_err = (float(np.linalg.norm(X, 2)) ** 2 * dW**2
+                 + 2.0 * factorization_slack(d, float(np.linalg.norm(W_ls @ X, 2)) ** 2))
     base = loss(W)
     base_err = loss_err(W) + solve_err
     U, s, Vt = np.linalg.svd(W_ls)

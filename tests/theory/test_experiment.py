@@ -19,7 +19,8 @@ def _data_loss_slack(settings: dict, run: dict):
 
     The moment form ``1/2 (<W S, W> - 2 <W, C> + |Y|^2/p)`` (``S = XX^T/p``, ``C = YX^T/p``) cancels to the
     loss: its error is ``(p + d + d^2) eps`` times ``1/2 (| |X||X|^T/p | |W|^2 + 2 |W| | |Y||X|^T/p | + |Y|^2/p)``.
-    ``|W|`` follows from the loss: ``loss(W) - loss(W_ls) = 1/2 tr((W - W_ls) S (W - W_ls)^T) >= lambda_min(S)/2 |W - W_ls|^2``.
+    ``|W|`` follows from the loss:
+    ``loss(W) - loss(W_ls) = 1/2 tr((W - W_ls) S (W - W_ls)^T) >= lambda_min(S)/2 |W - W_ls|^2``.
     The rank-r optimum's own solve error (pinv of ``X``: ``d eps kappa(X)`` relative) moves its loss only at
     second order on the rank-r manifold, and the choice of its subspace by at most ``2 d eps |W_ls X|^2 / p``.
     """

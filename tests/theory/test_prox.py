@@ -38,7 +38,8 @@ def _prox_objective_slack(Y: np.ndarray, *values: float) -> float:
     ``1/2 |Z - Y|^2`` by at most ``|Z - Y| |E| <= |Y|_F |E|``; the norm sums ``m n`` squares. Counted
     twice: both sides of a comparison carry it.
     """
-    return 2.0 * factorization_slack(max(Y.shape), float(np.linalg.norm(Y)) ** 2) + sum_slack(Y.size + 1, sum(map(abs, values)))
+    return (2.0 * factorization_slack(max(Y.shape), float(np.linalg.norm(Y)) ** 2)
+            + sum_slack(Y.size + 1, sum(map(abs, values))))
 
 
 @theory_settings(300)
@@ -156,7 +157,8 @@ def test_fisher_prox_minimises_eq9(shape, key, log_cond, log_scale, log_alpha, l
     W = prox_rank_fisher(Wn, G, alpha, lam, metric).Z
     kappa = metric.lam_max / metric.lam_min
     # |Y| <= |I^{1/2}| |W_n| + alpha |I^{-1/2}| |G|: the size of Y's terms (they may cancel).
-    y_scale = np.sqrt(metric.lam_max) * float(np.linalg.norm(Wn)) + alpha * float(np.linalg.norm(G)) / np.sqrt(metric.lam_min)
+    y_scale = (np.sqrt(metric.lam_max) * float(np.linalg.norm(Wn))
+               + alpha * float(np.linalg.norm(G)) / np.sqrt(metric.lam_min))
     args = (Wn, G, alpha, lam, I, kappa)
     best = _eq9_objective(W, *args)
     Y = metric.sqrt @ Wn - alpha * metric.inv_sqrt @ G
@@ -166,14 +168,17 @@ def test_fisher_prox_minimises_eq9(shape, key, log_cond, log_scale, log_alpha, l
     values = [_eq9_objective(C, *args) for C in per_rank]
     k_best = int(np.argmin(values))
     np.testing.assert_allclose(
-        best, values[k_best], rtol=0, atol=best_err + _eq9_slack(per_rank[k_best], *args, metric, Y, y_scale, minimiser=True)
+        best, values[k_best], rtol=0,
+        atol=best_err + _eq9_slack(per_rank[k_best], *args, metric, Y, y_scale, minimiser=True)
     )
     # The Euclidean prox step is feasible for Eq. (9) and cannot do better.
     euclid = prox_rank(Wn - alpha * G, alpha * lam)
-    assert best <= _eq9_objective(euclid, *args) + best_err + _eq9_slack(euclid, *args, metric, Y, y_scale, minimiser=False)
+    assert best <= (_eq9_objective(euclid, *args) + best_err
+                    + _eq9_slack(euclid, *args, metric, Y, y_scale, minimiser=False))
     for _ in range(3):
         near = W + 1e-4 * rng.standard_normal(shape)
-        assert best <= _eq9_objective(near, *args) + best_err + _eq9_slack(near, *args, metric, Y, y_scale, minimiser=False)
+        assert best <= (_eq9_objective(near, *args) + best_err
+                        + _eq9_slack(near, *args, metric, Y, y_scale, minimiser=False))
 
 
 def test_fisher_prox_with_identity_metric_is_the_euclidean_prox() -> None:

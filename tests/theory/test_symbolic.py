@@ -76,7 +76,8 @@ def test_scalar_prox_matches_grid_minimisation_and_matrix_prox(y: float, log_c: 
     if abs(0.5 * y**2 - c) > decide + TIE_RTOL * c:
         assert prox_value == pytest.approx(best, abs=1e-3)  # the grid spacing is 5e-4
         # The 1x1 SVD reproduces y up to its backward error.
-        assert prox_rank(np.array([[y]]), c)[0, 0] == pytest.approx(prox_value, rel=0, abs=factorization_slack(1, abs(y)))
+        assert prox_rank(np.array([[y]]), c)[0, 0] == pytest.approx(prox_value, rel=0,
+                                                                    abs=factorization_slack(1, abs(y)))
 
 
 @theory_settings(200)
