@@ -10,9 +10,9 @@ A field's annotation is its rule, checked by :meth:`Config.from_mapping` before 
 * ``Annotated[int | float, Interval(...)]``: a number in the interval (``PositiveInt``, ``Fraction``, ...);
 * ``X | None``: ``X`` or null; ``Mapping[str, Any]``: a mapping; ``Any``: whatever :meth:`Config.check` allows.
 
-A refusal is one line with the key, the value and what is allowed (``oialr_threshold=1.5 is outside the
+A refusal is one line with the key, the value and what is allowed (``trp_threshold=2 is outside the
 allowed range (0, 1]``, ``oialr_type='batch'; allowed: step, epoch``); an unknown key lists the allowed ones.
-Rules across fields (a delay beyond the run, exactly one of two sizes) are short explicit checks in the
+Rules across fields (``cut_until`` after ``delay``, exactly one of two sizes) are short explicit checks in the
 config's :meth:`Config.check`.
 """
 from __future__ import annotations
@@ -123,7 +123,8 @@ def _refusal(key: str, v: Any, tp: Any, quote: bool) -> str:
 # ------------------------------------------------------------------------------------------ the base class
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base of the typed configs (module docstring). Build one with :meth:`from_mapping`; read its values as
+    """Base of the typed configs (module docstring); a subclass is a ``@dataclass(frozen=True)`` whose
+    fields are made with :func:`setting`. Build one with :meth:`from_mapping`; read its values as
     attributes, or as the dict of every key (defaults filled in) with :meth:`to_dict`."""
 
     #: how the unknown-key message names this mapping (``str.format`` with the context of ``from_mapping``)
