@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Iterator, Literal, Mapping
 import pytest
 import yaml
 
+from lowrank.api import CompressArguments
 from lowrank.config import PROFILES, load_params, resolve_group, resolve_spec
 from lowrank.configs import Config, Fraction, Interval, PositiveInt, setting
 from lowrank.experiment import RunSpec
@@ -143,7 +144,8 @@ def test_messages_say_what_is_allowed():
 
 
 def _configs():
-    return [TrainConfig, RunSpec, *{cls.config_class for cls in METHODS.values()}]
+    methods = sorted({cls.config_class for cls in METHODS.values()}, key=lambda c: c.__name__)  # a fixed order
+    return [TrainConfig, RunSpec, CompressArguments, *methods]
 
 
 @pytest.mark.parametrize("config", _configs(), ids=lambda c: c.__name__)
