@@ -67,23 +67,32 @@ def setting(default: Any, help: str) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ type rules
+def _interval(tp: Any) -> Interval | None:
+    """The :class:`Interval` of an ``Annotated`` type (``None``: it has none)."""
+    if get_origin(tp) is not Annotated:
+        return None
+    return next((m for m in get_args(tp)[1:] if isinstance(m, Interval)), None)
+
+
 def _noun(tp: Any) -> str:
-    """What ``tp`` allows, as a noun phrase ("a positive int", "a number in (0, 1]", "null")."""
-    origin = get_origin(tp)
-    if origin is Annotated:
-        base, *meta = get_args(tp)
-        iv = next((m for m in meta if isinstance(m, Interval)), None)
-        if iv is None:
-            return _noun(base)
-        if base is int:
-            return "a positive int" if iv.low == 1 and iv.high is None else f"an int ≥ {iv.low:g}"
+    """What ``tp`` allows, as a noun phrase ("a positive int", "a number in (0, 1]", "a string")."""
+    iv = _interval(tp)
+    if iv is not None:
+        kind = "an int" if get_args(tp)[0] is int else f"a {'finite ' if iv.finite else ''}number"
         if iv.low is not None and iv.high is not None:
-            return f"a number in {iv}"
-        return f"a {'finite ' if iv.finite else ''}number {'>' if iv.low_open else '≥'} {iv.low:g}"
-    if origin is Literal:
+            return f"{kind} in {iv}"
+        if kind == "an int" and iv.low == 1 and not iv.low_open:
+            return "a positive int"
+        if iv.low is not None:
+            return f"{kind} {'>' if iv.low_open else '≥'} {iv.low:g}"
+        return f"{kind} {'<' if iv.high_open else '≤'} {iv.high:g}"
+    if get_origin(tp) is Annotated:
+        return _noun(get_args(tp)[0])
+    if get_origin(tp) is Literal:
         return "one of " + ", ".join(map(repr, get_args(tp)))
-    return {int: "an int", float: "a number", str: "a string", bool: "true or false", type(None): "null",
-            Mapping: "a mapping", os.PathLike: "a path"}.get(origin or tp, f"a {getattr(tp, '__name__', tp)}")
+    origin = get_origin(tp) or tp
+    return {int: "an int", float: "a number", str: "a string", bool: "true or false", Mapping: "a mapping",
+            os.PathLike: "a path"}.get(origin, f"a {getattr(origin, '__name__', origin)}")
 
 
 def _admits(tp: Any, v: Any) -> bool:
@@ -114,9 +123,9 @@ def _refusal(key: str, v: Any, tp: Any, quote: bool) -> str:
     if len(arms) == 1 and get_origin(arms[0]) is Literal:
         choices = [repr(c) if quote else str(c) for c in get_args(arms[0])] + (["null"] if null else [])
         return f"{key}={v!r}; allowed: {', '.join(choices)}"
-    if len(arms) == 1 and get_origin(arms[0]) is Annotated and _noun(arms[0]).startswith("a number in "):
-        return f"{key}={v!r} is outside the allowed range {_noun(arms[0])[len('a number in '):]}" + \
-            (" or null" if null else "")
+    iv = _interval(arms[0]) if len(arms) == 1 else None
+    if iv is not None and iv.low is not None and iv.high is not None:
+        return f"{key}={v!r} is outside the allowed range {iv}" + (" or null" if null else "")
     return f"{key}={v!r} must be " + " or ".join([_noun(a) for a in arms] + (["null"] if null else []))
 
 
