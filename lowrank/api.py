@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
 from .activations import input_second_moments
+from .configs import Config, FisherLabels, Fraction, Interval, NonNegativeInt, setting
 from .fisher import FisherBatch, default_forward, diagonal_fisher, row_weights
 from .layers import as_linear, factorization_pays
 from .linalg import auto_ridge, select_rank, validate_rank
@@ -56,7 +57,7 @@ from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
 from .utils import make_generator
 
 __all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "FISHER_METHODS", "CompressResult", "compress", "check_calibration",
-           "validate_compress_arguments"]
+           "CompressArguments", "validate_compress_arguments"]
 
 LOW_RANK_METHODS = ("svd", "fwsvd", "tfwsvd", "asvd")
 ONE_SHOT_METHODS = (*LOW_RANK_METHODS, *TT_METHODS)
@@ -317,54 +318,64 @@ def _tt_caps(layers: Mapping[str, nn.Linear], f: float, cores: int) -> dict[str,
     return caps
 
 
+@dataclass(frozen=True)
+class CompressArguments(Config):
+    """The arguments of :func:`compress` that need neither the model nor the data, so that a command can
+    check them before it loads anything (:func:`validate_compress_arguments`)."""
+
+    method: str = setting("svd", f"a one-shot method: {', '.join(ONE_SHOT_METHODS)}")
+    rank: Any = setting(None, "one rank for every target, or target → rank (checked against each layer's shape)")
+    params_fraction: Fraction | None = setting(None, "compressed / dense parameters of the targets (or rank)")
+    rank_rule: Literal[RANK_RULES] = setting("uniform", "how params_fraction becomes per-layer ranks")
+    calibration_given: bool = setting(False, "whether calibration batches were passed")
+    form: Literal["factorized", "low_rank"] = setting("factorized", "A·B (inference) or U S Vᵀ (training form)")
+    tt_cores: Annotated[int, Interval(low=2)] = setting(3, "cores of each tensor train (ttm, fwttm)")
+    fisher_labels: FisherLabels = setting("true", "labels of the Fisher: drawn from the model, or the batch's")
+    likelihood: Literal["categorical", "gaussian"] = setting("categorical", "what the model's outputs are")
+    forward: Any = setting(None, "forward(model, batch) → outputs; None = lowrank.fisher.default_forward")
+    random_state: NonNegativeInt = setting(0, "seed of the Fisher's sampled labels")
+    fisher_method: Literal[FISHER_METHODS] = setting("auto", "the Fisher estimator (FISHER_METHODS)")
+
+    label: ClassVar[str] = "compress"
+
+    def check(self, *, given: frozenset[str]) -> None:
+        method = self.method
+        if method in _ITERATIVE:
+            raise ValueError(f"method={method!r} is iterative (it compresses while training: the paper's Algorithms "
+                             f"1–4) and runs in the training loop (python -m lowrank run); compress() allows the "
+                             f"one-shot methods: {', '.join(ONE_SHOT_METHODS)}")
+        if method not in ONE_SHOT_METHODS:
+            raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
+        if (self.rank is None) == (self.params_fraction is None):
+            raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={self.rank!r}, "
+                             f"params_fraction={self.params_fraction!r})")
+        if self.rank_rule == "energy" and (self.params_fraction is None or method in TT_METHODS):
+            raise ValueError(f"rank_rule='energy' chooses ranks for a params_fraction with a low-rank method "
+                             f"({', '.join(LOW_RANK_METHODS)}); got method={method!r}, "
+                             f"params_fraction={self.params_fraction!r}")
+        if method in TT_METHODS and self.form != "factorized":
+            raise ValueError(f"form={self.form!r} does not apply to tensor trains (method={method!r}); allowed: "
+                             f"'factorized'")
+        if self.forward is not None and not callable(self.forward):
+            raise ValueError(f"forward must be callable or None, got {type(self.forward).__name__}")
+        if method in _CALIBRATED and not self.calibration_given:
+            raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
+                             f"iterable of batches> (e.g. a DataLoader of a few hundred training samples)")
+        if method not in _CALIBRATED and self.calibration_given:
+            raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None (methods that use "
+                             f"it: {', '.join(_CALIBRATED)})")
+
+
 def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any, rank_rule: str = "uniform",
                                 calibration_given: bool = False, form: str = "factorized", tt_cores: int = 3,
                                 fisher_labels: str = "true", likelihood: str = "categorical",
                                 forward: Any = None, random_state: int = 0, fisher_method: str = "auto") -> None:
-    """The checks of :func:`compress` that need neither the model nor the data (so that a command can
-    run them before it loads anything); each raises a ``ValueError`` naming the argument, the value and
-    what is allowed."""
-    if method in _ITERATIVE:
-        raise ValueError(f"method={method!r} is iterative (it compresses while training: the paper's Algorithms 1–4) "
-                         f"and runs in the training loop (python -m lowrank run); compress() allows the one-shot "
-                         f"methods: {', '.join(ONE_SHOT_METHODS)}")
-    if method not in ONE_SHOT_METHODS:
-        raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
-    if (rank is None) == (params_fraction is None):
-        raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={rank!r}, "
-                         f"params_fraction={params_fraction!r})")
-    if params_fraction is not None:
-        f = params_fraction
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or math.isnan(f) or not 0 < f <= 1:
-            raise ValueError(f"params_fraction={params_fraction!r} is outside the allowed range (0, 1]")
-    if rank_rule not in RANK_RULES:
-        raise ValueError(f"rank_rule={rank_rule!r}; allowed: {', '.join(RANK_RULES)}")
-    if rank_rule == "energy" and (params_fraction is None or method in TT_METHODS):
-        raise ValueError(f"rank_rule='energy' chooses ranks for a params_fraction with a low-rank method "
-                         f"({', '.join(LOW_RANK_METHODS)}); got method={method!r}, params_fraction={params_fraction!r}")
-    if form not in ("factorized", "low_rank"):
-        raise ValueError(f"form={form!r}; allowed: 'factorized', 'low_rank'")
-    if method in TT_METHODS and form != "factorized":
-        raise ValueError(f"form={form!r} does not apply to tensor trains (method={method!r}); allowed: 'factorized'")
-    if isinstance(tt_cores, bool) or not isinstance(tt_cores, int) or tt_cores < 2:
-        raise ValueError(f"tt_cores={tt_cores!r} must be an int ≥ 2")
-    if fisher_labels not in ("true", "empirical"):
-        raise ValueError(f"fisher_labels={fisher_labels!r}; allowed: 'true', 'empirical'")
-    if likelihood not in ("categorical", "gaussian"):
-        raise ValueError(f"likelihood={likelihood!r}; allowed: 'categorical', 'gaussian'")
-    if forward is not None and not callable(forward):
-        raise ValueError(f"forward must be callable or None, got {type(forward).__name__}")
-    if isinstance(random_state, bool) or not isinstance(random_state, int) or random_state < 0:
-        raise ValueError(f"random_state={random_state!r} must be an int ≥ 0")
-    if fisher_method not in FISHER_METHODS:
-        raise ValueError(f"fisher_method={fisher_method!r}; allowed: {', '.join(FISHER_METHODS)}")
-    needs_data = method in _CALIBRATED
-    if needs_data and not calibration_given:
-        raise ValueError(f"method={method!r} measures statistics on calibration data; pass calibration=<an "
-                         f"iterable of batches> (e.g. a DataLoader of a few hundred training samples)")
-    if not needs_data and calibration_given:
-        raise ValueError(f"method={method!r} uses no calibration data; pass calibration=None (methods that use "
-                         f"it: {', '.join(_CALIBRATED)})")
+    """The checks of :func:`compress` that need neither the model nor the data (:class:`CompressArguments`);
+    each raises a ``ValueError`` naming the argument, the value and what is allowed."""
+    CompressArguments.from_mapping(dict(
+        method=method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
+        calibration_given=calibration_given, form=form, tt_cores=tt_cores, fisher_labels=fisher_labels,
+        likelihood=likelihood, forward=forward, random_state=random_state, fisher_method=fisher_method))
 
 
 def _pick_fisher_method(model: nn.Module, modules: Mapping[str, nn.Module], first: Any,

@@ -35,12 +35,14 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Iterator, Mapping
 
 import torch
 
 from . import __version__
+from .configs import Config, PositiveInt, setting
 from .data import DATASETS, calibration_subset, get_dataset, has_validation, num_classes
 from .methods import METHODS, build_method
 from .models import MODELS, build_model
@@ -48,7 +50,7 @@ from .surgery import TARGET_PRESETS
 from .train import Trainer, apply_structure, validate_train_config
 from .utils import _atomic_path, file_sha256, set_random_state
 
-__all__ = ["SPEC_DEFAULTS", "RUN_CACHE_ENV", "RUN_OUTPUTS", "validate_spec", "run_identity", "run_lock",
+__all__ = ["RunSpec", "SPEC_DEFAULTS", "RUN_CACHE_ENV", "RUN_OUTPUTS", "validate_spec", "run_identity", "run_lock",
            "run_experiment", "run_group", "load_base"]
 
 #: environment variable naming the persistent run cache (module docstring)
@@ -56,57 +58,59 @@ RUN_CACHE_ENV = "OPFACT_RUN_CACHE"
 #: a finished run's files; ``metrics.json`` last, the completion marker
 RUN_OUTPUTS = ("log.jsonl", "ranks.json", "model.pt", "metrics.json")
 
-SPEC_DEFAULTS: dict[str, Any] = {
-    "dataset": "digits",
-    "dataset_args": {},
-    "model": "vit_digits",
-    "model_args": {},
-    "base": None,
-    "targets": "vit_all",
-    "method": "dense",
-    "method_args": {},
-    "calibration_samples": 256,
-    "train_samples": None,
-    "train": {},
-    "keep_checkpoint": False,
-}
+@dataclass(frozen=True)
+class RunSpec(Config):
+    """One experiment's spec (module docstring); its ``train`` and ``method_args`` are checked by their own
+    configs (:class:`lowrank.train.TrainConfig`, the method's :attr:`~lowrank.methods.Method.config_class`)."""
+
+    dataset: str = setting("digits", "a registered dataset (lowrank.data); 'name:task' names a task of it")
+    dataset_args: Mapping[str, Any] = setting({}, "keywords of the dataset's loader")
+    model: str = setting("vit_digits", "a registered model (lowrank.models)")
+    model_args: Mapping[str, Any] = setting({}, "keywords of the model's builder")
+    base: str | os.PathLike | None = setting(None, "the pre-trained base (.safetensors, or a run's model.pt); null = "
+                                                   "train from scratch (pre-training)")
+    targets: Any = setting("vit_all", "layers to compress: a preset, a pattern, 'auto', or what lowrank.surgery takes")
+    method: str = setting("dense", "a registered method (lowrank.methods)")
+    method_args: Mapping[str, Any] = setting({}, "the method's keys")
+    calibration_samples: PositiveInt = setting(256, "training examples the Fisher / activation statistics see")
+    train_samples: PositiveInt | None = setting(None, "a fixed subset of the train split (short budgets); null = all")
+    train: Mapping[str, Any] = setting({}, "the training keys (lowrank.train.TrainConfig)")
+    keep_checkpoint: bool = setting(False, "keep checkpoint.pt in the run folder after the run")
+
+    label: ClassVar[str] = "experiment"
+
+    def check(self, *, given: frozenset[str]) -> None:
+        base_name = self.dataset.split(":")[0]
+        if base_name not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r} is not a known dataset; allowed: {sorted(DATASETS)}")
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r} is not a known model; allowed: {sorted(MODELS)}")
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is not a known method; allowed: {sorted(METHODS)}")
+        if isinstance(self.targets, str) and self.targets not in (*TARGET_PRESETS, "auto") and "*" not in self.targets \
+                and "." not in self.targets:
+            raise ValueError(f"targets={self.targets!r} is neither a preset ({sorted(TARGET_PRESETS)}) nor a pattern "
+                             f"nor 'auto'")
+        _check_keyword_args("dataset_args", self.dataset_args, DATASETS[base_name], f"dataset {base_name!r}")
+        validate_train_config(dict(self.train))
+        build_method(self.method, dict(self.method_args))  # validates the method's keys and ranges
+        if self.base is not None and not Path(self.base).is_file():
+            raise ValueError(f"base={self.base!r} is not an existing model file (run its pre-training stage first)")
+
+
+#: the spec's keys with their defaults
+SPEC_DEFAULTS: dict[str, Any] = RunSpec.defaults()
 
 
 def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(spec) - set(SPEC_DEFAULTS)
-    if unknown:
-        raise ValueError(f"experiment: unknown keys {sorted(unknown)}; allowed: {sorted(SPEC_DEFAULTS)}")
-    s = {**SPEC_DEFAULTS, **spec}
-    base_name = str(s["dataset"]).split(":")[0]
-    if base_name not in DATASETS:
-        raise ValueError(f"dataset={s['dataset']!r} is not a known dataset; allowed: {sorted(DATASETS)}")
-    if s["model"] not in MODELS:
-        raise ValueError(f"model={s['model']!r} is not a known model; allowed: {sorted(MODELS)}")
-    if s["method"] not in METHODS:
-        raise ValueError(f"method={s['method']!r} is not a known method; allowed: {sorted(METHODS)}")
-    if isinstance(s["targets"], str) and s["targets"] not in (*TARGET_PRESETS, "auto") and "*" not in s["targets"] \
-            and "." not in s["targets"]:
-        raise ValueError(f"targets={s['targets']!r} is neither a preset ({sorted(TARGET_PRESETS)}) nor a pattern nor 'auto'")
-    if isinstance(s["calibration_samples"], bool) or not isinstance(s["calibration_samples"], int) \
-            or s["calibration_samples"] < 1:
-        raise ValueError(f"calibration_samples={s['calibration_samples']!r} must be a positive int")
-    if s["train_samples"] is not None and (isinstance(s["train_samples"], bool)
-                                           or not isinstance(s["train_samples"], int) or s["train_samples"] < 1):
-        raise ValueError(f"train_samples={s['train_samples']!r} must be a positive int or null (whole split)")
-    _check_keyword_args("dataset_args", s["dataset_args"], DATASETS[base_name], f"dataset {base_name!r}")
-    if not isinstance(s["model_args"], Mapping):
-        raise ValueError(f"model_args={s['model_args']!r} must be a mapping")
+    """``spec`` with every default filled in (its ``train`` too), after :class:`RunSpec`'s checks."""
+    s = RunSpec.from_mapping(spec).to_dict()
     s["train"] = validate_train_config(dict(s["train"]))
-    build_method(s["method"], dict(s["method_args"]))  # validates the method's keys and ranges
-    if s["base"] is not None and not Path(s["base"]).is_file():
-        raise ValueError(f"base={s['base']!r} is not an existing model file (run its pre-training stage first)")
     return s
 
 
 def _check_keyword_args(key: str, args: Any, target: Any, label: str) -> None:
     """``args`` must be a mapping of keywords ``target`` (a dataset loader) accepts."""
-    if not isinstance(args, Mapping):
-        raise ValueError(f"{key}={args!r} must be a mapping")
     params = inspect.signature(target).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return

@@ -60,7 +60,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .configs import Config, Interval, NonNegativeFloat, NonNegativeInt, PositiveInt, setting
 from .data import batch_targets, collate_of, make_loader, move_batch
 from .iterative import IterativeCompressor
 from .layers import FactorizedLinear, LowRankLinear, TTLinear
@@ -78,59 +79,43 @@ from .surgery import count_parameters, find_linear_layers, replace_module, targe
 from .tt import TTShape
 from .utils import atomic_save, atomic_write_json, atomic_write_text, make_generator, resolve_device, set_random_state
 
-__all__ = ["TRAIN_DEFAULTS", "validate_train_config", "Trainer", "module_structure", "apply_structure",
+__all__ = ["TrainConfig", "TRAIN_DEFAULTS", "validate_train_config", "Trainer", "module_structure", "apply_structure",
            "broadcast_module"]
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 30,
-    "batch_size": 64,
-    "eval_batch_size": 512,
-    "lr": 1e-3,
-    "weight_decay": 0.05,
-    "lr_schedule": "constant",
-    "warmup_steps": 0,
-    "grad_clip": 1.0,
-    "checkpoint_every_steps": 0,
-    "random_state": 0,
-    "device": "auto",
-    "threads": None,
-    "optimizer_state_after_cut": "carry",
-    "second_moment_after_cut": "rotate_squares",
-}
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """A run's training keys (its spec's ``train``): the loop's budget and policies (module docstring)."""
+
+    epochs: NonNegativeInt = setting(30, "passes over the train split; 0 = evaluation only (a one-shot projection "
+                                         "scored zero-shot)")
+    batch_size: PositiveInt = setting(64, "global batch (split across processes under torchrun)")
+    eval_batch_size: PositiveInt = setting(512, "batch of the evaluations")
+    lr: Annotated[float, Interval(low=0, low_open=True, finite=True)] = setting(1e-3, "AdamW's base learning rate")
+    weight_decay: NonNegativeFloat = setting(0.05, "AdamW's decoupled weight decay (tensors with ≥ 2 dimensions)")
+    lr_schedule: Literal["cosine", "constant"] = setting("constant", "constant after the warm-up, or cosine to 0")
+    warmup_steps: NonNegativeInt = setting(0, "linear warm-up steps")
+    grad_clip: Annotated[float, Interval(low=0, low_open=True)] | None = setting(1.0, "total gradient-norm clip; "
+                                                                                     "null = none")
+    checkpoint_every_steps: NonNegativeInt = setting(0, "a checkpoint every this many steps (0: at epoch ends only)")
+    random_state: NonNegativeInt = setting(0, "seed of the data order, the Fisher's labels and the initialisation")
+    device: str = setting("auto", "'auto', 'cpu', 'cuda' or 'cuda:<i>'")
+    threads: PositiveInt | None = setting(None, "torch intra-op threads; null = torch's default")
+    optimizer_state_after_cut: Literal[ADAM_STATE_POLICIES] = setting("carry", "Adam's state of a rotated / cut S")
+    second_moment_after_cut: Literal[SECOND_MOMENT_RULES] = setting("rotate_squares", "the carried second moment's "
+                                                                                      "approximation")
+
+    label: ClassVar[str] = "train"
+    key_prefix: ClassVar[str] = "train."
+    quote_choices: ClassVar[bool] = True
+
+
+#: the training keys with their defaults
+TRAIN_DEFAULTS: dict[str, Any] = TrainConfig.defaults()
 
 
 def validate_train_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(cfg) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise ValueError(f"train: unknown keys {sorted(unknown)}; allowed: {sorted(TRAIN_DEFAULTS)}")
-    c = {**TRAIN_DEFAULTS, **cfg}
-    for key in ("batch_size", "eval_batch_size"):
-        if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 1:
-            raise ValueError(f"train.{key}={c[key]!r} must be a positive int")
-    # epochs = 0 is an evaluation-only run: a one-shot projection scored zero-shot
-    if isinstance(c["epochs"], bool) or not isinstance(c["epochs"], int) or c["epochs"] < 0:
-        raise ValueError(f"train.epochs={c['epochs']!r} must be an int ≥ 0")
-    for key in ("warmup_steps", "checkpoint_every_steps", "random_state"):
-        if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] < 0:
-            raise ValueError(f"train.{key}={c[key]!r} must be an int ≥ 0")
-    if not (isinstance(c["lr"], (int, float)) and math.isfinite(c["lr"]) and c["lr"] > 0):
-        raise ValueError(f"train.lr={c['lr']!r} must be a finite number > 0")
-    if not (isinstance(c["weight_decay"], (int, float)) and c["weight_decay"] >= 0):
-        raise ValueError(f"train.weight_decay={c['weight_decay']!r} must be ≥ 0")
-    if c["threads"] is not None and (isinstance(c["threads"], bool) or not isinstance(c["threads"], int)
-                                     or c["threads"] < 1):
-        raise ValueError(f"train.threads={c['threads']!r} must be a positive int or null (torch's default)")
-    if c["lr_schedule"] not in ("cosine", "constant"):
-        raise ValueError(f"train.lr_schedule={c['lr_schedule']!r}; allowed: 'cosine', 'constant'")
-    if c["optimizer_state_after_cut"] not in ADAM_STATE_POLICIES:
-        raise ValueError(f"train.optimizer_state_after_cut={c['optimizer_state_after_cut']!r}; allowed: "
-                         f"{', '.join(map(repr, ADAM_STATE_POLICIES))}")
-    if c["second_moment_after_cut"] not in SECOND_MOMENT_RULES:
-        raise ValueError(f"train.second_moment_after_cut={c['second_moment_after_cut']!r}; allowed: "
-                         f"{', '.join(map(repr, SECOND_MOMENT_RULES))}")
-    if c["grad_clip"] is not None and not (isinstance(c["grad_clip"], (int, float)) and c["grad_clip"] > 0):
-        raise ValueError(f"train.grad_clip={c['grad_clip']!r} must be > 0 or null")
-    return c
+    """``cfg`` with every default filled in, after :class:`TrainConfig`'s checks."""
+    return TrainConfig.from_mapping(cfg).to_dict()
 
 
 # ------------------------------------------------------------------------------------------ structure

@@ -19,12 +19,15 @@ whether the conversion happened); the model's module structure is saved by the t
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..configs import Config
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..train import Trainer
 
-__all__ = ["Method", "METHODS", "register", "build_method"]
+__all__ = ["Method", "MethodConfig", "METHODS", "register", "build_method"]
 
 METHODS: dict[str, type["Method"]] = {}
 
@@ -37,33 +40,61 @@ def register(*names: str):
     return deco
 
 
-class Method:
-    """Base strategy: dense training, no compression (used for pre-training and the dense baseline)."""
+@dataclasses.dataclass(frozen=True)
+class MethodConfig(Config):
+    """A method's keys (its spec's ``method_args``): one typed config class per method class; the layers it
+    compresses are the spec's ``targets``, not a method key."""
 
-    name = "dense"
-    #: config keys this method accepts (the layers it compresses are the spec's ``targets``); validated before any work
-    keys: dict[str, Any] = {}
+    label: ClassVar[str] = "method {name!r}"
+    keys_word: ClassVar[str] = "config keys"
     #: key → the registered names that use it, for keys only some of a class's names use (e.g. the Fisher
     #: keys of the Fisher-weighted variants); the other names refuse the key rather than ignore it
-    only_for: dict[str, tuple[str, ...]] = {}
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @classmethod
     def keys_for(cls, name: str) -> dict[str, Any]:
         """The keys (with defaults) that method ``name`` accepts: every key does something for it."""
-        return {k: v for k, v in cls.keys.items() if name in cls.only_for.get(k, (name,))}
+        return {k: v for k, v in cls.defaults().items() if name in cls.only_for.get(k, (name,))}
 
     @classmethod
-    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
-        """Refuse unknown keys and bad values before any work (subclasses add their checks)."""
-        unused = sorted(k for k in set(cfg) & set(cls.keys) if k not in cls.keys_for(name))
+    def parse(cls, name: str, cfg: dict[str, Any]):
+        """The config of method ``name`` from its keys ``cfg``: a key another name of the class uses is
+        refused first, then :meth:`~lowrank.configs.Config.from_mapping`'s checks."""
+        unused = sorted(k for k in set(cfg) & set(cls.defaults()) if k not in cls.keys_for(name))
         if unused:
             users = {k: list(cls.only_for[k]) for k in unused}
             raise ValueError(f"method {name!r} does not use keys {unused} (they apply to {users} only)")
-        _validate_common(name, cfg, cls.keys)
+        return cls.from_mapping(cfg, name=name)
+
+
+class Method:
+    """Base strategy: dense training, no compression (used for pre-training and the dense baseline)."""
+
+    name = "dense"
+    #: the typed config of this class's keys (a subclass names its own)
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: the keys with their defaults, and :attr:`MethodConfig.only_for`, as read from ``config_class``
+    keys: ClassVar[dict[str, Any]] = {}
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.keys, cls.only_for = cls.config_class.defaults(), cls.config_class.only_for
+
+    @classmethod
+    def keys_for(cls, name: str) -> dict[str, Any]:
+        """The keys (with defaults) that method ``name`` accepts: every key does something for it."""
+        return cls.config_class.keys_for(name)
+
+    @classmethod
+    def validate(cls, name: str, cfg: dict[str, Any]) -> MethodConfig:
+        """Refuse unknown keys and bad values before any work; returns the typed config."""
+        return cls.config_class.parse(name, cfg)
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         self.name = name
         self.cfg = dict(cfg)
+        self.config = self.validate(name, self.cfg)   # typed, defaults filled in
         self.trajectory: list[dict] = []   # per cut: {"step", "epoch", "ranks": {layer: rank}}
 
     # ---------------------------------------------------------------- hooks
@@ -111,38 +142,11 @@ register("dense")(Method)
 
 
 def build_method(name: str, cfg: dict[str, Any]) -> Method:
-    """Instantiate a registered method after validating its configuration.
+    """Instantiate a registered method (its constructor validates ``cfg`` before any work).
 
     Every method module registers itself on import; ``lowrank/methods/__init__.py`` imports them all,
     and Python runs it before any submodule such as this one, so the registry is always complete.
     """
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not a known method; allowed: {', '.join(sorted(METHODS))}")
-    cls = METHODS[name]
-    cls.validate(name, cfg)
-    return cls(name, cfg)
-
-
-def _validate_common(name: str, cfg: dict[str, Any], allowed: dict[str, Any]) -> None:
-    unknown = set(cfg) - set(allowed)
-    if unknown:
-        raise ValueError(f"method {name!r}: unknown config keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-
-
-def validate_fraction(key: str, value: Any, *, open_low: bool = True) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (0 < value <= 1 if open_low else 0 <= value <= 1)
-    if not ok:
-        rng = "(0, 1]" if open_low else "[0, 1]"
-        raise ValueError(f"{key}={value!r} is outside the allowed range {rng}")
-
-
-def validate_positive_int(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}={value!r} must be a positive int")
-
-
-def validate_choice(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key}={value!r}; allowed: {', '.join(map(str, allowed))}")
-
-
+    return METHODS[name](name, cfg)

@@ -38,12 +38,14 @@ remove (default ``null`` = no cap, as in the paper).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
 
+from ..configs import FisherLabels, Fraction, NonNegativeInt, PositiveInt, setting
 from ..data import move_batch
 from ..fisher import default_forward, diagonal_fisher
 from ..layers import LowRankLinear
@@ -51,9 +53,10 @@ from ..linalg import LowRankFactors, min_rank_from_percent, orthonormalize, robu
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import to_low_rank
 from ..utils import make_generator
-from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
+from .base import Method, MethodConfig, register
 
-__all__ = ["IterativeHardThresholding", "fisher_row_weights", "check_fisher_samples", "fisher_metric_root", "cut_low_rank_layer"]
+__all__ = ["IHTConfig", "IterativeHardThresholding", "fisher_row_weights", "check_fisher_samples", "fisher_metric_root",
+           "cut_low_rank_layer"]
 
 
 def fisher_row_weights(trainer, names: list[str], model: nn.Module | None = None,
@@ -136,60 +139,52 @@ def layer_spectrum(layer: LowRankLinear, row_w: torch.Tensor | None) -> torch.Te
     return torch.linalg.svdvals(T @ S)
 
 
+@dataclasses.dataclass(frozen=True)
+class IHTConfig(MethodConfig):
+    """The keys of OIALR / IEHT / IFHT and the global variants (Algorithms 1–2 of the paper)."""
+
+    oialr_threshold: Fraction | None = setting(None, "β of the rank rule; null = 0.1 for oialr, 0.95 for the others")
+    oialr_frequency: PositiveInt = setting(1, "ν: cut every ν steps or epochs")
+    oialr_type: Literal["step", "epoch"] = setting("epoch", "what delay, frequency and cut_until count")
+    oialr_depth_schedule: Literal[DEPTH_SCHEDULES] = setting("constant", "β per layer by depth (lowrank.schedules)")
+    oialr_min_rank_percent: Fraction = setting(0.02, "no layer below ⌈percent · min(m, n)⌉, never below 1")
+    delay: NonNegativeInt = setting(1, "d: train full rank until t = d, then convert to U S Vᵀ")
+    max_cut_fraction: Fraction | None = setting(None, "cap on the share of a layer's rank one cut removes; null = none")
+    cut_until: NonNegativeInt | None = setting(None, "ours: no cut after t = cut_until (a recovery tail); null = as "
+                                                     "the paper")
+    fisher_labels: FisherLabels = setting("true", "labels of the Fisher of IFHT's cuts")
+    fisher_samples: PositiveInt | None = setting(None, "calibration examples per Fisher; null = all of them")
+
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fisher_labels": ("ifht", "global_ifht"), "fisher_samples": ("ifht", "global_ifht"),
+        "oialr_depth_schedule": ("oialr", "ieht", "ifht")}          # global methods: one threshold
+    DEFAULT_THRESHOLD: ClassVar[dict[str, float]] = {"oialr": 0.1, "ieht": 0.95, "ifht": 0.95, "global_ieht": 0.95,
+                                                     "global_ifht": 0.95}
+
+    def check(self, *, given: frozenset[str], name: str) -> None:
+        if self.cut_until is not None and self.cut_until <= self.delay:
+            raise ValueError(f"cut_until={self.cut_until!r} must be null or an int > delay={self.delay} "
+                             f"(in {self.oialr_type}s): no cut could happen otherwise")
+
+
 @register("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
 class IterativeHardThresholding(Method):
     """OIALR / IEHT / IFHT and the global variants (module docstring)."""
 
-    keys = {
-        "oialr_threshold": None,          # β
-        "oialr_frequency": 1,             # ν
-        "oialr_type": "epoch",            # step | epoch
-        "oialr_depth_schedule": "constant",
-        "oialr_min_rank_percent": 0.02,
-        "delay": 1,                       # d (in steps or epochs, as oialr_type)
-        "max_cut_fraction": None,
-        "cut_until": None,                # ours: no cut after t = cut_until (a recovery tail); null = as the paper
-        "fisher_labels": "true",          # IFHT variants only
-        "fisher_samples": None,           # IFHT variants only; null = the whole calibration set
-    }
-    only_for = {"fisher_labels": ("ifht", "global_ifht"), "fisher_samples": ("ifht", "global_ifht"),
-                "oialr_depth_schedule": ("oialr", "ieht", "ifht")}          # global methods: one threshold
-    DEFAULT_THRESHOLD = {"oialr": 0.1, "ieht": 0.95, "ifht": 0.95, "global_ieht": 0.95, "global_ifht": 0.95}
-
-    @classmethod
-    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
-        super().validate(name, cfg)
-        c = {**cls.keys, **cfg}
-        beta = c["oialr_threshold"] if c["oialr_threshold"] is not None else cls.DEFAULT_THRESHOLD[name]
-        validate_fraction("oialr_threshold", beta)
-        validate_positive_int("oialr_frequency", c["oialr_frequency"])
-        validate_choice("oialr_type", c["oialr_type"], ("step", "epoch"))
-        validate_choice("oialr_depth_schedule", c["oialr_depth_schedule"], DEPTH_SCHEDULES)
-        validate_fraction("oialr_min_rank_percent", c["oialr_min_rank_percent"])
-        if isinstance(c["delay"], bool) or not isinstance(c["delay"], int) or c["delay"] < 0:
-            raise ValueError(f"delay={c['delay']!r} must be an int ≥ 0")
-        if c["max_cut_fraction"] is not None:
-            validate_fraction("max_cut_fraction", c["max_cut_fraction"])
-        if c["cut_until"] is not None:
-            if isinstance(c["cut_until"], bool) or not isinstance(c["cut_until"], int) or c["cut_until"] <= c["delay"]:
-                raise ValueError(f"cut_until={c['cut_until']!r} must be null or an int > delay={c['delay']} "
-                                 f"(in {c['oialr_type']}s): no cut could happen otherwise")
-        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        if c["fisher_samples"] is not None:
-            validate_positive_int("fisher_samples", c["fisher_samples"])
+    config_class = IHTConfig
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        c = {**self.keys, **cfg}
-        self.cut_until = c["cut_until"]
-        self.fisher_samples = c["fisher_samples"]
-        self.beta = float(c["oialr_threshold"] if c["oialr_threshold"] is not None else self.DEFAULT_THRESHOLD[name])
-        self.freq = int(c["oialr_frequency"])
-        self.kind = c["oialr_type"]
-        self.schedule = c["oialr_depth_schedule"]
-        self.min_rank_percent = float(c["oialr_min_rank_percent"])
-        self.delay = int(c["delay"])
-        self.max_cut = c["max_cut_fraction"]
+        c = self.config
+        self.cut_until = c.cut_until
+        self.fisher_samples = c.fisher_samples
+        self.beta = float(c.oialr_threshold if c.oialr_threshold is not None else c.DEFAULT_THRESHOLD[name])
+        self.freq = c.oialr_frequency
+        self.kind = c.oialr_type
+        self.schedule = c.oialr_depth_schedule
+        self.min_rank_percent = float(c.oialr_min_rank_percent)
+        self.delay = c.delay
+        self.max_cut = c.max_cut_fraction
         self.rule = "relative" if name == "oialr" else "energy"
         self.weighted = name in ("ifht", "global_ifht")
         self.is_global = name.startswith("global")

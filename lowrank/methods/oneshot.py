@@ -29,65 +29,61 @@ trains in both cases, as in every other method.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Annotated, ClassVar, Literal
 
 import torch
 
 from ..activations import input_second_moments
+from ..configs import FisherLabels, Fraction, Interval, NonNegativeFloat, PositiveInt, setting
 from ..data import move_batch
 from ..fisher import default_forward, diagonal_fisher
 from ..surgery import compile_model, compress_model, find_linear_layers
 from ..utils import make_generator
-from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
+from .base import Method, MethodConfig, register
 
 #: how ``params_fraction`` becomes per-layer ranks (:func:`lowrank.api.compress`'s rules)
 RANK_RULES = ("uniform", "energy")
 
-__all__ = ["OneShot"]
+__all__ = ["OneShotConfig", "OneShot"]
 
 
-@register("svd", "fwsvd", "tfwsvd", "asvd")
-class OneShot(Method):
-    keys = {
-        "rank": None,
-        "params_fraction": None,
-        "rank_rule": "uniform",
-        "train": "factors",
-        "fisher_labels": "true",
-        "fwsvd_axis": "rows",
-        "tfwsvd_tol": 1e-6,
-        "asvd_ridge": 1e-4,
-    }
-    only_for = {"fisher_labels": ("fwsvd", "tfwsvd"), "fwsvd_axis": ("fwsvd",), "tfwsvd_tol": ("tfwsvd",), "asvd_ridge": ("asvd",)}
+@dataclasses.dataclass(frozen=True)
+class OneShotConfig(MethodConfig):
+    """The keys of the one-shot projections (Eq. 4, 5 and 7 of the paper) and their fine-tuning."""
 
-    @classmethod
-    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
-        super().validate(name, cfg)
-        c = {**cls.keys, **cfg}
-        if (c["rank"] is None) == (c["params_fraction"] is None):
-            raise ValueError(f"give exactly one of rank and params_fraction (got rank={c['rank']!r}, "
-                             f"params_fraction={c['params_fraction']!r})")
-        if c["rank"] is not None:
-            validate_positive_int("rank", c["rank"])
-            if "rank_rule" in cfg:
-                raise ValueError(f"rank_rule={cfg['rank_rule']!r} applies to params_fraction only; with rank="
-                                 f"{c['rank']} every layer gets that rank")
-        else:
-            validate_fraction("params_fraction", c["params_fraction"])
-            if c["params_fraction"] >= 1:
-                raise ValueError(f"params_fraction={c['params_fraction']!r} keeps the dense model; allowed: (0, 1)")
-        validate_choice("rank_rule", c["rank_rule"], RANK_RULES)
-        if c["rank_rule"] == "energy" and c["fwsvd_axis"] == "columns":
+    rank: PositiveInt | None = setting(None, "one rank for every target layer (or params_fraction)")
+    params_fraction: Fraction | None = setting(None, "compressed / dense parameters of the target layers (or rank)")
+    rank_rule: Literal[RANK_RULES] = setting("uniform", "how params_fraction becomes per-layer ranks")
+    train: Literal["factors", "core"] = setting("factors", "what fine-tunes: both factors, or S with U, V frozen")
+    fisher_labels: FisherLabels = setting("true", "labels of the Fisher of fwsvd / tfwsvd")
+    fwsvd_axis: Literal["rows", "columns"] = setting("rows", "one FWSVD weight per output (rows) or per input")
+    tfwsvd_tol: Annotated[float, Interval(0, 1, high_open=True)] = setting(
+        1e-6, "TFWSVD's ALS stops when a sweep changes the objective by at most this, relative")
+    asvd_ridge: NonNegativeFloat = setting(1e-4, "ridge on ASVD's input second moment, relative to its mean diagonal")
+
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {"fisher_labels": ("fwsvd", "tfwsvd"), "fwsvd_axis": ("fwsvd",),
+                                                      "tfwsvd_tol": ("tfwsvd",), "asvd_ridge": ("asvd",)}
+
+    def check(self, *, given: frozenset[str], name: str) -> None:
+        if (self.rank is None) == (self.params_fraction is None):
+            raise ValueError(f"give exactly one of rank and params_fraction (got rank={self.rank!r}, "
+                             f"params_fraction={self.params_fraction!r})")
+        if self.rank is not None and "rank_rule" in given:
+            raise ValueError(f"rank_rule={self.rank_rule!r} applies to params_fraction only; with rank="
+                             f"{self.rank} every layer gets that rank")
+        if self.params_fraction is not None and self.params_fraction >= 1:
+            raise ValueError(f"params_fraction={self.params_fraction!r} keeps the dense model; allowed: (0, 1)")
+        if self.rank_rule == "energy" and self.fwsvd_axis == "columns":
             # the energy spectra are those of compress(): row-weighted; a column-weighted run would pick its
             # ranks on another matrix than the one it projects
             raise ValueError("rank_rule='energy' with fwsvd_axis='columns' is not supported; allowed: "
                              "fwsvd_axis='rows', or rank / rank_rule='uniform'")
-        validate_choice("train", c["train"], ("factors", "core"))
-        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        validate_choice("fwsvd_axis", c["fwsvd_axis"], ("rows", "columns"))
-        tol = c["tfwsvd_tol"]
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
-            raise ValueError(f"tfwsvd_tol={tol!r}; must be a number in [0, 1) (the relative-change stopping rule)")
+
+
+@register("svd", "fwsvd", "tfwsvd", "asvd")
+class OneShot(Method):
+    config_class = OneShotConfig
 
     def setup(self, trainer) -> bool:
         c = {**self.keys, **self.cfg}

@@ -40,18 +40,20 @@ model.
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar, Literal
 
 import torch
 
+from ..configs import FisherLabels, Fraction, NonNegativeFloat, PositiveInt, setting
 from ..layers import FactorizedLinear, factorization_pays
 from ..linalg import LowRankFactors, min_rank_from_percent, robust_svd, select_rank
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import replace_module
-from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
+from .base import Method, MethodConfig, register
 from .iht import check_fisher_samples, fisher_row_weights
 
-__all__ = ["TrainedRankPruning", "truncate_dense"]
+__all__ = ["TRPConfig", "TrainedRankPruning", "truncate_dense"]
 
 
 def truncate_dense(W: torch.Tensor, beta: float, min_rank: int, row_w: torch.Tensor | None = None
@@ -71,50 +73,39 @@ def truncate_dense(W: torch.Tensor, beta: float, min_rank: int, row_w: torch.Ten
     return W_k.to(W.dtype), G.to(W.dtype), k
 
 
+@dataclasses.dataclass(frozen=True)
+class TRPConfig(MethodConfig):
+    """The keys of TRP and FWTRP (Algorithms 3–4 of the paper)."""
+
+    trp_threshold: Fraction = setting(0.95, "β of the energy rule of every truncation")
+    trp_frequency: PositiveInt = setting(50, "truncate every this many steps")
+    nuclear_norm_weight: NonNegativeFloat = setting(3e-4, "λ of the nuclear-norm term")
+    nuclear_norm_frequency: PositiveInt | None = setting(None, "steps between nuclear-norm updates; null = "
+                                                               "trp_frequency // 2")
+    nuclear_norm_mode: Literal["gradient", "step"] = setting("gradient", "how λ G is applied (module docstring)")
+    oialr_depth_schedule: Literal[DEPTH_SCHEDULES] = setting("constant", "β per layer by depth (lowrank.schedules)")
+    oialr_min_rank_percent: Fraction = setting(0.02, "no layer below ⌈percent · min(m, n)⌉, never below 1")
+    fisher_labels: FisherLabels = setting("true", "labels of FWTRP's Fisher")
+    fisher_samples: PositiveInt | None = setting(None, "calibration examples per Fisher; null = all of them")
+
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {"fisher_labels": ("fwtrp",), "fisher_samples": ("fwtrp",)}
+
+
 @register("trp", "fwtrp")
 class TrainedRankPruning(Method):
-    keys = {
-        "trp_threshold": 0.95,
-        "trp_frequency": 50,
-        "nuclear_norm_weight": 3e-4,
-        "nuclear_norm_frequency": None,   # default trp_frequency // 2
-        "nuclear_norm_mode": "gradient",  # gradient | step (module docstring)
-        "oialr_depth_schedule": "constant",
-        "oialr_min_rank_percent": 0.02,
-        "fisher_labels": "true",          # FWTRP only
-        "fisher_samples": None,           # FWTRP only; null = the whole calibration set
-    }
-    NUCLEAR_NORM_MODES = ("gradient", "step")
-    only_for = {"fisher_labels": ("fwtrp",), "fisher_samples": ("fwtrp",)}
-
-    @classmethod
-    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
-        super().validate(name, cfg)
-        c = {**cls.keys, **cfg}
-        validate_fraction("trp_threshold", c["trp_threshold"])
-        validate_positive_int("trp_frequency", c["trp_frequency"])
-        if c["nuclear_norm_frequency"] is not None:
-            validate_positive_int("nuclear_norm_frequency", c["nuclear_norm_frequency"])
-        if not (isinstance(c["nuclear_norm_weight"], (int, float)) and c["nuclear_norm_weight"] >= 0):
-            raise ValueError(f"nuclear_norm_weight={c['nuclear_norm_weight']!r} must be ≥ 0")
-        validate_choice("nuclear_norm_mode", c["nuclear_norm_mode"], cls.NUCLEAR_NORM_MODES)
-        validate_choice("oialr_depth_schedule", c["oialr_depth_schedule"], DEPTH_SCHEDULES)
-        validate_fraction("oialr_min_rank_percent", c["oialr_min_rank_percent"])
-        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        if c["fisher_samples"] is not None:
-            validate_positive_int("fisher_samples", c["fisher_samples"])
+    config_class = TRPConfig
 
     def __init__(self, name: str, cfg: dict[str, Any]):
         super().__init__(name, cfg)
-        c = {**self.keys, **cfg}
-        self.beta = float(c["trp_threshold"])
-        self.freq = int(c["trp_frequency"])
-        self.nn_weight = float(c["nuclear_norm_weight"])
-        self.nn_freq = int(c["nuclear_norm_frequency"] or max(1, self.freq // 2))
-        self.nn_mode = c["nuclear_norm_mode"]
-        self.schedule = c["oialr_depth_schedule"]
-        self.min_rank_percent = float(c["oialr_min_rank_percent"])
-        self.fisher_samples = c["fisher_samples"]
+        c = self.config
+        self.beta = float(c.trp_threshold)
+        self.freq = c.trp_frequency
+        self.nn_weight = float(c.nuclear_norm_weight)
+        self.nn_freq = c.nuclear_norm_frequency or max(1, self.freq // 2)
+        self.nn_mode = c.nuclear_norm_mode
+        self.schedule = c.oialr_depth_schedule
+        self.min_rank_percent = float(c.oialr_min_rank_percent)
+        self.fisher_samples = c.fisher_samples
         self.weighted = name == "fwtrp"
         self.current: dict[str, int] = {}
         self.G: dict[str, torch.Tensor] = {}

@@ -19,37 +19,36 @@ the ``project`` event of the rank trajectory also holds every layer's full tuple
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import ClassVar
 
 import torch
 
+from ..configs import FisherLabels, PositiveInt, setting
 from ..data import move_batch
 from ..fisher import default_forward, diagonal_fisher, row_weights
 from ..surgery import compress_model_tt
 from ..utils import make_generator
-from .base import Method, register, validate_choice, validate_positive_int
+from .base import Method, MethodConfig, register
 
-__all__ = ["TensorTrain"]
+__all__ = ["TTConfig", "TensorTrain"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TTConfig(MethodConfig):
+    """The keys of TTM and FWTTM (the paper's Table 2)."""
+
+    tt_rank: PositiveInt = setting(None, "bond-rank cap of every bond (no default: give it)")
+    tt_cores: PositiveInt = setting(3, "cores d per train (lowrank.tt.tt_shape_for's balanced split)")
+    fisher_labels: FisherLabels = setting("true", "labels of FWTTM's Fisher")
+    fwttm_sweeps: PositiveInt = setting(10, "ALS sweeps of FWTTM")
+
+    only_for: ClassVar[dict[str, tuple[str, ...]]] = {"fisher_labels": ("fwttm",), "fwttm_sweeps": ("fwttm",)}
 
 
 @register("ttm", "fwttm")
 class TensorTrain(Method):
-    keys = {
-        "tt_rank": None,
-        "tt_cores": 3,
-        "fisher_labels": "true",
-        "fwttm_sweeps": 10,
-    }
-    only_for = {"fisher_labels": ("fwttm",), "fwttm_sweeps": ("fwttm",)}
-
-    @classmethod
-    def validate(cls, name: str, cfg: dict[str, Any]) -> None:
-        super().validate(name, cfg)
-        c = {**cls.keys, **cfg}
-        validate_positive_int("tt_rank", c["tt_rank"])
-        validate_positive_int("tt_cores", c["tt_cores"])
-        validate_choice("fisher_labels", c["fisher_labels"], ("true", "empirical"))
-        validate_positive_int("fwttm_sweeps", c["fwttm_sweeps"])
+    config_class = TTConfig
 
     def setup(self, trainer) -> bool:
         c = {**self.keys, **self.cfg}
