@@ -56,7 +56,9 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from .layers import LowRankLinear
+from .layers import LowRankLinear, is_linear_like
+from .loop import Change, Loop
+from .method_table import method_names
 from .methods import build_method
 from .methods.base import Method
 from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, update_optimizer_after_change
@@ -65,33 +67,27 @@ from .surgery import find_linear_layers, target_ranks
 __all__ = ["ITERATIVE_METHODS", "IterativeCompressor", "LowRankTrainerCallback"]
 
 #: the methods a user's loop can drive (one-shot methods: :func:`lowrank.compress`)
-ITERATIVE_METHODS = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+ITERATIVE_METHODS = method_names(iterative=True)
 #: those that measure a Fisher on calibration batches (IFHT's cuts, FWTRP's truncations)
-FISHER_METHODS = ("ifht", "global_ifht", "fwtrp")
+FISHER_METHODS = method_names(iterative=True, fisher=True)
 
 
 class _OwnLoop:
-    """What a method reads of the loop it runs in — the interface :class:`lowrank.train.Trainer` offers — for a
-    user's single-process loop: the model and its target layers, the step and epoch counters, calibration
-    batches, and the no-op synchronisation of one process."""
+    """The :class:`lowrank.loop.Loop` of a user's single-process loop: the model and its target layers, the
+    step and epoch counters, calibration batches, and the no-op synchronisation of one process."""
 
     is_main = True
-    calib_set = None
 
     def __init__(self, compressor: "IterativeCompressor", model: nn.Module, target_names: list[str],
-                 calibration: Iterable | None, cfg: dict[str, Any]):
+                 calibration: Iterable | None, random_state: int):
         self._compressor = compressor
         self.model = model
         self.target_names = target_names
         self._calibration = calibration
-        self.cfg = cfg
+        self.random_state = random_state
         self.step = 0
         self.epoch = 0
         self.device = next(model.parameters()).device
-
-    @property
-    def method(self) -> Method:
-        return self._compressor.method
 
     def sync_structure(self, names: list[str]) -> None:
         """One process: nothing to synchronise."""
@@ -99,13 +95,10 @@ class _OwnLoop:
     def broadcast_object(self, obj: Any) -> Any:
         return obj
 
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        self._compressor.note_rotation(new, old, Ua, Va)
-
     def module_ranks(self) -> dict[str, int]:
         return target_ranks(self.model, self.target_names)
 
-    def calibration_loader(self, batch_size: int = 64):
+    def calibration_loader(self) -> Iterable:
         return self._calibration
 
     def lr_at(self, step: int) -> float:
@@ -156,39 +149,46 @@ class IterativeCompressor:
         built = build_method(method, method_args)          # validates every key and value
         target_names = list(find_linear_layers(model, targets, include_factorized=True))
         for n in target_names:
-            if not isinstance(model.get_submodule(n), (nn.Linear, LowRankLinear)):
-                raise ValueError(f"{n}: is a {type(model.get_submodule(n)).__name__}; the iterative methods start "
-                                 f"from dense nn.Linear (or U S Vᵀ) layers")
-        cfg = {"random_state": random_state, "optimizer_state_after_cut": optimizer_state_after_cut,
-               "second_moment_after_cut": second_moment_after_cut}
-        self._attach(built, _OwnLoop(self, model, target_names, calibration, cfg), last_step, last_epoch)
-        self.changed = bool(self.method.setup(self.loop))   # delay = 0 converts now
+            layer = model.get_submodule(n)
+            if not (is_linear_like(layer) or isinstance(layer, LowRankLinear)):
+                raise ValueError(f"{n}: is a {type(layer).__name__}; the iterative methods start from dense "
+                                 f"nn.Linear / transformers Conv1D (or U S Vᵀ) layers")
+        self._attach(built, _OwnLoop(self, model, target_names, calibration, random_state),
+                     optimizer_state_after_cut, second_moment_after_cut, False, last_step, last_epoch)
+        self.note(self.method.setup(self.loop))   # delay = 0 converts now
 
     @classmethod
-    def driving(cls, method: Method, loop: Any, *, last_step: int | None = None,
-                last_epoch: int | None = None) -> "IterativeCompressor":
+    def driving(cls, method: Method, loop: Loop, *, optimizer_state_after_cut: str = "carry",
+                second_moment_after_cut: str = "rotate_squares", distributed: bool = False,
+                last_step: int | None = None, last_epoch: int | None = None) -> "IterativeCompressor":
         """The compressor of the library's own loop (:class:`lowrank.train.Trainer`): ``method`` (any
-        registered strategy, already validated) reads ``loop`` — the Trainer: its model, target layers,
-        counters, configuration (``optimizer_state_after_cut``, ``second_moment_after_cut``), calibration
-        data and ``torch.distributed`` synchronisation. The Trainer calls ``method.setup`` itself (before it
-        builds its optimizer) and then :meth:`watch`."""
+        registered strategy, already validated) reads ``loop``; ``distributed``: the loop runs under
+        ``torch.distributed`` (the cut's optimizer state is then computed on rank 0 and broadcast). The Trainer
+        calls ``method.setup`` itself (before it builds its optimizer) and then :meth:`watch`."""
         self = cls.__new__(cls)
-        self._attach(method, loop, last_step, last_epoch)
-        self.changed = False
+        self._attach(method, loop, optimizer_state_after_cut, second_moment_after_cut, distributed, last_step,
+                     last_epoch)
         return self
 
-    def _attach(self, method: Method, loop: Any, last_step: int | None, last_epoch: int | None) -> None:
+    def _attach(self, method: Method, loop: Loop, policy: str, second_moment: str, distributed: bool,
+                last_step: int | None, last_epoch: int | None) -> None:
         self.method = method
         self.loop = loop
+        self.policy, self.second_moment, self.distributed = policy, second_moment, distributed
         self.last_step, self.last_epoch = last_step, last_epoch
         self._rotations: dict[int, tuple] = {}
+        self.changed = False
         self._synced = self._trainable()
         self.watched_optimizer: torch.optim.Optimizer | None = None
 
-    # ---------------------------------------------------------------- what the method calls
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        """A cut replaced ``old`` by ``new = Uaᵀ old Va``: the ``carry`` policy transports its Adam state."""
-        self._rotations[id(new)] = (old, Ua, Va)
+    def note(self, change: Change | None) -> bool:
+        """Keep a hook's :class:`~lowrank.loop.Change` (its rotations) for the next :meth:`optimizer_after_change`;
+        ``True`` when there was one."""
+        if change is None:
+            return False
+        self._rotations.update(change.rotations)
+        self.changed = True
+        return True
 
     # ---------------------------------------------------------------- the user's calls
     @property
@@ -235,9 +235,7 @@ class IterativeCompressor:
         self.loop.step = self.loop.step + 1 if step is None else int(step)
         if self.last_step is not None and self.loop.step >= self.last_step:
             return False
-        changed = bool(self.method.after_step(self.loop))
-        self.changed |= changed
-        return changed
+        return self.note(self.method.after_step(self.loop))
 
     def epoch_end(self, epoch: int | None = None) -> bool:
         """Call after every epoch (``epoch``: epochs completed, from 1); ``True`` when parameters were
@@ -245,9 +243,7 @@ class IterativeCompressor:
         self.loop.epoch = self.loop.epoch + 1 if epoch is None else int(epoch)
         if self.last_epoch is not None and self.loop.epoch >= self.last_epoch:
             return False
-        changed = bool(self.method.after_epoch(self.loop))
-        self.changed |= changed
-        return changed
+        return self.note(self.method.after_epoch(self.loop))
 
     def _trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
@@ -283,12 +279,10 @@ class IterativeCompressor:
         :func:`lowrank.optim_state.update_optimizer_after_change`); returns ``optimizer``. Harmless when nothing
         changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
         is left out, as its predecessor was)."""
-        cfg = self.loop.cfg
-        distributed = getattr(self.loop, "world_size", 1) > 1
         update_optimizer_after_change(
-            optimizer, self.model, self._synced, self._rotations, policy=cfg["optimizer_state_after_cut"],
-            second_moment=cfg["second_moment_after_cut"], group_of=group_of, is_main=self.loop.is_main,
-            broadcast=self.loop.broadcast_object if distributed else None)
+            optimizer, self.model, self._synced, self._rotations, policy=self.policy,
+            second_moment=self.second_moment, group_of=group_of, is_main=self.loop.is_main,
+            broadcast=self.loop.broadcast_object if self.distributed else None)
         return self.watch(optimizer)
 
     def scored_model(self) -> tuple[nn.Module, dict[str, int]]:

@@ -229,16 +229,19 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.steps_per_epoch = len(self.epoch_batches(0))
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
-        if hasattr(method, "check_budget"):
-            method.check_budget(self)  # e.g. a delay beyond the run: refused before any training
+        # e.g. a delay beyond the run: refused before any training
+        method.check_budget(steps=self.total_steps, epochs=self.cfg["epochs"],
+                            calibration_samples=len(calib_set) if calib_set is not None else 0)
         floor = method.rank_floor(self)
         #: the smallest fraction of target parameters the method can reach (its rank floor compiled), or None
         self.floor_ratio = (self.compiled_target_params(floor) / self.original.target) if floor else None
         self.optimizer: torch.optim.Optimizer | None = None
         # the one driver of a method's hooks and of the optimizer after a change, shared with users' own
         # loops (lowrank.iterative): nothing is converted, cut or truncated after the last step / epoch
-        self.compressor = IterativeCompressor.driving(method, self, last_step=self.total_steps,
-                                                      last_epoch=self.cfg["epochs"])
+        self.compressor = IterativeCompressor.driving(
+            method, self, optimizer_state_after_cut=self.cfg["optimizer_state_after_cut"],
+            second_moment_after_cut=self.cfg["second_moment_after_cut"], distributed=self.world_size > 1,
+            last_step=self.total_steps, last_epoch=self.cfg["epochs"])
         self.log: list[dict] = []
 
     # ---------------------------------------------------------------- distributed
@@ -254,6 +257,10 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def random_state(self) -> int:
+        return self.cfg["random_state"]
+
     # ---------------------------------------------------------------- optimizer
     def _param_groups(self):
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -266,18 +273,10 @@ class Trainer:
         self.optimizer = self.compressor.watch(torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step)))
 
     def rebuild_optimizer(self) -> None:
-        """The optimizer after the method replaced parameters, edited in place by the compressor
-        (:func:`lowrank.optim_state.update_optimizer_after_change`, the policy of the module docstring):
-        surviving parameters keep their state, replaced ones follow ``optimizer_state_after_cut`` — a method
-        that replaced a core ``S`` by ``S' = Uaᵀ S Va`` announces it with :meth:`note_rotation`; under
-        ``reset`` (or without an announcement) the new parameter starts from an empty state. Each group keeps
-        the model's parameter order, as a fresh AdamW over :meth:`_param_groups` would."""
+        """The optimizer after the method replaced parameters: edited in place by the compressor
+        (:meth:`lowrank.iterative.IterativeCompressor.optimizer_after_change`; the policy is
+        :mod:`lowrank.optim_state`'s)."""
         self.compressor.optimizer_after_change(self.optimizer, group_of=self.compressor.group_of)
-
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        """Announce that ``new = Uaᵀ old Va`` replaced ``old`` (called on rank 0 by a cut, before the
-        optimizer is rebuilt): the ``carry`` policy transports ``old``'s Adam state to ``new``."""
-        self.compressor.note_rotation(new, old, Ua, Va)
 
     def allreduce_gradients(self) -> None:
         """Average the gradients of all trainable parameters over the processes (one flat buffer).
