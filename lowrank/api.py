@@ -1,7 +1,15 @@
 """One call to compress your own model with a one-shot method of the paper's Table 2.
 
-    import lowrank
-    model, report = lowrank.compress(model, method="fwsvd", params_fraction=0.25, calibration=loader)
+>>> import torch
+>>> import lowrank
+>>> model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+>>> loader = [(torch.randn(8, 16), torch.randint(0, 4, (8,))) for _ in range(4)]
+>>> model, report = lowrank.compress(model, method="fwsvd", params_fraction=0.5, calibration=loader,
+...                                  targets=["0", "2"])
+>>> report.ranks
+{'0': 5, '2': 1}
+>>> report.achieved_fraction <= 0.5
+True
 
 ``model`` is any ``nn.Module`` (a timm ViT, a Hugging Face BERT / RoBERTa / DistilBERT, your own);
 ``targets="auto"`` (the default) picks every ``nn.Linear`` inside its repeated transformer blocks from

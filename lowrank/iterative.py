@@ -1,53 +1,40 @@
 """The iterative methods (OIALR, IEHT, IFHT and their global variants: the paper's Algorithms 1–2; TRP and
 FWTRP: its Algorithms 3–4) in *your* training loop, and as a Hugging Face ``TrainerCallback``.
 
-    compressor = lowrank.IterativeCompressor(model, method="ieht", oialr_threshold=0.95,
-                                             oialr_frequency=10, oialr_type="epoch", delay=5)
-    optimizer = compressor.optimizer(torch.optim.AdamW, lr=1e-4)
-    for epoch in range(epochs):
-        for x, y in loader:
-            loss = ...; optimizer.zero_grad(); loss.backward()
-            compressor.before_optimizer_step()             # TRP / FWTRP: the nuclear-norm sub-gradient
-            optimizer.step()
-            if compressor.step_end():                      # cuts of oialr_type="step", TRP's truncations
-                optimizer = compressor.optimizer_after_change(optimizer)
-        if compressor.epoch_end():                         # conversion and cuts of oialr_type="epoch"
-            optimizer = compressor.optimizer_after_change(optimizer)
-    compressor.compile()                                   # the inference form (A·B)
+>>> import torch
+>>> import torch.nn.functional as F
+>>> import lowrank
+>>> model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+>>> batches = [(torch.randn(8, 16), torch.randint(0, 4, (8,))) for _ in range(4)]
+>>> compressor = lowrank.IterativeCompressor(model, method="ieht", targets=["0", "2"], oialr_threshold=0.9,
+...                                          oialr_frequency=1, oialr_type="epoch", delay=1)
+>>> optimizer = compressor.optimizer(torch.optim.AdamW, lr=1e-3)
+>>> for epoch in range(3):
+...     for x, y in batches:
+...         loss = F.cross_entropy(model(x), y)
+...         optimizer.zero_grad()
+...         loss.backward()
+...         compressor.before_optimizer_step()             # TRP / FWTRP: the nuclear-norm sub-gradient
+...         optimizer.step()
+...         if compressor.step_end():                      # cuts of oialr_type="step", TRP's truncations
+...             optimizer = compressor.optimizer_after_change(optimizer)
+...     if compressor.epoch_end():                         # conversion and cuts of oialr_type="epoch"
+...         optimizer = compressor.optimizer_after_change(optimizer)
+>>> [record["event"] for record in compressor.trajectory]
+['convert', 'cut', 'cut']
+>>> compiled = compressor.compile()                        # the inference form (A·B)
 
-:class:`IterativeCompressor` owns when the method's hooks run (after every step and epoch, never after the
-last one when the loop says how long it is: ``last_step`` / ``last_epoch``), the conversion to ``U S Vᵀ`` at
-``t = delay``, the cuts every ``oialr_frequency`` steps or epochs after it, and the optimizer after a change;
-the algorithm itself is the library's method strategy (:mod:`lowrank.methods`: the same ``_tick``,
-conversion, cut rule, depth schedules, minimum rank and global threshold, the same TRP truncation).
-**The library's own loop,** :class:`lowrank.train.Trainer`, **drives its method through this class too**
-(:meth:`IterativeCompressor.driving`, with the Trainer as the loop the method reads: its counters,
-calibration data and ``torch.distributed`` synchronisation), so there is one implementation of both the
-hook calls and the optimizer policy.
+:class:`IterativeCompressor` is the one driver of a method's hooks, for a user's loop and for
+:class:`lowrank.train.Trainer` (:meth:`IterativeCompressor.driving`): it calls them after every step and epoch
+(never at or after ``last_step`` / ``last_epoch``), keeps the :class:`~lowrank.loop.Change` a hook returns, and
+applies the optimizer policy once (:meth:`~IterativeCompressor.optimizer_after_change`, :mod:`lowrank.optim_state`).
+The algorithms are the method strategies (:mod:`lowrank.methods`). ``step_end()`` and ``epoch_end()`` count from 1,
+as ``Trainer`` does, so ``delay`` and ``oialr_frequency`` mean what they mean in a run spec. Targets are
+``nn.Linear`` or transformers' ``Conv1D`` layers.
 
-Counting: ``step_end()`` is called after every optimizer step and ``epoch_end()`` after every epoch;
-each counts from 1 (the first call is "1 step / 1 epoch done"), as ``Trainer`` counts, so ``delay``
-and ``oialr_frequency`` mean what they mean in a run spec. Pass ``step=`` / ``epoch=`` to set the
-count explicitly (e.g. when resuming).
-
-Optimizer after a change (:meth:`IterativeCompressor.optimizer_after_change`,
-:func:`lowrank.optim_state.update_optimizer_after_change`): the optimizer is edited *in place* — replaced
-parameters are swapped in their own param group (a layer's ``S`` takes the group of the dense weight it
-replaced; the new bias the group of the old bias), so schedulers and wrappers holding the optimizer (Hugging
-Face's ``AcceleratedOptimizer``) stay valid; the same object is returned. Their state follows
-``optimizer_state_after_cut`` as in ``Trainer``: ``carry`` (default) transports Adam's moments of a cut
-``S`` into the new basis (:mod:`lowrank.optim_state`), ``slice`` keeps their leading block (OIALR's code),
-``reset`` starts afresh; a parameter replaced without a rotation (the conversion at ``t = delay``) starts
-afresh, and so does every parameter of an optimizer whose state is not Adam's.
-
-TRP / FWTRP train the dense weights and truncate them every ``trp_frequency`` steps: call
-:meth:`~IterativeCompressor.before_optimizer_step` between the backward pass and the optimizer step (it adds
-the nuclear-norm sub-gradient), and evaluate :meth:`~IterativeCompressor.scored_model` (the truncated,
-compiled copy whose size is the model's size) rather than the training model. Their ``nuclear_norm_mode:
-step`` reads the learning rate of the optimizer's first param group.
-
-A compressor built by the user runs in one process (no ``torch.distributed`` synchronisation: use ``python -m
-lowrank run`` under torchrun for that).
+TRP / FWTRP train dense weights: evaluate :meth:`~IterativeCompressor.scored_model` (the truncated, compiled copy
+whose size is the model's) rather than the training model. A compressor built by the user runs in one process
+(under ``torchrun``, use ``python -m lowrank run``).
 """
 from __future__ import annotations
 
@@ -275,9 +262,10 @@ class IterativeCompressor:
         return self.watch(cls(self.param_groups(weight_decay), **kwargs))
 
     def optimizer_after_change(self, optimizer: Any, *, group_of: Any = None) -> Any:
-        """Swap the replaced parameters into ``optimizer`` in place and set their state (module docstring,
-        :func:`lowrank.optim_state.update_optimizer_after_change`); returns ``optimizer``. Harmless when nothing
-        changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
+        """Swap the replaced parameters into ``optimizer`` in place, each into the group of the parameter it
+        replaced, and set their state by the policy (:func:`lowrank.optim_state.update_optimizer_after_change`);
+        returns ``optimizer``, so schedulers and wrappers holding it (Hugging Face's ``AcceleratedOptimizer``) stay
+        valid. Harmless when nothing changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
         is left out, as its predecessor was)."""
         update_optimizer_after_change(
             optimizer, self.model, self._synced, self._rotations, policy=self.policy,

@@ -1,56 +1,28 @@
-"""The single training loop used by pre-training, dense baselines and every compression method.
+"""The training loop of pre-training, dense baselines and every compression method.
 
     python -m lowrank run spec.yaml --out runs/ieht                               # one process
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht         # DDP (gloo on CPU)
 
-Methods are strategies (:mod:`lowrank.methods`) called at fixed points of this loop. Details that
-matter for fair comparisons live here, once:
+:class:`Trainer` is a :class:`lowrank.loop.Loop`. It drives its method (:mod:`lowrank.methods`) through
+:class:`lowrank.iterative.IterativeCompressor`, the driver of users' loops too, which calls the hooks (never a
+cut after the last step or epoch) and applies the optimizer policy after a change (:mod:`lowrank.optim_state`).
+What the loop fixes for fair comparisons (the paper's Table 3 "Base Training" and Appendix C):
 
-* AdamW; weight decay only on trainable tensors with ≥ 2 dimensions (not on biases, norms, the
-  ``S`` cores' — see below — are 2-D so they are decayed like the dense weights they replace);
-* learning rate: constant after an optional linear warm-up (the default, as the paper trains every
-  compression run: AdamW at a fixed rate, its Table 3 "Base Training" and Appendix C), or linear
-  warm-up then cosine decay to 0 over the whole run (``lr_schedule: cosine``; our pre-training uses
-  it). Cosine is not the default of compression runs because it starves late cuts: an iterative
-  method's last cuts would happen at a few percent of the base rate and never recover, while one-shot
-  methods fine-tune through the whole budget. Set per step from the step count, so it survives
-  optimizer rebuilds and resumes;
-* data order: epoch ``e`` shuffles with a private generator fixed by ``(random_state, e)``, so a
-  resumed run sees exactly the batches an uninterrupted one would;
-* evaluation at the end of every epoch, logged as one JSON line (step, epoch, loss, accuracy,
-  parameter counts, compression ratio, per-layer ranks). The accuracy and the parameter counts of a
-  record come from one model: the training model, or — for a method that trains dense weights between
-  truncations (TRP, FWTRP) — the truncated, compiled copy its :meth:`~lowrank.methods.base.Method.
-  scoring_model` builds (the dense accuracy is logged beside it as ``accuracy_training_form``);
-* checkpoints every ``checkpoint_every_steps`` and at every epoch end, written atomically, holding
-  the module structure (current factor shapes), model, optimizer, method state and RNG states;
-  loaded with ``weights_only=True``.
+* AdamW; weight decay on trainable tensors with ≥ 2 dimensions (dense weights and ``S`` cores), not on biases
+  and norms;
+* learning rate: constant after an optional linear warm-up, or warm-up then cosine decay
+  (``lr_schedule: cosine``), set from the step count (it survives optimizer edits and resumes);
+* data order: epoch ``e`` shuffles with a generator fixed by ``(random_state, e)``, so a resumed run sees the
+  batches an uninterrupted one would;
+* an evaluation after every epoch, logged as one JSON line whose accuracy and parameter counts come from one
+  model: the training model, or the truncated, compiled copy of TRP / FWTRP
+  (:meth:`~lowrank.methods.base.Method.scoring_model`);
+* atomic checkpoints (module structure, model, optimizer, method state, RNG states), loaded with
+  ``weights_only=True``.
 
-Optimizer state after a method reshapes parameters (:meth:`Trainer.rebuild_optimizer`): parameters
-that keep their identity keep their Adam moments; a replaced one (the rotated/cut ``S``) follows
-``optimizer_state_after_cut``:
-
-* ``reset``: it starts from an empty state (first and second moments *and* step count reset): a
-  consistent optimizer, but with cuts every few steps Adam never warms up and every first step after
-  a cut is a sign-like step of size lr;
-* ``carry``: the state is transported into the new basis by :mod:`lowrank.optim_state` — the first
-  moment rotated exactly (``Uaᵀ m Va``), the second by the stated approximation of
-  ``second_moment_after_cut``, the step count kept (bias correction continues);
-* ``slice``: what the OIALR reference code does — the leading k'×k' block of the old, unrotated
-  moments, step kept.
-
-Which is the default was chosen by measurement (the study's report compares them at the same β).
-
-The loop drives its method through :class:`lowrank.iterative.IterativeCompressor` — the class a user drives
-from their own loop — so the hook calls (never a conversion, cut or truncation after the last step or epoch)
-and the optimizer after a change (:func:`lowrank.optim_state.update_optimizer_after_change`: in place, each
-group in the model's parameter order, so gradient clipping's total norm is the one a fresh optimizer would
-compute) have one implementation.
-
-Under ``torchrun`` (``torch.distributed``: gloo on CPU, nccl on GPU) each process takes its slice
-of every global batch and gradients are averaged by one all-reduce per step; methods compute SVDs
-and cuts on rank 0 and broadcast the result (:meth:`Trainer.sync_structure`), because SVDs on
-different ranks can differ in sign and rounding.
+Under ``torchrun`` each process takes its slice of every global batch, gradients are averaged by one all-reduce
+per step, and methods cut on rank 0 and broadcast (:meth:`Trainer.sync_structure`): SVDs on different ranks can
+differ in sign and rounding.
 """
 from __future__ import annotations
 
