@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..loop import Change, Loop
+from ..method_table import method_names
 
 __all__ = ["Method", "METHODS", "register", "build_method"]
 
@@ -113,7 +114,7 @@ class Method:
         return Change(ranks=dict(ranks))
 
 
-register("dense")(Method)
+register(*method_names(family="dense"))(Method)
 
 
 def build_method(name: str, cfg: dict[str, Any]) -> Method:

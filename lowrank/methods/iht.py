@@ -6,7 +6,8 @@ All share the loop of the paper's Algorithm 1, over steps or epochs (``oialr_typ
 * ``t < d``: train full rank;
 * ``t = d``: convert every target layer to ``U S Vᵀ`` at full rank (exact), freeze ``U``, ``V``;
 * ``t > d`` and ``t ≡ 0 (mod ν)``: for each layer, ``U' S' V'ᵀ = svd(S)``; ``U ← U U'``,
-  ``V ← V V'``, ``S ← S'``; drop singular values by the method's rule; reshape the optimizer state;
+  ``V ← V V'``, ``S ← S'``; drop singular values by the method's rule; the cut returns its rotations
+  (:class:`lowrank.loop.Change`) and the driver carries the optimizer state (:mod:`lowrank.optim_state`);
 * otherwise: train ``S`` (and biases, and every non-target parameter) with ``U``, ``V`` frozen.
 
 Rank rules (:func:`lowrank.linalg.select_rank`):
@@ -49,7 +50,7 @@ from ..fisher import default_forward, diagonal_fisher
 from ..layers import LowRankLinear, conv1d_class
 from ..linalg import LowRankFactors, min_rank_from_percent, orthonormalize, robust_svd, select_rank
 from ..loop import Change, Loop
-from ..method_table import METHOD_TABLE
+from ..method_table import METHOD_TABLE, method_names
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import compile_model, replace_module, to_low_rank
 from ..utils import make_generator
@@ -137,7 +138,7 @@ def layer_spectrum(layer: LowRankLinear, row_w: torch.Tensor | None) -> torch.Te
     return torch.linalg.svdvals(T @ S)
 
 
-@register("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
+@register(*method_names(family="iht"))
 class IterativeHardThresholding(Method):
     """OIALR / IEHT / IFHT and the global variants (module docstring)."""
 

@@ -37,7 +37,7 @@ import torch
 from ..data import move_batch
 from ..fisher import default_forward
 from ..loop import Loop
-from ..method_table import METHOD_TABLE
+from ..method_table import METHOD_TABLE, method_names
 from ..projection import RANK_RULES, measure_statistics, pick_fisher_estimator, project_targets
 from ..surgery import compile_model
 from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
@@ -45,7 +45,7 @@ from .base import Method, register, validate_choice, validate_fraction, validate
 __all__ = ["OneShot"]
 
 
-@register("svd", "fwsvd", "tfwsvd", "asvd")
+@register(*method_names(family="projection"))
 class OneShot(Method):
     keys = {
         "rank": None,

@@ -48,7 +48,7 @@ import torch.nn as nn
 from ..layers import FactorizedLinear, factorization_pays, linear_shape
 from ..linalg import LowRankFactors, min_rank_from_percent, robust_svd, select_rank
 from ..loop import Loop
-from ..method_table import METHOD_TABLE
+from ..method_table import METHOD_TABLE, method_names
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import replace_module
 from .base import Method, register, validate_choice, validate_fraction, validate_positive_int
@@ -81,7 +81,7 @@ def truncate_dense(W: torch.Tensor, beta: float, min_rank: int, row_w: torch.Ten
     return W_k.to(W.dtype), G.to(W.dtype), k
 
 
-@register("trp", "fwtrp")
+@register(*method_names(family="trp"))
 class TrainedRankPruning(Method):
     keys = {
         "trp_threshold": 0.95,

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..loop import Change, Loop
+from ..method_table import method_names
 from ..projection import project_targets
 from .base import Method, register, validate_choice, validate_positive_int
 from .oneshot import calibration_statistics
@@ -29,7 +30,7 @@ from .oneshot import calibration_statistics
 __all__ = ["TensorTrain"]
 
 
-@register("ttm", "fwttm")
+@register(*method_names(family="tensor_train"))
 class TensorTrain(Method):
     keys = {
         "tt_rank": None,
