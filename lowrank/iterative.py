@@ -89,6 +89,7 @@ class _OwnLoop:
         return self._calibration
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of the watched optimizer's first group (TRP's ``nuclear_norm_mode: step``)."""
         opt = self._compressor.watched_optimizer
         if opt is None:
             raise ValueError("nuclear_norm_mode='step' needs the learning rate: build the optimizer with "
@@ -214,8 +215,9 @@ class IterativeCompressor:
         self.method.before_optimizer_step(self.loop)
 
     def step_end(self, step: int | None = None) -> bool:
-        """Call after every optimizer step; ``True`` when parameters were replaced (then call
-        :meth:`optimizer_after_change`). Nothing happens at or after ``last_step``."""
+        """Call after every optimizer step (``step``: steps completed, from 1; give it when resuming);
+        ``True`` when parameters were replaced (then call :meth:`optimizer_after_change`). Nothing happens at or
+        after ``last_step``."""
         if (isinstance(self.loop, _OwnLoop) and getattr(self.method, "nn_mode", None) == "step"
                 and self.watched_optimizer is None):
             self.loop.lr_at(self.loop.step)               # refused before any work: the error says what to do

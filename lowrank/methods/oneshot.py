@@ -36,7 +36,7 @@ import torch
 
 from ..data import move_batch
 from ..fisher import default_forward
-from ..loop import Loop
+from ..loop import Change, Loop
 from ..method_table import METHOD_TABLE, method_names
 from ..projection import RANK_RULES, measure_statistics, pick_fisher_estimator, project_targets
 from ..surgery import compile_model
@@ -88,7 +88,7 @@ class OneShot(Method):
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
             raise ValueError(f"tfwsvd_tol={tol!r}; must be a number in [0, 1) (the relative-change stopping rule)")
 
-    def setup(self, loop: Loop):
+    def setup(self, loop: Loop) -> Change:
         c = {**self.keys, **self.cfg}
         names = loop.target_names
         fisher, moments = calibration_statistics(self.name, loop, c["fisher_labels"])
@@ -106,7 +106,7 @@ class OneShot(Method):
         compile_model(loop.model)
 
 
-def calibration_statistics(method: str, loop: Loop, labels: str):
+def calibration_statistics(method: str, loop: Loop, labels: str) -> tuple[dict | None, dict | None]:
     """:func:`lowrank.projection.measure_statistics` on the loop's calibration batches, through the Fisher
     forward of :func:`lowrank.compress` (:func:`lowrank.fisher.default_forward`; the estimator its ``auto``
     picks): ``(fisher, moments)``, ``None`` for what ``method`` does not measure."""
