@@ -1,7 +1,15 @@
 """One call to compress your own model with a one-shot method of the paper's Table 2.
 
-    import lowrank
-    model, report = lowrank.compress(model, method="fwsvd", params_fraction=0.25, calibration=loader)
+>>> import torch
+>>> import lowrank
+>>> model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+>>> loader = [(torch.randn(8, 16), torch.randint(0, 4, (8,))) for _ in range(4)]
+>>> model, report = lowrank.compress(model, method="fwsvd", params_fraction=0.5, calibration=loader,
+...                                  targets=["0", "2"])
+>>> report.ranks
+{'0': 5, '2': 1}
+>>> report.achieved_fraction <= 0.5
+True
 
 ``model`` is any ``nn.Module`` (a timm ViT, a Hugging Face BERT / RoBERTa / DistilBERT, your own);
 ``targets="auto"`` (the default) picks every ``nn.Linear`` inside its repeated transformer blocks from
@@ -39,31 +47,29 @@ the model) are checked before any statistic is measured or any layer changes; a 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
-from .activations import input_second_moments
 from .configs import Config, FisherLabels, Fraction, Interval, NonNegativeInt, setting
-from .fisher import FisherBatch, default_forward, diagonal_fisher, row_weights
-from .layers import as_linear, factorization_pays
-from .linalg import auto_ridge, select_rank, validate_rank
-from .surgery import (TT_METHODS, CompressionReport, ParameterCount, compress_model, compress_model_tt,
-                      count_parameters, find_linear_layers, refuse_tied, untie_weights)
-from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
-from .utils import make_generator
+from .fisher import FisherBatch, default_forward, row_weights
+from .layers import as_linear
+from .linalg import validate_rank
+from .method_table import METHOD_TABLE, method_names
+from .projection import (RANK_RULES, batch_size, check_rank_one_fits, measure_statistics, pick_fisher_estimator,
+                         project_targets, tt_caps, uniform_ranks)
+from .surgery import ParameterCount, count_parameters, find_linear_layers, refuse_tied, untie_weights
 
 __all__ = ["ONE_SHOT_METHODS", "RANK_RULES", "FISHER_METHODS", "CompressResult", "compress", "check_calibration",
            "CompressArguments", "validate_compress_arguments"]
 
-LOW_RANK_METHODS = ("svd", "fwsvd", "tfwsvd", "asvd")
+LOW_RANK_METHODS = method_names(iterative=False, form="low_rank")
+TT_METHODS = method_names(iterative=False, form="tt")
 ONE_SHOT_METHODS = (*LOW_RANK_METHODS, *TT_METHODS)
-RANK_RULES = ("uniform", "energy")
-_CALIBRATED = ("fwsvd", "tfwsvd", "asvd", "fwttm")
-_ITERATIVE = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+_CALIBRATED = method_names(iterative=False, needs_calibration=True)
+_ITERATIVE = method_names(iterative=True)
 #: ``fisher_method=``: an estimator of :func:`lowrank.fisher.diagonal_fisher`, or ``auto`` (``hooks`` when
 #: every target's input carries the batch on its first axis, else the per-sample ``loop``)
 FISHER_METHODS = ("auto", "hooks", "func", "loop")
@@ -132,16 +138,6 @@ def _move(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _batch_size(batch: Any) -> int | None:
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else None
-    if isinstance(batch, Mapping):
-        return next((int(v.shape[0]) for v in batch.values() if isinstance(v, torch.Tensor) and v.dim()), None)
-    if isinstance(batch, (tuple, list)) and batch:
-        return _batch_size(batch[0])
-    return None
-
-
 def _describe_batch(batch: Any) -> str:
     if isinstance(batch, torch.Tensor):
         return f"tensor {tuple(batch.shape)} {batch.dtype}"
@@ -170,7 +166,7 @@ def check_calibration(model: nn.Module, calibration: Any, forward: Callable[[nn.
         first = next(iter(calibration))
     except StopIteration:
         raise ValueError("calibration yielded no batch; it must yield at least one") from None
-    if _batch_size(first) is None:
+    if batch_size(first) is None:
         raise ValueError(f"calibration: a batch must be a tensor, an (inputs, targets) pair or a dict of tensors "
                          f"with the samples on the first axis; got {_describe_batch(first)}")
     modes = {m: m.training for m in model.modules()}
@@ -208,114 +204,8 @@ class _Counted:
         self.batches = self.samples = 0
         for b in self.loader:
             self.batches += 1
-            self.samples += _batch_size(b) or 0
+            self.samples += batch_size(b) or 0
             yield b
-
-
-# ------------------------------------------------------------------------------------------ rank choice
-def _dense_count(layer: nn.Linear) -> int:
-    return layer.weight.numel() + (layer.bias.numel() if layer.bias is not None else 0)
-
-
-def _factorized_count(m: int, n: int, k: int, bias: int) -> int:
-    # what compress_model leaves: A·B when it pays, the dense layer when it does not
-    return (k * (m + n) if factorization_pays(m, n, k) else m * n) + bias
-
-
-def _uniform_ranks(layers: Mapping[str, nn.Linear], f: float) -> dict[str, int]:
-    ranks = {}
-    for name, layer in layers.items():
-        m, n = layer.weight.shape
-        b = layer.bias.numel() if layer.bias is not None else 0
-        k = math.floor((f * (m * n + b) - b) / (m + n))
-        if k < 1:
-            raise ValueError(f"params_fraction={f} cannot be met with rank_rule='uniform': rank 1 of {name} "
-                             f"({m}×{n}) already keeps {(m + n + b) / (m * n + b):.4f} of its parameters; allowed: "
-                             f"a larger params_fraction, or rank_rule='energy' (which shares the budget across layers)")
-        ranks[name] = min(k, min(m, n))
-    return ranks
-
-
-def _spectrum(method: str, W: torch.Tensor, fisher: torch.Tensor | None, moment: torch.Tensor | None,
-              ridge: float, eps: float) -> torch.Tensor:
-    Wd = W.detach().double()
-    if method == "svd":
-        return torch.linalg.svdvals(Wd)
-    if method in ("fwsvd", "tfwsvd"):
-        # the scaling of lowrank.linalg.row_weighted_projection: D = diag(√(r + ε·mean r))
-        r = row_weights(fisher.double()) if fisher.dim() == 2 else fisher.double()
-        d = torch.sqrt(r + eps * r.mean().clamp_min(torch.finfo(torch.float64).tiny))
-        return torch.linalg.svdvals(d[:, None] * Wd)
-    # asvd: σ(W L)² are the eigenvalues of W C Wᵀ for C = L Lᵀ (the ridge of activation_aware_projection)
-    C = moment.double()
-    C = 0.5 * (C + C.mT)
-    n = C.shape[0]
-    C = C + ridge * (torch.trace(C) / n).clamp_min(torch.finfo(torch.float64).tiny) * torch.eye(n, dtype=C.dtype)
-    ev = torch.linalg.eigvalsh(Wd @ C @ Wd.mT).flip(0).clamp_min(0)
-    return ev[:min(Wd.shape)].sqrt()
-
-
-def _check_rank_one_fits(layers: Mapping[str, nn.Linear], f: float) -> None:
-    total = sum(_dense_count(l) for l in layers.values())
-    one = sum(_factorized_count(*l.weight.shape, 1, l.bias.numel() if l.bias is not None else 0)
-              for l in layers.values())
-    if one > f * total:
-        raise ValueError(f"params_fraction={f} cannot be met with rank_rule='energy': rank 1 in every target layer "
-                         f"already keeps {one / total:.4f} of the target parameters; allowed: a larger params_fraction")
-
-
-def _energy_ranks(layers: Mapping[str, nn.Linear], spectra: Mapping[str, torch.Tensor],
-                  f: float) -> tuple[dict[str, int], float]:
-    shapes = {n: (tuple(l.weight.shape), l.bias.numel() if l.bias is not None else 0) for n, l in layers.items()}
-    budget = f * sum(_dense_count(l) for l in layers.values())
-
-    def ranks_at(beta: float) -> dict[str, int]:
-        return {n: select_rank(s, "energy", beta=beta, name=n) for n, s in spectra.items()}
-
-    def cost(ranks: Mapping[str, int]) -> int:
-        return sum(_factorized_count(*shapes[n][0], k, shapes[n][1]) for n, k in ranks.items())
-
-    # β only changes a rank where it crosses a layer's cumulative energy fraction e_l(k); search those
-    cands = set()
-    for s in spectra.values():
-        e = torch.cumsum(s.double() ** 2, 0)
-        if e[-1] > 0:
-            cands.update(float(v) for v in (e / e[-1]).clamp(max=1.0))
-    cands = sorted(c for c in cands if c > 0)
-    lo, hi = 0, len(cands) - 1
-    if not cands or cost(ranks_at(cands[0])) > budget:
-        one = cost({n: 1 for n in spectra})
-        raise ValueError(f"params_fraction={f} cannot be met with rank_rule='energy': rank 1 in every target layer "
-                         f"already keeps {one / sum(_dense_count(l) for l in layers.values()):.4f} of the target "
-                         f"parameters; allowed: a larger params_fraction")
-    while lo < hi:   # largest candidate whose ranks fit the budget (cost is non-decreasing in β)
-        mid = (lo + hi + 1) // 2
-        if cost(ranks_at(cands[mid])) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    return ranks_at(cands[lo]), cands[lo]
-
-
-def _tt_caps(layers: Mapping[str, nn.Linear], f: float, cores: int) -> dict[str, int]:
-    caps = {}
-    for name, layer in layers.items():
-        m, n = layer.weight.shape
-        b = layer.bias.numel() if layer.bias is not None else 0
-        shape = tt_shape_for(m, n, cores)
-        best = None
-        for cap in range(1, max(max_tt_ranks(shape), default=1) + 1):
-            if tt_num_params(shape, tt_ranks_for(shape, cap)) + b <= f * (m * n + b):
-                best = cap
-            else:
-                break
-        if best is None:
-            one = tt_num_params(shape, tt_ranks_for(shape, 1)) + b
-            raise ValueError(f"params_fraction={f} cannot be met for {name} ({m}×{n}) with {cores} TT cores: bond "
-                             f"rank 1 already keeps {one / (m * n + b):.4f} of its parameters; allowed: a larger "
-                             f"params_fraction or another tt_cores")
-        caps[name] = best
-    return caps
 
 
 @dataclass(frozen=True)
@@ -378,37 +268,6 @@ def validate_compress_arguments(*, method: str, rank: Any, params_fraction: Any,
         likelihood=likelihood, forward=forward, random_state=random_state, fisher_method=fisher_method))
 
 
-def _pick_fisher_method(model: nn.Module, modules: Mapping[str, nn.Module], first: Any,
-                        fwd: Callable[[nn.Module, Any], Any], fisher_method: str) -> str:
-    """``fisher_method``, or for ``auto`` the estimator that can run this model: ``hooks`` needs every
-    target's input to carry the batch on its first axis (windowed attention folds windows into it);
-    else ``loop``, exact for any layout. Raises before any statistic when ``hooks`` was asked for and
-    cannot run."""
-    if fisher_method in ("func", "loop"):
-        return fisher_method
-    bsz = _batch_size(first)
-    folded: list[str] = []
-    hooks = [m.register_forward_hook(lambda mod, args, out, n=n: folded.append(n)
-                                     if args[0].dim() < 2 or args[0].shape[0] != bsz else None)
-             for n, m in modules.items()]
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        with torch.no_grad():
-            fwd(model, first)
-    finally:
-        for h in hooks:
-            h.remove()
-        for m, t in modes.items():
-            m.training = t
-    if not folded:
-        return "hooks"
-    if fisher_method == "hooks":
-        raise ValueError(f"fisher_method='hooks' cannot run this model: {folded[0]!r} receives inputs whose first "
-                         f"axis is not the batch ({bsz}); allowed here: fisher_method='auto', 'loop' or 'func'")
-    return "loop"
-
-
 # ------------------------------------------------------------------------------------------ the call
 def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, int] | None = None,
              params_fraction: float | None = None, rank_rule: str = "uniform", calibration: Iterable | None = None,
@@ -444,7 +303,6 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
                                 random_state=random_state, fisher_method=fisher_method)
     if params_fraction is not None:
         params_fraction = float(params_fraction)
-    needs_data = method in _CALIBRATED
     modules = find_linear_layers(model, targets)
     names = list(modules)
     for name, layer in modules.items():
@@ -474,36 +332,32 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
         raise ValueError(f"max_samples={max_samples!r} must be a positive int or None")
     # ranks that need only the shapes are chosen now, so that a fraction that cannot be met is refused
     # before any statistic is measured
-    shape_ranks: dict[str, int] | None = None
     if params_fraction is not None and params_fraction < 1.0:
         if method in TT_METHODS:
-            shape_ranks = _tt_caps(layers, params_fraction, tt_cores)
+            rank = tt_caps(layers, params_fraction, tt_cores)
         elif rank_rule == "uniform":
-            shape_ranks = _uniform_ranks(layers, params_fraction)
+            rank = uniform_ranks(layers, params_fraction)
         else:
-            _check_rank_one_fits(layers, params_fraction)
+            check_rank_one_fits(layers, params_fraction)
+    info = METHOD_TABLE[method]
     estimator = None
-    if needs_data:
+    if info.needs_calibration:
         first = check_calibration(model, calibration, fwd, likelihood=likelihood)
-        if method in ("fwsvd", "tfwsvd", "fwttm"):
-            estimator = _pick_fisher_method(model, modules, first, fwd, fisher_method)
+        if info.fisher:
+            estimator = pick_fisher_estimator(model, modules, first, fwd, fisher_method)
 
     before = count_parameters(model, names)   # unique tensors, before any untying
     untied = untie_weights(model, names) if untie else {}
 
     # ---- statistics
     kwargs = dict(projection_kwargs or {})
-    fisher = moments = None
-    counted = _Counted(calibration) if needs_data else None
-    if method in ("fwsvd", "tfwsvd", "fwttm"):
-        full = diagonal_fisher(model, counted, names, fwd, likelihood=likelihood, labels=fisher_labels,
-                               method=estimator,
-                               generator=make_generator(random_state), dtype=torch.float64, max_samples=max_samples)
-        fisher = {n: F.to(layers[n].weight.dtype) for n, F in full.items()}
     if method == "asvd":
-        mask = lambda b: b.get("attention_mask") if isinstance(b, Mapping) else None  # noqa: E731
-        moments = input_second_moments(model, counted, modules, lambda mdl, b: fwd(mdl, b), mask=mask)
         kwargs.setdefault("ridge", "auto")
+    counted = _Counted(calibration) if info.needs_calibration else None
+    full, moments = measure_statistics(method, model, names, counted, fwd, likelihood=likelihood,
+                                       labels=fisher_labels, random_state=random_state, estimator=estimator,
+                                       max_samples=max_samples)
+    fisher = None if full is None else {n: F.to(layers[n].weight.dtype) for n, F in full.items()}
     calib_info = None
     if counted is not None:
         samples = counted.samples if max_samples is None else min(counted.samples, max_samples)
@@ -514,44 +368,12 @@ def compress(model: nn.Module, *, method: str = "svd", rank: int | Mapping[str, 
                       **({"fisher_method": estimator} if fisher is not None else {})}
 
     # ---- ranks and the projection
-    beta = None
-    skipped_all: dict[str, str] = {}
-    if params_fraction == 1.0:
-        # the dense layer is the best model within the whole budget: nothing to compress
-        skipped_all = {n: "params_fraction=1 keeps the dense layer" for n in names}
-    if method in TT_METHODS:
-        caps = (rank if isinstance(rank, Mapping) else {n: rank for n in names}) if rank is not None else \
-            (shape_ranks or {})
-        todo = [n for n in names if n not in skipped_all]
-        rep = CompressionReport()
-        if todo:
-            rep = compress_model_tt(model, {"include": todo}, method=method, cores=tt_cores,
-                                    max_rank={n: caps[n] for n in todo},
-                                    fisher=None if fisher is None else {n: row_weights(fisher[n].double())
-                                                                        for n in todo}, untie=untie)
-    else:
-        if rank is not None:
-            ranks = dict(rank) if isinstance(rank, Mapping) else {n: rank for n in names}
-        elif skipped_all:
-            ranks = {}
-        elif rank_rule == "uniform":
-            ranks = shape_ranks
-        else:
-            ridge = kwargs.get("ridge", 1e-6)
-            eps = float(kwargs.get("eps", 1e-8))
-            spectra = {n: _spectrum(method, layers[n].weight, None if fisher is None else fisher[n],
-                                    None if moments is None else moments[n],
-                                    auto_ridge(moments[n], n) if ridge == "auto" else float(ridge), eps)
-                       for n in names}
-            ranks, beta = _energy_ranks(layers, spectra, params_fraction)
-        rep = CompressionReport()
-        todo = [n for n in names if n in ranks]
-        if todo:
-            rep = compress_model(model, {"include": todo}, method=method, rank={n: ranks[n] for n in todo},
-                                 fisher=fisher, second_moments=moments, form=form, projection_kwargs=kwargs,
-                                 untie=untie)
+    proj = project_targets(model, names, method, rank=rank, params_fraction=params_fraction, rank_rule=rank_rule,
+                           fisher=full, moments=moments, form=form, projection_kwargs=kwargs, tt_cores=tt_cores,
+                           untie=untie)
+    rep, beta = proj.report, proj.energy_beta
     result = CompressResult(method=method, targets=names, ranks=dict(rep.ranks),
-                            skipped={**skipped_all, **rep.skipped},
+                            skipped=proj.skipped,
                             before=before, after=count_parameters(model, names, original=before),
                             params_fraction=params_fraction, rank_rule=rank_rule if params_fraction else None,
                             energy_beta=beta, calibration=calib_info, fisher=fisher, second_moments=moments,

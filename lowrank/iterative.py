@@ -1,53 +1,40 @@
 """The iterative methods (OIALR, IEHT, IFHT and their global variants: the paper's Algorithms 1–2; TRP and
 FWTRP: its Algorithms 3–4) in *your* training loop, and as a Hugging Face ``TrainerCallback``.
 
-    compressor = lowrank.IterativeCompressor(model, method="ieht", oialr_threshold=0.95,
-                                             oialr_frequency=10, oialr_type="epoch", delay=5)
-    optimizer = compressor.optimizer(torch.optim.AdamW, lr=1e-4)
-    for epoch in range(epochs):
-        for x, y in loader:
-            loss = ...; optimizer.zero_grad(); loss.backward()
-            compressor.before_optimizer_step()             # TRP / FWTRP: the nuclear-norm sub-gradient
-            optimizer.step()
-            if compressor.step_end():                      # cuts of oialr_type="step", TRP's truncations
-                optimizer = compressor.optimizer_after_change(optimizer)
-        if compressor.epoch_end():                         # conversion and cuts of oialr_type="epoch"
-            optimizer = compressor.optimizer_after_change(optimizer)
-    compressor.compile()                                   # the inference form (A·B)
+>>> import torch
+>>> import torch.nn.functional as F
+>>> import lowrank
+>>> model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+>>> batches = [(torch.randn(8, 16), torch.randint(0, 4, (8,))) for _ in range(4)]
+>>> compressor = lowrank.IterativeCompressor(model, method="ieht", targets=["0", "2"], oialr_threshold=0.9,
+...                                          oialr_frequency=1, oialr_type="epoch", delay=1)
+>>> optimizer = compressor.optimizer(torch.optim.AdamW, lr=1e-3)
+>>> for epoch in range(3):
+...     for x, y in batches:
+...         loss = F.cross_entropy(model(x), y)
+...         optimizer.zero_grad()
+...         loss.backward()
+...         compressor.before_optimizer_step()             # TRP / FWTRP: the nuclear-norm sub-gradient
+...         optimizer.step()
+...         if compressor.step_end():                      # cuts of oialr_type="step", TRP's truncations
+...             optimizer = compressor.optimizer_after_change(optimizer)
+...     if compressor.epoch_end():                         # conversion and cuts of oialr_type="epoch"
+...         optimizer = compressor.optimizer_after_change(optimizer)
+>>> [record["event"] for record in compressor.trajectory]
+['convert', 'cut', 'cut']
+>>> compiled = compressor.compile()                        # the inference form (A·B)
 
-:class:`IterativeCompressor` owns when the method's hooks run (after every step and epoch, never after the
-last one when the loop says how long it is: ``last_step`` / ``last_epoch``), the conversion to ``U S Vᵀ`` at
-``t = delay``, the cuts every ``oialr_frequency`` steps or epochs after it, and the optimizer after a change;
-the algorithm itself is the library's method strategy (:mod:`lowrank.methods`: the same ``_tick``,
-conversion, cut rule, depth schedules, minimum rank and global threshold, the same TRP truncation).
-**The library's own loop,** :class:`lowrank.train.Trainer`, **drives its method through this class too**
-(:meth:`IterativeCompressor.driving`, with the Trainer as the loop the method reads: its counters,
-calibration data and ``torch.distributed`` synchronisation), so there is one implementation of both the
-hook calls and the optimizer policy.
+:class:`IterativeCompressor` is the one driver of a method's hooks, for a user's loop and for
+:class:`lowrank.train.Trainer` (:meth:`IterativeCompressor.driving`): it calls them after every step and epoch
+(never at or after ``last_step`` / ``last_epoch``), keeps the :class:`~lowrank.loop.Change` a hook returns, and
+applies the optimizer policy once (:meth:`~IterativeCompressor.optimizer_after_change`, :mod:`lowrank.optim_state`).
+The algorithms are the method strategies (:mod:`lowrank.methods`). ``step_end()`` and ``epoch_end()`` count from 1,
+as ``Trainer`` does, so ``delay`` and ``oialr_frequency`` mean what they mean in a run spec. Targets are
+``nn.Linear`` or transformers' ``Conv1D`` layers.
 
-Counting: ``step_end()`` is called after every optimizer step and ``epoch_end()`` after every epoch;
-each counts from 1 (the first call is "1 step / 1 epoch done"), as ``Trainer`` counts, so ``delay``
-and ``oialr_frequency`` mean what they mean in a run spec. Pass ``step=`` / ``epoch=`` to set the
-count explicitly (e.g. when resuming).
-
-Optimizer after a change (:meth:`IterativeCompressor.optimizer_after_change`,
-:func:`lowrank.optim_state.update_optimizer_after_change`): the optimizer is edited *in place* — replaced
-parameters are swapped in their own param group (a layer's ``S`` takes the group of the dense weight it
-replaced; the new bias the group of the old bias), so schedulers and wrappers holding the optimizer (Hugging
-Face's ``AcceleratedOptimizer``) stay valid; the same object is returned. Their state follows
-``optimizer_state_after_cut`` as in ``Trainer``: ``carry`` (default) transports Adam's moments of a cut
-``S`` into the new basis (:mod:`lowrank.optim_state`), ``slice`` keeps their leading block (OIALR's code),
-``reset`` starts afresh; a parameter replaced without a rotation (the conversion at ``t = delay``) starts
-afresh, and so does every parameter of an optimizer whose state is not Adam's.
-
-TRP / FWTRP train the dense weights and truncate them every ``trp_frequency`` steps: call
-:meth:`~IterativeCompressor.before_optimizer_step` between the backward pass and the optimizer step (it adds
-the nuclear-norm sub-gradient), and evaluate :meth:`~IterativeCompressor.scored_model` (the truncated,
-compiled copy whose size is the model's size) rather than the training model. Their ``nuclear_norm_mode:
-step`` reads the learning rate of the optimizer's first param group.
-
-A compressor built by the user runs in one process (no ``torch.distributed`` synchronisation: use ``python -m
-lowrank run`` under torchrun for that).
+TRP / FWTRP train dense weights: evaluate :meth:`~IterativeCompressor.scored_model` (the truncated, compiled copy
+whose size is the model's) rather than the training model. A compressor built by the user runs in one process
+(under ``torchrun``, use ``python -m lowrank run``).
 """
 from __future__ import annotations
 
@@ -56,7 +43,9 @@ from typing import Any, Iterable
 import torch
 import torch.nn as nn
 
-from .layers import LowRankLinear
+from .layers import LowRankLinear, is_linear_like
+from .loop import Change, Loop
+from .method_table import method_names
 from .methods import build_method
 from .methods.base import Method
 from .optim_state import ADAM_STATE_POLICIES, SECOND_MOMENT_RULES, update_optimizer_after_change
@@ -65,33 +54,27 @@ from .surgery import find_linear_layers, target_ranks
 __all__ = ["ITERATIVE_METHODS", "IterativeCompressor", "LowRankTrainerCallback"]
 
 #: the methods a user's loop can drive (one-shot methods: :func:`lowrank.compress`)
-ITERATIVE_METHODS = ("oialr", "ieht", "ifht", "global_ieht", "global_ifht", "trp", "fwtrp")
+ITERATIVE_METHODS = method_names(iterative=True)
 #: those that measure a Fisher on calibration batches (IFHT's cuts, FWTRP's truncations)
-FISHER_METHODS = ("ifht", "global_ifht", "fwtrp")
+FISHER_METHODS = method_names(iterative=True, fisher=True)
 
 
 class _OwnLoop:
-    """What a method reads of the loop it runs in — the interface :class:`lowrank.train.Trainer` offers — for a
-    user's single-process loop: the model and its target layers, the step and epoch counters, calibration
-    batches, and the no-op synchronisation of one process."""
+    """The :class:`lowrank.loop.Loop` of a user's single-process loop: the model and its target layers, the
+    step and epoch counters, calibration batches, and the no-op synchronisation of one process."""
 
     is_main = True
-    calib_set = None
 
     def __init__(self, compressor: "IterativeCompressor", model: nn.Module, target_names: list[str],
-                 calibration: Iterable | None, cfg: dict[str, Any]):
+                 calibration: Iterable | None, random_state: int):
         self._compressor = compressor
         self.model = model
         self.target_names = target_names
         self._calibration = calibration
-        self.cfg = cfg
+        self.random_state = random_state
         self.step = 0
         self.epoch = 0
         self.device = next(model.parameters()).device
-
-    @property
-    def method(self) -> Method:
-        return self._compressor.method
 
     def sync_structure(self, names: list[str]) -> None:
         """One process: nothing to synchronise."""
@@ -99,16 +82,14 @@ class _OwnLoop:
     def broadcast_object(self, obj: Any) -> Any:
         return obj
 
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        self._compressor.note_rotation(new, old, Ua, Va)
-
     def module_ranks(self) -> dict[str, int]:
         return target_ranks(self.model, self.target_names)
 
-    def calibration_loader(self, batch_size: int = 64):
+    def calibration_loader(self) -> Iterable:
         return self._calibration
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of the watched optimizer's first group (TRP's ``nuclear_norm_mode: step``)."""
         opt = self._compressor.watched_optimizer
         if opt is None:
             raise ValueError("nuclear_norm_mode='step' needs the learning rate: build the optimizer with "
@@ -156,39 +137,46 @@ class IterativeCompressor:
         built = build_method(method, method_args)          # validates every key and value
         target_names = list(find_linear_layers(model, targets, include_factorized=True))
         for n in target_names:
-            if not isinstance(model.get_submodule(n), (nn.Linear, LowRankLinear)):
-                raise ValueError(f"{n}: is a {type(model.get_submodule(n)).__name__}; the iterative methods start "
-                                 f"from dense nn.Linear (or U S Vᵀ) layers")
-        cfg = {"random_state": random_state, "optimizer_state_after_cut": optimizer_state_after_cut,
-               "second_moment_after_cut": second_moment_after_cut}
-        self._attach(built, _OwnLoop(self, model, target_names, calibration, cfg), last_step, last_epoch)
-        self.changed = bool(self.method.setup(self.loop))   # delay = 0 converts now
+            layer = model.get_submodule(n)
+            if not (is_linear_like(layer) or isinstance(layer, LowRankLinear)):
+                raise ValueError(f"{n}: is a {type(layer).__name__}; the iterative methods start from dense "
+                                 f"nn.Linear / transformers Conv1D (or U S Vᵀ) layers")
+        self._attach(built, _OwnLoop(self, model, target_names, calibration, random_state),
+                     optimizer_state_after_cut, second_moment_after_cut, False, last_step, last_epoch)
+        self.note(self.method.setup(self.loop))   # delay = 0 converts now
 
     @classmethod
-    def driving(cls, method: Method, loop: Any, *, last_step: int | None = None,
-                last_epoch: int | None = None) -> "IterativeCompressor":
+    def driving(cls, method: Method, loop: Loop, *, optimizer_state_after_cut: str = "carry",
+                second_moment_after_cut: str = "rotate_squares", distributed: bool = False,
+                last_step: int | None = None, last_epoch: int | None = None) -> "IterativeCompressor":
         """The compressor of the library's own loop (:class:`lowrank.train.Trainer`): ``method`` (any
-        registered strategy, already validated) reads ``loop`` — the Trainer: its model, target layers,
-        counters, configuration (``optimizer_state_after_cut``, ``second_moment_after_cut``), calibration
-        data and ``torch.distributed`` synchronisation. The Trainer calls ``method.setup`` itself (before it
-        builds its optimizer) and then :meth:`watch`."""
+        registered strategy, already validated) reads ``loop``; ``distributed``: the loop runs under
+        ``torch.distributed`` (the cut's optimizer state is then computed on rank 0 and broadcast). The Trainer
+        calls ``method.setup`` itself (before it builds its optimizer) and then :meth:`watch`."""
         self = cls.__new__(cls)
-        self._attach(method, loop, last_step, last_epoch)
-        self.changed = False
+        self._attach(method, loop, optimizer_state_after_cut, second_moment_after_cut, distributed, last_step,
+                     last_epoch)
         return self
 
-    def _attach(self, method: Method, loop: Any, last_step: int | None, last_epoch: int | None) -> None:
+    def _attach(self, method: Method, loop: Loop, policy: str, second_moment: str, distributed: bool,
+                last_step: int | None, last_epoch: int | None) -> None:
         self.method = method
         self.loop = loop
+        self.policy, self.second_moment, self.distributed = policy, second_moment, distributed
         self.last_step, self.last_epoch = last_step, last_epoch
         self._rotations: dict[int, tuple] = {}
+        self.changed = False
         self._synced = self._trainable()
         self.watched_optimizer: torch.optim.Optimizer | None = None
 
-    # ---------------------------------------------------------------- what the method calls
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        """A cut replaced ``old`` by ``new = Uaᵀ old Va``: the ``carry`` policy transports its Adam state."""
-        self._rotations[id(new)] = (old, Ua, Va)
+    def note(self, change: Change | None) -> bool:
+        """Keep a hook's :class:`~lowrank.loop.Change` (its rotations) for the next :meth:`optimizer_after_change`;
+        ``True`` when there was one."""
+        if change is None:
+            return False
+        self._rotations.update(change.rotations)
+        self.changed = True
+        return True
 
     # ---------------------------------------------------------------- the user's calls
     @property
@@ -227,17 +215,16 @@ class IterativeCompressor:
         self.method.before_optimizer_step(self.loop)
 
     def step_end(self, step: int | None = None) -> bool:
-        """Call after every optimizer step; ``True`` when parameters were replaced (then call
-        :meth:`optimizer_after_change`). Nothing happens at or after ``last_step``."""
+        """Call after every optimizer step (``step``: steps completed, from 1; give it when resuming);
+        ``True`` when parameters were replaced (then call :meth:`optimizer_after_change`). Nothing happens at or
+        after ``last_step``."""
         if (isinstance(self.loop, _OwnLoop) and getattr(self.method, "nn_mode", None) == "step"
                 and self.watched_optimizer is None):
             self.loop.lr_at(self.loop.step)               # refused before any work: the error says what to do
         self.loop.step = self.loop.step + 1 if step is None else int(step)
         if self.last_step is not None and self.loop.step >= self.last_step:
             return False
-        changed = bool(self.method.after_step(self.loop))
-        self.changed |= changed
-        return changed
+        return self.note(self.method.after_step(self.loop))
 
     def epoch_end(self, epoch: int | None = None) -> bool:
         """Call after every epoch (``epoch``: epochs completed, from 1); ``True`` when parameters were
@@ -245,9 +232,7 @@ class IterativeCompressor:
         self.loop.epoch = self.loop.epoch + 1 if epoch is None else int(epoch)
         if self.last_epoch is not None and self.loop.epoch >= self.last_epoch:
             return False
-        changed = bool(self.method.after_epoch(self.loop))
-        self.changed |= changed
-        return changed
+        return self.note(self.method.after_epoch(self.loop))
 
     def _trainable(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
@@ -279,16 +264,15 @@ class IterativeCompressor:
         return self.watch(cls(self.param_groups(weight_decay), **kwargs))
 
     def optimizer_after_change(self, optimizer: Any, *, group_of: Any = None) -> Any:
-        """Swap the replaced parameters into ``optimizer`` in place and set their state (module docstring,
-        :func:`lowrank.optim_state.update_optimizer_after_change`); returns ``optimizer``. Harmless when nothing
-        changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
+        """Swap the replaced parameters into ``optimizer`` in place, each into the group of the parameter it
+        replaced, and set their state by the policy (:func:`lowrank.optim_state.update_optimizer_after_change`);
+        returns ``optimizer``, so schedulers and wrappers holding it (Hugging Face's ``AcceleratedOptimizer``) stay
+        valid. Harmless when nothing changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
         is left out, as its predecessor was)."""
-        cfg = self.loop.cfg
-        distributed = getattr(self.loop, "world_size", 1) > 1
         update_optimizer_after_change(
-            optimizer, self.model, self._synced, self._rotations, policy=cfg["optimizer_state_after_cut"],
-            second_moment=cfg["second_moment_after_cut"], group_of=group_of, is_main=self.loop.is_main,
-            broadcast=self.loop.broadcast_object if distributed else None)
+            optimizer, self.model, self._synced, self._rotations, policy=self.policy,
+            second_moment=self.second_moment, group_of=group_of, is_main=self.loop.is_main,
+            broadcast=self.loop.broadcast_object if self.distributed else None)
         return self.watch(optimizer)
 
     def scored_model(self) -> tuple[nn.Module, dict[str, int]]:

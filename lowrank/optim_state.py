@@ -1,73 +1,20 @@
-"""Carrying AdamW's state across a cut of the ``U S Vᵀ`` training form (OIALR / IEHT / IFHT).
+"""AdamW's state after a cut of the ``U S Vᵀ`` training form (OIALR / IEHT / IFHT, the paper's Algorithms 1–2).
 
-The iterative methods (:mod:`lowrank.methods.iht`) train a layer as ``W = U S Vᵀ`` with ``U`` (m×k),
-``V`` (n×k) frozen and semi-orthogonal, and only ``S`` (k×k) trained by AdamW (Loshchilov & Hutter,
-"Decoupled Weight Decay Regularization", ICLR 2019; the moments are Adam's, Kingma & Ba, ICLR 2015).
-A cut (the paper's Algorithm 1, arXiv 2507.09428: ``U' S' V'ᵀ = svd(S)``, ``U ← U U'``, ``V ← V V'``,
-drop the small values; IFHT does the same on ``T S`` and re-orthonormalises) is, for the purpose of the
-optimizer, a linear change of variables of the trained core,
+A cut (``U' S' V'ᵀ = svd(S)``, ``U ← U U'``, ``V ← V V'``, drop the small values; IFHT the same on ``T S``) is,
+for the optimizer, a change of variables of the trained core: ``S = Ua S' Vaᵀ`` with ``Ua``, ``Va`` (k×k') of
+orthonormal columns, and ``S'`` a new parameter. Its state follows ``optimizer_state_after_cut``
+(:data:`ADAM_STATE_POLICIES`):
 
-    S = Ua S' Vaᵀ,      U ← U Ua,  V ← V Va,      S' = Uaᵀ S Va   (k'×k'),
+* ``carry`` (the default): the state moves into the new basis — the first moment exactly
+  (:func:`rotate_first_moment`), the second by :data:`SECOND_MOMENT_RULES` (default ``rotate_squares``,
+  :func:`rotate_squares`), ``step`` kept (:func:`transport_adam_state`);
+* ``slice``: what the OIALR reference code does — the leading k'×k' block of the old, unrotated moments, ``step``
+  kept (:func:`slice_leading`);
+* ``reset``: an empty state (moments and step start over).
 
-with ``Ua`` (k×k'), ``Va`` (k×k') of orthonormal columns. The new ``S'`` is a new ``nn.Parameter``.
-
-Policies (:data:`ADAM_STATE_POLICIES`) for the state of the new ``S'``:
-
-``"reset"``
-    An empty state: moments and step start over (what :meth:`lowrank.train.Trainer.rebuild_optimizer`
-    does). The first step after it is ``m̂ = g``, ``v̂ = g²``, i.e. ``lr · sign(g)`` entrywise, and with
-    cuts every few steps the moments never warm up.
-``"carry"``
-    Transport the state into the new basis (below): the first moment exactly, the second moment by a
-    rule from :data:`SECOND_MOMENT_RULES`; ``step`` is kept.
-``"slice"``
-    What the OIALR reference implementation does (Coquelin et al., "Harnessing Orthogonality to Train
-    Low-Rank Neural Networks", repository ``Helmholtz-AI-Energy/OIALR``, function ``change_adam_shapes``
-    in ``src/madonna/models/utils.py``, called from ``OIALRModel.model_stability_tracking`` in
-    ``src/madonna/models/oialr/model.py``). There the core ``S`` is rotated *in place* (same tensor, so
-    the optimizer keeps its state keyed by it) and then shrunk to its leading k'×k' block; when the rank
-    changed, ``change_adam_shapes`` cuts ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` under
-    AMSGrad) to the leading k'×k' block of the *old, unrotated* moments, and leaves ``step`` alone; when
-    the rank did not change the moments are kept as they are, still in the old basis. (An earlier
-    version of the same function, in ``src/madonna/optimizers/utils.py``, could also zero the sliced
-    moments, keeping ``step``; a later one pads with zeros, and zeroes the buffer, where a dimension
-    grows.) Entry ``(i, j)`` of the old moments is thus paired with entry ``(i, j)`` of the rotated
-    core, which is right only when ``Ua``, ``Va`` are close to the leading coordinate selection (a
-    stable, already-diagonal ``S``) and is the exact transport in that case.
-
-The ``"carry"`` transport:
-
-* **First moment, exact.** The gradient with respect to ``S'`` of a loss through ``S = Ua S' Vaᵀ`` is
-  ``G' = Uaᵀ G Va`` (chain rule; for any ``Ua``, ``Va``), and ``exp_avg = Σ_s (1-β₁) β₁^{t-s} G_s`` is
-  linear in the past gradients, so ``exp_avg' = Uaᵀ exp_avg Va`` is exactly the first moment that AdamW
-  would hold had it seen the rotated gradients ``Uaᵀ G_s Va`` from the start.
-* **Second moment, no exact form.** ``exp_avg_sq`` is the elementwise EMA of ``G ⊙ G``; the rotated
-  squares ``(Uaᵀ G Va)⊙²`` depend on products ``G_ab G_cd`` that it does not record. Rules:
-
-  ``"rotate_squares"`` (default) ``v' = (Ua⊙Ua)ᵀ v (Va⊙Va)``. If the entries of ``G`` are uncorrelated
-  with zero mean, ``E[(Uaᵀ G Va)_ij²] = Σ_ab Ua_ai² E[G_ab²] Va_bj²``, so by linearity ``E[v'] =
-  E[v_rotated]`` (exact in expectation). It keeps ``v' ≥ 0`` (non-negative weights), reduces to plain
-  slicing when ``Ua``, ``Va`` are coordinate selections, keeps ``max_exp_avg_sq' ≥ exp_avg_sq'`` (a
-  monotone map), and for square orthogonal ``Ua``, ``Va`` (``Ua⊙Ua`` doubly stochastic) preserves
-  ``Σ_ij v_ij`` — exactly as the true rotated statistic does, since ``‖Uaᵀ G Va‖_F = ‖G‖_F``. Rotating
-  ``v`` like the first moment, ``Uaᵀ v Va``, is not offered: it can go negative (``√v`` undefined).
-
-  ``"slice"`` the OIALR treatment of ``v``: its leading k'×k' block, unrotated (paired with the exactly
-  rotated first moment).
-
-  Resetting ``v`` alone is not offered either: with ``step`` kept, a zero ``v`` is bias-corrected by
-  ``1 - β₂^t ≈ 1`` instead of ``1 - β₂``, so the next step would be ``(1-β₁)/√(1-β₂) ≈ 3×`` a sign step.
-* **``step`` is kept** (both carry policies). Bias correction divides the moments by ``1 - β^t``
-  because they are EMAs started from zero with ``t`` terms; the transported moments are linear images of
-  those same ``t``-term EMAs, with the same weights and the same zero start, so the same ``t`` corrects
-  them. Restarting ``step`` with carried moments would over-correct them (×10 for ``m`` at β₁ = 0.9).
-
-Dtype and device: the transport is computed in float64 (the factors are k×k), then stored in the dtype
-and on the device of the new parameter (torch's AdamW requires state tensors to match their parameter);
-``step`` keeps its type — a tensor stays a tensor of the same dtype (torch keeps a float32 scalar on the
-CPU, or on the parameter's device under ``capturable`` / ``fused``), a number stays a number (and
-:func:`carry_state` turns a number into torch's float32 tensor, as ``torch.optim.Adam`` does when it
-loads an old state).
+A parameter replaced without a rotation (the conversion at ``t = delay``) starts from an empty state under every
+policy, and so does every parameter of an optimizer whose state is not Adam's. The one implementation, for
+:class:`lowrank.train.Trainer` and a user's loop alike, is :func:`update_optimizer_after_change`.
 """
 from __future__ import annotations
 
@@ -113,19 +60,34 @@ def validate_second_moment_rule(rule: Any) -> None:
 # --------------------------------------------------------------------------- the elementary maps
 def rotate_first_moment(m: torch.Tensor, Ua: torch.Tensor, Va: torch.Tensor) -> torch.Tensor:
     """``Uaᵀ m Va`` (leading dimensions of ``m`` broadcast): the exact image of a first moment, or of a
-    gradient, under the change of variables ``S = Ua S' Vaᵀ``. Computed in float64."""
+    gradient, under the change of variables ``S = Ua S' Vaᵀ``. Computed in float64.
+
+    The gradient with respect to ``S'`` is ``G' = Uaᵀ G Va`` (chain rule), and ``exp_avg = Σ_s (1-β₁) β₁^{t-s}
+    G_s`` is linear in the past gradients, so ``Uaᵀ exp_avg Va`` is exactly the first moment AdamW would hold had
+    it seen the rotated gradients from the start."""
     Ua, Va = Ua.to(device=m.device, dtype=_WORK), Va.to(device=m.device, dtype=_WORK)
     return Ua.mT @ m.to(_WORK) @ Va
 
 
 def rotate_squares(v: torch.Tensor, Ua: torch.Tensor, Va: torch.Tensor) -> torch.Tensor:
-    """``(Ua⊙Ua)ᵀ v (Va⊙Va)``: the second-moment rule ``"rotate_squares"`` (module docstring). Float64."""
+    """``(Ua⊙Ua)ᵀ v (Va⊙Va)``: the second-moment rule ``"rotate_squares"``. Float64.
+
+    ``exp_avg_sq`` has no exact image: the rotated squares ``(Uaᵀ G Va)⊙²`` depend on products ``G_ab G_cd`` it
+    does not record. If the entries of ``G`` are uncorrelated with zero mean, ``E[(Uaᵀ G Va)_ij²] = Σ_ab Ua_ai²
+    E[G_ab²] Va_bj²``, so this map is exact in expectation. It keeps ``v' ≥ 0``, reduces to slicing when ``Ua``,
+    ``Va`` select coordinates, keeps ``max_exp_avg_sq' ≥ exp_avg_sq'`` (monotone), and for square orthogonal
+    ``Ua``, ``Va`` preserves ``Σ v`` as the true statistic does (``‖Uaᵀ G Va‖_F = ‖G‖_F``). ``Uaᵀ v Va`` is not
+    offered (it can go negative), nor is resetting ``v`` alone: with ``step`` kept, a zero ``v`` is bias-corrected
+    by ``1 - β₂^t ≈ 1``, and the next step would be ≈ 3× a sign step."""
     Ua, Va = Ua.to(device=v.device, dtype=_WORK), Va.to(device=v.device, dtype=_WORK)
     return (Ua * Ua).mT @ v.to(_WORK) @ (Va * Va)
 
 
 def slice_leading(x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """The leading ``rows × cols`` block of the last two dimensions of ``x`` (OIALR's reshaping)."""
+    """The leading ``rows × cols`` block of the last two dimensions of ``x``: OIALR's reshaping (Coquelin et al.,
+    repository ``Helmholtz-AI-Energy/OIALR``, ``change_adam_shapes`` in ``src/madonna/models/utils.py``), which
+    pairs entry ``(i, j)`` of the old moments with entry ``(i, j)`` of the rotated core — the exact transport only
+    when ``Ua``, ``Va`` are close to the leading coordinate selection."""
     if rows > x.shape[-2] or cols > x.shape[-1]:
         raise ValueError(f"cannot slice a {tuple(x.shape[-2:])} state to {(rows, cols)}: "
                          "a cut only removes directions")
@@ -188,7 +150,10 @@ def transport_adam_state(state: dict, Ua: torch.Tensor, Va: torch.Tensor, *, pol
 
     Returns a new dict: ``exp_avg' = Uaᵀ exp_avg Va`` under ``"carry"`` (exact), the second moment(s)
     by ``second_moment``; under ``"slice"`` every moment's leading k'×k' block, unrotated (OIALR's
-    ``change_adam_shapes``). ``step`` is kept under both.
+    ``change_adam_shapes``). ``step`` is kept under both: the transported moments are linear images of the same
+    ``t``-term EMAs started from zero, so the same ``1 - β^t`` corrects them (restarting ``step`` would
+    over-correct ``m`` ×10 at β₁ = 0.9). The transport is computed in float64 and stored in the new parameter's
+    dtype and device (AdamW requires it); ``step`` keeps its type.
     """
     validate_adam_state_policy(policy)
     validate_second_moment_rule(second_moment)

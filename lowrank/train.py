@@ -1,56 +1,28 @@
-"""The single training loop used by pre-training, dense baselines and every compression method.
+"""The training loop of pre-training, dense baselines and every compression method.
 
     python -m lowrank run spec.yaml --out runs/ieht                               # one process
     torchrun --nproc_per_node 2 -m lowrank run spec.yaml --out runs/ieht         # DDP (gloo on CPU)
 
-Methods are strategies (:mod:`lowrank.methods`) called at fixed points of this loop. Details that
-matter for fair comparisons live here, once:
+:class:`Trainer` is a :class:`lowrank.loop.Loop`. It drives its method (:mod:`lowrank.methods`) through
+:class:`lowrank.iterative.IterativeCompressor`, the driver of users' loops too, which calls the hooks (never a
+cut after the last step or epoch) and applies the optimizer policy after a change (:mod:`lowrank.optim_state`).
+What the loop fixes for fair comparisons (the paper's Table 3 "Base Training" and Appendix C):
 
-* AdamW; weight decay only on trainable tensors with ≥ 2 dimensions (not on biases, norms, the
-  ``S`` cores' — see below — are 2-D so they are decayed like the dense weights they replace);
-* learning rate: constant after an optional linear warm-up (the default, as the paper trains every
-  compression run: AdamW at a fixed rate, its Table 3 "Base Training" and Appendix C), or linear
-  warm-up then cosine decay to 0 over the whole run (``lr_schedule: cosine``; our pre-training uses
-  it). Cosine is not the default of compression runs because it starves late cuts: an iterative
-  method's last cuts would happen at a few percent of the base rate and never recover, while one-shot
-  methods fine-tune through the whole budget. Set per step from the step count, so it survives
-  optimizer rebuilds and resumes;
-* data order: epoch ``e`` shuffles with a private generator fixed by ``(random_state, e)``, so a
-  resumed run sees exactly the batches an uninterrupted one would;
-* evaluation at the end of every epoch, logged as one JSON line (step, epoch, loss, accuracy,
-  parameter counts, compression ratio, per-layer ranks). The accuracy and the parameter counts of a
-  record come from one model: the training model, or — for a method that trains dense weights between
-  truncations (TRP, FWTRP) — the truncated, compiled copy its :meth:`~lowrank.methods.base.Method.
-  scoring_model` builds (the dense accuracy is logged beside it as ``accuracy_training_form``);
-* checkpoints every ``checkpoint_every_steps`` and at every epoch end, written atomically, holding
-  the module structure (current factor shapes), model, optimizer, method state and RNG states;
-  loaded with ``weights_only=True``.
+* AdamW; weight decay on trainable tensors with ≥ 2 dimensions (dense weights and ``S`` cores), not on biases
+  and norms;
+* learning rate: constant after an optional linear warm-up, or warm-up then cosine decay
+  (``lr_schedule: cosine``), set from the step count (it survives optimizer edits and resumes);
+* data order: epoch ``e`` shuffles with a generator fixed by ``(random_state, e)``, so a resumed run sees the
+  batches an uninterrupted one would;
+* an evaluation after every epoch, logged as one JSON line whose accuracy and parameter counts come from one
+  model: the training model, or the truncated, compiled copy of TRP / FWTRP
+  (:meth:`~lowrank.methods.base.Method.scoring_model`);
+* atomic checkpoints (module structure, model, optimizer, method state, RNG states), loaded with
+  ``weights_only=True``.
 
-Optimizer state after a method reshapes parameters (:meth:`Trainer.rebuild_optimizer`): parameters
-that keep their identity keep their Adam moments; a replaced one (the rotated/cut ``S``) follows
-``optimizer_state_after_cut``:
-
-* ``reset``: it starts from an empty state (first and second moments *and* step count reset): a
-  consistent optimizer, but with cuts every few steps Adam never warms up and every first step after
-  a cut is a sign-like step of size lr;
-* ``carry``: the state is transported into the new basis by :mod:`lowrank.optim_state` — the first
-  moment rotated exactly (``Uaᵀ m Va``), the second by the stated approximation of
-  ``second_moment_after_cut``, the step count kept (bias correction continues);
-* ``slice``: what the OIALR reference code does — the leading k'×k' block of the old, unrotated
-  moments, step kept.
-
-Which is the default was chosen by measurement (the study's report compares them at the same β).
-
-The loop drives its method through :class:`lowrank.iterative.IterativeCompressor` — the class a user drives
-from their own loop — so the hook calls (never a conversion, cut or truncation after the last step or epoch)
-and the optimizer after a change (:func:`lowrank.optim_state.update_optimizer_after_change`: in place, each
-group in the model's parameter order, so gradient clipping's total norm is the one a fresh optimizer would
-compute) have one implementation.
-
-Under ``torchrun`` (``torch.distributed``: gloo on CPU, nccl on GPU) each process takes its slice
-of every global batch and gradients are averaged by one all-reduce per step; methods compute SVDs
-and cuts on rank 0 and broadcast the result (:meth:`Trainer.sync_structure`), because SVDs on
-different ranks can differ in sign and rounding.
+Under ``torchrun`` each process takes its slice of every global batch, gradients are averaged by one all-reduce
+per step, and methods cut on rank 0 and broadcast (:meth:`Trainer.sync_structure`): SVDs on different ranks can
+differ in sign and rounding.
 """
 from __future__ import annotations
 
@@ -214,16 +186,19 @@ class Trainer:
         self.model = self.model.to(self.device)
         self.steps_per_epoch = len(self.epoch_batches(0))
         self.total_steps = self.steps_per_epoch * self.cfg["epochs"]
-        if hasattr(method, "check_budget"):
-            method.check_budget(self)  # e.g. a delay beyond the run: refused before any training
+        # e.g. a delay beyond the run: refused before any training
+        method.check_budget(steps=self.total_steps, epochs=self.cfg["epochs"],
+                            calibration_samples=len(calib_set) if calib_set is not None else 0)
         floor = method.rank_floor(self)
         #: the smallest fraction of target parameters the method can reach (its rank floor compiled), or None
         self.floor_ratio = (self.compiled_target_params(floor) / self.original.target) if floor else None
         self.optimizer: torch.optim.Optimizer | None = None
         # the one driver of a method's hooks and of the optimizer after a change, shared with users' own
         # loops (lowrank.iterative): nothing is converted, cut or truncated after the last step / epoch
-        self.compressor = IterativeCompressor.driving(method, self, last_step=self.total_steps,
-                                                      last_epoch=self.cfg["epochs"])
+        self.compressor = IterativeCompressor.driving(
+            method, self, optimizer_state_after_cut=self.cfg["optimizer_state_after_cut"],
+            second_moment_after_cut=self.cfg["second_moment_after_cut"], distributed=self.world_size > 1,
+            last_step=self.total_steps, last_epoch=self.cfg["epochs"])
         self.log: list[dict] = []
 
     # ---------------------------------------------------------------- distributed
@@ -239,6 +214,10 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def random_state(self) -> int:
+        return self.cfg["random_state"]
+
     # ---------------------------------------------------------------- optimizer
     def _param_groups(self):
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
@@ -251,18 +230,10 @@ class Trainer:
         self.optimizer = self.compressor.watch(torch.optim.AdamW(self._param_groups(), lr=self.lr_at(self.step)))
 
     def rebuild_optimizer(self) -> None:
-        """The optimizer after the method replaced parameters, edited in place by the compressor
-        (:func:`lowrank.optim_state.update_optimizer_after_change`, the policy of the module docstring):
-        surviving parameters keep their state, replaced ones follow ``optimizer_state_after_cut`` — a method
-        that replaced a core ``S`` by ``S' = Uaᵀ S Va`` announces it with :meth:`note_rotation`; under
-        ``reset`` (or without an announcement) the new parameter starts from an empty state. Each group keeps
-        the model's parameter order, as a fresh AdamW over :meth:`_param_groups` would."""
+        """The optimizer after the method replaced parameters: edited in place by the compressor
+        (:meth:`lowrank.iterative.IterativeCompressor.optimizer_after_change`; the policy is
+        :mod:`lowrank.optim_state`'s)."""
         self.compressor.optimizer_after_change(self.optimizer, group_of=self.compressor.group_of)
-
-    def note_rotation(self, new: nn.Parameter, old: nn.Parameter, Ua: torch.Tensor, Va: torch.Tensor) -> None:
-        """Announce that ``new = Uaᵀ old Va`` replaced ``old`` (called on rank 0 by a cut, before the
-        optimizer is rebuilt): the ``carry`` policy transports ``old``'s Adam state to ``new``."""
-        self.compressor.note_rotation(new, old, Ua, Va)
 
     def allreduce_gradients(self) -> None:
         """Average the gradients of all trainable parameters over the processes (one flat buffer).

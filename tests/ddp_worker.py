@@ -48,10 +48,10 @@ def main(base, cache, out):
     cut = method.cut
 
     def recording_cut(t):
-        ranks = cut(t)
-        cuts.append({"step": t.step, "ranks": ranks, "checksum": checksum(t.model),
+        change = cut(t)
+        cuts.append({"step": t.step, "ranks": change.ranks, "checksum": checksum(t.model),
                      "spectrum": torch.linalg.svdvals(t.model.get_submodule("blocks.0.mlp.fc1").S.detach()).tolist()})
-        return ranks
+        return change
 
     method.cut = recording_cut
     final = trainer.fit()

@@ -242,3 +242,56 @@ def test_inside_transformers_trainer(tmp_path):
     assert all(ok for _, ok, _ in seen)
     # after the last cut (epoch 3) the cores still trained in epoch 4: the weight moved
     assert not torch.equal(seen[-2][2], seen[-1][2])
+
+
+# ------------------------------------------------------------------------------ transformers' Conv1D targets
+_CONV1D_ARGS = {
+    **{m: {"oialr_threshold": 0.5 if m == "oialr" else 0.9, "oialr_type": "step", "oialr_frequency": 2, "delay": 0}
+       for m in ("oialr", "ieht", "ifht", "global_ieht", "global_ifht")},
+    "trp": {"trp_threshold": 0.8, "trp_frequency": 2}, "fwtrp": {"trp_threshold": 0.8, "trp_frequency": 2},
+}
+
+
+@pytest.mark.parametrize("method", sorted(_CONV1D_ARGS))
+def test_every_iterative_method_runs_on_gpt2_conv1d_and_reloads_bit_for_bit(method, tmp_path):
+    """GPT-2's projections are transformers ``Conv1D`` (weight stored (in, out)): a few steps of each iterative
+    method through IterativeCompressor cut them, the compiled model keeps GPT-2's structure (a layer that stays
+    dense is a Conv1D again), and save → from_pretrained gives the same logits bit for bit."""
+    import lowrank
+    from lowrank.iterative import ITERATIVE_METHODS
+    from lowrank.layers import as_linear
+
+    transformers = pytest.importorskip("transformers")
+    assert set(_CONV1D_ARGS) == set(ITERATIVE_METHODS)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
+                                                                 n_positions=32)).eval()
+    conv = type(model.transformer.h[0].mlp.c_fc)
+    ids = torch.randint(0, 100, (4, 12), generator=torch.Generator().manual_seed(1))
+    names = list(lowrank.find_linear_layers(model, "auto"))
+    full = {n: min(model.get_submodule(n).weight.shape) for n in names}
+    fisher = method in ("ifht", "global_ifht", "fwtrp")
+    comp = IterativeCompressor(model, method, calibration=[{"input_ids": ids}] if fisher else None,
+                               **_CONV1D_ARGS[method])
+    opt = comp.optimizer(torch.optim.AdamW, lr=1e-3)
+    for step in range(1, 6):
+        opt.zero_grad()
+        model(ids, labels=ids).loss.backward()
+        comp.before_optimizer_step()
+        opt.step()
+        if comp.step_end():
+            comp.optimizer_after_change(opt)
+        if method in ("trp", "fwtrp") and step == 2:     # just truncated: each (out, in) weight has its rank
+            for n, k in comp.ranks().items():
+                s = torch.linalg.svdvals(as_linear(model.get_submodule(n)).weight.detach().double())
+                # float32 storage of a rank-k matrix: the tail is rounding, ≲ n·eps32 of σ₁ (margin 8)
+                assert s[k:].max() <= 8 * max(s.shape[0], 32) * torch.finfo(torch.float32).eps * s[0], n
+    assert any(r["event"] in ("cut", "truncate") for r in comp.trajectory)
+    assert sum(comp.ranks().values()) < sum(full.values())
+    comp.compile()
+    for n in names:
+        assert isinstance(model.get_submodule(n), (FactorizedLinear, conv))
+    lowrank.save_compressed(model, tmp_path)
+    again = lowrank.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(again(ids).logits, model(ids).logits, rtol=0, atol=0)

@@ -110,7 +110,7 @@ def test_fisher_samples_is_exactly_the_number_of_examples_the_fisher_sees(base, 
     n = 5
     t = make_trainer("ifht", {**MINIMAL["ifht"], "fisher_samples": n, "fisher_labels": "empirical"}, base, cache)
     names = t.target_names[:2]
-    got = fisher_row_weights(t, names, samples=n)
+    got = fisher_row_weights(t, names, samples=n, labels="empirical")
     model = copy.deepcopy(t.model).double().eval()
     ref = {k: torch.zeros(model.get_submodule(k).weight.shape[0], dtype=torch.float64) for k in names}
     for i in range(n + 1):

@@ -1,31 +1,32 @@
 """The strategy interface every compression method implements, and the method registry.
 
-The one training loop (:mod:`lowrank.train`) calls a method at fixed points:
+The loop that drives a method (:class:`lowrank.loop.Loop`: the library's :class:`lowrank.train.Trainer` or a
+user's loop under :class:`lowrank.iterative.IterativeCompressor`) calls it at fixed points:
 
-* ``setup(trainer)`` — once, before the first step (one-shot projections happen here);
-* ``before_optimizer_step(trainer)`` — after the backward pass, before the optimizer step (TRP adds
+* ``setup(loop)`` — once, before the first step (one-shot projections happen here);
+* ``before_optimizer_step(loop)`` — after the backward pass, before the optimizer step (TRP adds
   its nuclear-norm sub-gradient to the loss gradient here);
-* ``after_step(trainer)`` — after every optimizer step (``oialr_type: step`` cuts, TRP);
-* ``after_epoch(trainer)`` — after every epoch (``oialr_type: epoch`` cuts);
-* ``finalize(trainer)`` — once, after training: compile into the inference form.
+* ``after_step(loop)`` — after every optimizer step (``oialr_type: step`` cuts, TRP);
+* ``after_epoch(loop)`` — after every epoch (``oialr_type: epoch`` cuts);
+* ``finalize(loop)`` — once, after training: compile into the inference form.
 
-A hook returns ``True`` when it replaced or reshaped parameters, so the loop rebuilds the optimizer
-(see :meth:`lowrank.train.Trainer.rebuild_optimizer` for the Adam-state policy; a cut announces each
-rotation with :meth:`lowrank.train.Trainer.note_rotation`). ``scoring_model(trainer)`` says which
-model an evaluation scores when it is not the training model (TRP scores a truncated, compiled copy
-of its dense weights), so that every logged accuracy comes with the size of the model that produced it. ``state_dict`` /
-``load_state_dict`` carry whatever a method must remember across a checkpoint (rank trajectories,
-whether the conversion happened); the model's module structure is saved by the trainer.
+A hook that replaced or reshaped parameters returns a :class:`lowrank.loop.Change` (a cut names its
+rotations there); the driver then applies the optimizer policy (:mod:`lowrank.optim_state`). ``None``: nothing
+changed. ``scoring_model(loop)`` says which model an evaluation scores when it is not the training model (TRP
+scores a truncated, compiled copy of its dense weights), so that every logged accuracy comes with the size of
+the model that produced it. ``state_dict`` / ``load_state_dict`` carry whatever a method must remember across
+a checkpoint (rank trajectories, whether the conversion happened); the model's module structure is saved by
+the loop.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from ..configs import Config
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..train import Trainer
+from ..loop import Change, Loop
+from ..method_table import method_names
 
 __all__ = ["Method", "MethodConfig", "METHODS", "register", "build_method"]
 
@@ -98,27 +99,31 @@ class Method:
         self.trajectory: list[dict] = []   # per cut: {"step", "epoch", "ranks": {layer: rank}}
 
     # ---------------------------------------------------------------- hooks
-    def setup(self, trainer: "Trainer") -> bool:
-        return False
-
-    def before_optimizer_step(self, trainer: "Trainer") -> None:
+    def setup(self, loop: Loop) -> Change | None:
         return None
 
-    def after_step(self, trainer: "Trainer") -> bool:
-        return False
-
-    def after_epoch(self, trainer: "Trainer") -> bool:
-        return False
-
-    def finalize(self, trainer: "Trainer") -> None:
+    def before_optimizer_step(self, loop: Loop) -> None:
         return None
 
-    def rank_floor(self, trainer: "Trainer") -> dict[str, int] | None:
+    def after_step(self, loop: Loop) -> Change | None:
+        return None
+
+    def after_epoch(self, loop: Loop) -> Change | None:
+        return None
+
+    def finalize(self, loop: Loop) -> None:
+        return None
+
+    def check_budget(self, *, steps: int, epochs: int, calibration_samples: int) -> None:
+        """Refuse, before any training, settings the run cannot honour (e.g. a delay beyond the run)."""
+        return None
+
+    def rank_floor(self, loop: Loop) -> dict[str, int] | None:
         """The smallest rank each target layer can reach under this method (``None``: no floor it enforces;
         a one-shot method's rank is what its spec says)."""
         return None
 
-    def scoring_model(self, trainer: "Trainer") -> tuple[Any, dict[str, int]] | None:
+    def scoring_model(self, loop: Loop) -> tuple[Any, dict[str, int]] | None:
         """``(model, ranks)`` an evaluation must score instead of the training model, or ``None`` when the
         training model is already the scored form (its size is what its ranks compile to)."""
         return None
@@ -130,15 +135,17 @@ class Method:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.trajectory = list(state.get("trajectory", []))
 
-    def ranks(self, trainer: "Trainer") -> dict[str, int]:
+    def ranks(self, loop: Loop) -> dict[str, int]:
         """Current rank of every target layer (full rank for dense layers)."""
-        return trainer.module_ranks()
+        return loop.module_ranks()
 
-    def record(self, trainer: "Trainer", ranks: dict[str, int], **extra) -> None:
-        self.trajectory.append({"step": trainer.step, "epoch": trainer.epoch, "ranks": dict(ranks), **extra})
+    def record(self, loop: Loop, ranks: dict[str, int], **extra) -> Change:
+        """Append a trajectory entry; returns the :class:`~lowrank.loop.Change` with these ranks."""
+        self.trajectory.append({"step": loop.step, "epoch": loop.epoch, "ranks": dict(ranks), **extra})
+        return Change(ranks=dict(ranks))
 
 
-register("dense")(Method)
+register(*method_names(family="dense"))(Method)
 
 
 def build_method(name: str, cfg: dict[str, Any]) -> Method:

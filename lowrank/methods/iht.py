@@ -6,7 +6,8 @@ All share the loop of the paper's Algorithm 1, over steps or epochs (``oialr_typ
 * ``t < d``: train full rank;
 * ``t = d``: convert every target layer to ``U S Vᵀ`` at full rank (exact), freeze ``U``, ``V``;
 * ``t > d`` and ``t ≡ 0 (mod ν)``: for each layer, ``U' S' V'ᵀ = svd(S)``; ``U ← U U'``,
-  ``V ← V V'``, ``S ← S'``; drop singular values by the method's rule; reshape the optimizer state;
+  ``V ← V V'``, ``S ← S'``; drop singular values by the method's rule; the cut returns its rotations
+  (:class:`lowrank.loop.Change`) and the driver carries the optimizer state (:mod:`lowrank.optim_state`);
 * otherwise: train ``S`` (and biases, and every non-target parameter) with ``U``, ``V`` frozen.
 
 Rank rules (:func:`lowrank.linalg.select_rank`):
@@ -48,10 +49,12 @@ import torch.nn as nn
 from ..configs import FisherLabels, Fraction, NonNegativeInt, PositiveInt, setting
 from ..data import move_batch
 from ..fisher import default_forward, diagonal_fisher
-from ..layers import LowRankLinear
+from ..layers import LowRankLinear, conv1d_class
 from ..linalg import LowRankFactors, min_rank_from_percent, orthonormalize, robust_svd, select_rank
+from ..loop import Change, Loop
+from ..method_table import METHOD_TABLE, method_names
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
-from ..surgery import to_low_rank
+from ..surgery import compile_model, replace_module, to_low_rank
 from ..utils import make_generator
 from .base import Method, MethodConfig, register
 
@@ -59,32 +62,31 @@ __all__ = ["IHTConfig", "IterativeHardThresholding", "fisher_row_weights", "chec
            "cut_low_rank_layer"]
 
 
-def fisher_row_weights(trainer, names: list[str], model: nn.Module | None = None,
-                       samples: int | None = None) -> dict[str, torch.Tensor]:
-    """True-Fisher row weights of the current effective weights of ``names`` of ``model`` (default: the
-    training model), from the first ``samples`` calibration examples (default: all of them; the
-    methods' ``fisher_samples`` key).
+def fisher_row_weights(loop: Loop, names: list[str], model: nn.Module | None = None,
+                       samples: int | None = None, labels: str = "true") -> dict[str, torch.Tensor]:
+    """Fisher row weights (``labels``: ``true`` or ``empirical``, the methods' ``fisher_labels`` key) of the
+    current effective weights of ``names`` of ``model`` (default: the training model), from the first
+    ``samples`` calibration examples (default: all of them; the methods' ``fisher_samples`` key). Each row
+    weight sums the diagonal Fisher over the layer's inputs (one weight per output neuron).
 
     The Fisher helper takes the ``LowRankLinear`` layers as they are: the per-sample gradient with respect to
     ``W = U S Vᵀ`` is ``Γᵀ X`` from each layer's input and output gradient, so no dense copy of the model is
     made (a copy plus rebuilt Linears at every cut was most of a cut's cost on MiniLM).
     """
-    target = trainer.model if model is None else model
-    labels = trainer.method.cfg.get("fisher_labels", "true")
-    key = trainer.cfg["random_state"] * 7919 + trainer.step
-    forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
+    target = loop.model if model is None else model
+    key = loop.random_state * 7919 + loop.step
+    forward = lambda model, batch: default_forward(model, move_batch(batch, loop.device))  # noqa: E731
     # row sums straight from the per-sample Gram matrices (lowrank.fisher._reduced_squares): no (out, in)
     # per-sample gradient is formed
-    return diagonal_fisher(target, trainer.calibration_loader(), names, forward, likelihood="categorical",
+    return diagonal_fisher(target, loop.calibration_loader(), names, forward, likelihood="categorical",
                            labels=labels, generator=make_generator(key), dtype=torch.float64, max_samples=samples,
                            reduce="rows")
 
 
-def check_fisher_samples(trainer, samples: int | None) -> None:
-    """Refuse, before any training, a ``fisher_samples`` larger than the calibration set."""
+def check_fisher_samples(have: int, samples: int | None) -> None:
+    """Refuse, before any training, a ``fisher_samples`` larger than the calibration set (``have`` samples)."""
     if samples is None:
         return
-    have = len(trainer.calib_set) if trainer.calib_set is not None else 0
     if samples > have:
         raise ValueError(f"fisher_samples={samples} exceeds the calibration set ({have} samples); allowed: "
                          f"1 ≤ fisher_samples ≤ {have}, or null for all of them")
@@ -158,8 +160,8 @@ class IHTConfig(MethodConfig):
     only_for: ClassVar[dict[str, tuple[str, ...]]] = {
         "fisher_labels": ("ifht", "global_ifht"), "fisher_samples": ("ifht", "global_ifht"),
         "oialr_depth_schedule": ("oialr", "ieht", "ifht")}          # global methods: one threshold
-    DEFAULT_THRESHOLD: ClassVar[dict[str, float]] = {"oialr": 0.1, "ieht": 0.95, "ifht": 0.95, "global_ieht": 0.95,
-                                                     "global_ifht": 0.95}
+    DEFAULT_THRESHOLD: ClassVar[dict[str, float]] = {n: i.default_threshold for n, i in METHOD_TABLE.items()
+                                                     if i.family == "iht"}
 
     def check(self, *, given: frozenset[str], name: str) -> None:
         if self.cut_until is not None and self.cut_until <= self.delay:
@@ -167,7 +169,7 @@ class IHTConfig(MethodConfig):
                              f"(in {self.oialr_type}s): no cut could happen otherwise")
 
 
-@register("oialr", "ieht", "ifht", "global_ieht", "global_ifht")
+@register(*method_names(family="iht"))
 class IterativeHardThresholding(Method):
     """OIALR / IEHT / IFHT and the global variants (module docstring)."""
 
@@ -186,50 +188,51 @@ class IterativeHardThresholding(Method):
         self.delay = c.delay
         self.max_cut = c.max_cut_fraction
         self.rule = "relative" if name == "oialr" else "energy"
-        self.weighted = name in ("ifht", "global_ifht")
-        self.is_global = name.startswith("global")
+        self.weighted = METHOD_TABLE[name].fisher
+        self.is_global = METHOD_TABLE[name].threshold_scope == "global"
+        self.fisher_labels = c.fisher_labels
         self.converted = False
+        self.conv1d: list[str] = []   # targets that were transformers Conv1D layers before the conversion
 
-    def check_budget(self, trainer) -> None:
-        horizon = trainer.total_steps if self.kind == "step" else trainer.cfg["epochs"]
+    def check_budget(self, *, steps: int, epochs: int, calibration_samples: int) -> None:
+        horizon = steps if self.kind == "step" else epochs
         if self.delay >= horizon:
             raise ValueError(f"delay={self.delay} is beyond the run ({horizon} {self.kind}s); allowed: 0 ≤ delay < {horizon}")
         if self.weighted:
-            check_fisher_samples(trainer, self.fisher_samples)
+            check_fisher_samples(calibration_samples, self.fisher_samples)
 
-    def rank_floor(self, trainer) -> dict[str, int]:
+    def rank_floor(self, loop: Loop) -> dict[str, int]:
         """``oialr_min_rank_percent`` as ranks: ``max(1, ⌈percent · min(m, n)⌉)`` per target layer."""
-        return {n: min_rank_from_percent(tuple(trainer.model.get_submodule(n).weight.shape), self.min_rank_percent)
-                for n in trainer.target_names}
+        return {n: min_rank_from_percent(tuple(loop.model.get_submodule(n).weight.shape), self.min_rank_percent)
+                for n in loop.target_names}
 
     # ------------------------------------------------------------------ hooks
-    def setup(self, trainer) -> bool:
-        if self.delay == 0:
-            return self._convert(trainer)
-        return False
+    def setup(self, loop: Loop) -> Change | None:
+        return self._convert(loop) if self.delay == 0 else None
 
-    def after_step(self, trainer) -> bool:
-        return self._tick(trainer, trainer.step) if self.kind == "step" else False
+    def after_step(self, loop: Loop) -> Change | None:
+        return self._tick(loop, loop.step) if self.kind == "step" else None
 
-    def after_epoch(self, trainer) -> bool:
-        return self._tick(trainer, trainer.epoch) if self.kind == "epoch" else False
+    def after_epoch(self, loop: Loop) -> Change | None:
+        return self._tick(loop, loop.epoch) if self.kind == "epoch" else None
 
-    def _tick(self, trainer, t: int) -> bool:
+    def _tick(self, loop: Loop, t: int) -> Change | None:
+        """Algorithm 1's schedule at step / epoch ``t``: convert at ``t = delay``, cut every ν after it."""
         if not self.converted:
-            return self._convert(trainer) if t >= self.delay else False
+            return self._convert(loop) if t >= self.delay else None
         if t > self.delay and t % self.freq == 0 and (self.cut_until is None or t <= self.cut_until):
-            self.cut(trainer)
-            return True
-        return False
+            return self.cut(loop)
+        return None
 
-    def _convert(self, trainer) -> bool:
+    def _convert(self, loop: Loop) -> Change:
         # every rank converts (same shapes); rank 0's factors are then broadcast, since SVDs on
         # different ranks may differ in sign
-        to_low_rank(trainer.model, {"include": trainer.target_names})
-        trainer.sync_structure(trainer.target_names)
+        conv = conv1d_class()
+        self.conv1d = [n for n in loop.target_names if conv is not None and isinstance(loop.model.get_submodule(n), conv)]
+        to_low_rank(loop.model, {"include": loop.target_names})
+        loop.sync_structure(loop.target_names)
         self.converted = True
-        self.record(trainer, trainer.module_ranks(), event="convert")
-        return True
+        return self.record(loop, loop.module_ranks(), event="convert")
 
     # ------------------------------------------------------------------ the cut
     def _min_rank(self, layer: LowRankLinear) -> int:
@@ -240,12 +243,14 @@ class IterativeHardThresholding(Method):
             return k
         return max(k, layer.rank - math.floor(self.max_cut * layer.rank))
 
-    def cut(self, trainer) -> dict[str, int]:
-        names = trainer.target_names
-        layers = {n: trainer.model.get_submodule(n) for n in names}
-        if trainer.is_main:
-            row_w = (fisher_row_weights(trainer, names, samples=self.fisher_samples) if self.weighted
-                     else {n: None for n in names})
+    def cut(self, loop: Loop) -> Change:
+        """One cut of every target layer (module docstring); returns the new ranks and each core's rotation."""
+        names = loop.target_names
+        layers = {n: loop.model.get_submodule(n) for n in names}
+        rotations = {}
+        if loop.is_main:
+            row_w = (fisher_row_weights(loop, names, samples=self.fisher_samples, labels=self.fisher_labels)
+                     if self.weighted else {n: None for n in names})
             if self.is_global:
                 ranks = self._global_ranks(layers, row_w)
                 fns = {n: (lambda s, k=k: k) for n, k in ranks.items()}
@@ -256,11 +261,11 @@ class IterativeHardThresholding(Method):
             for n in names:
                 old = layers[n].S
                 _, _, Ua, Va = cut_low_rank_layer(layers[n], fns[n], row_w[n], return_rotation=True)
-                trainer.note_rotation(layers[n].S, old, Ua, Va)
-        trainer.sync_structure(names)
-        ranks = trainer.module_ranks()
-        self.record(trainer, ranks, event="cut")
-        return ranks
+                rotations[id(layers[n].S)] = (old, Ua, Va)
+        loop.sync_structure(names)
+        change = self.record(loop, loop.module_ranks(), event="cut")
+        change.rotations = rotations
+        return change
 
     def _global_ranks(self, layers: dict[str, LowRankLinear], row_w: dict[str, torch.Tensor | None]) -> dict[str, int]:
         """One energy threshold over all layers: keep the largest (Fisher-weighted) singular values,
@@ -276,14 +281,26 @@ class IterativeHardThresholding(Method):
             out[n] = self._cap(layers[n], min(max(k, self._min_rank(layers[n])), s.numel()))
         return out
 
-    def finalize(self, trainer) -> None:
-        from ..surgery import compile_model
-        compile_model(trainer.model)
+    def finalize(self, loop: Loop) -> None:
+        compiled = compile_model(loop.model)
+        conv = conv1d_class()
+        for n in self.conv1d:
+            # a layer kept dense (A·B would not pay) takes back its Conv1D form: the model keeps its base's
+            # structure, which saving and loading rely on
+            if type(compiled.get(n)) is nn.Linear:
+                lin = compiled[n]
+                with torch.random.fork_rng(devices=[]):   # Conv1D draws an initial weight, overwritten below
+                    layer = conv(lin.out_features, lin.in_features).to(lin.weight)
+                with torch.no_grad():
+                    layer.weight.copy_(lin.weight.mT)
+                    layer.bias.copy_(lin.bias)
+                replace_module(loop.model, n, layer)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "converted": self.converted}
+        return {**super().state_dict(), "converted": self.converted, "conv1d": list(self.conv1d)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.converted = bool(state.get("converted", False))
+        self.conv1d = list(state.get("conv1d", []))

@@ -15,7 +15,8 @@ target layers' parameters (factors and biases) over the dense ones, met with per
 ``rank_rule``: ``uniform`` (the largest rank of each layer that keeps at most that fraction of it) or
 ``energy`` (one energy threshold β for every layer, the largest β whose ranks fit the budget: the rank rule
 of IEHT, Eq. 8, applied once — so a one-shot run can sit at any size an iterative run reaches, and differ
-from it only in being one-shot). The choice is :func:`lowrank.api.compress`'s, on the same spectra.
+from it only in being one-shot). Statistics, rank rules and the projection are :mod:`lowrank.projection`'s,
+the same code :func:`lowrank.compress` runs.
 
 What trains (``train``):
 
@@ -34,16 +35,14 @@ from typing import Annotated, ClassVar, Literal
 
 import torch
 
-from ..activations import input_second_moments
 from ..configs import FisherLabels, Fraction, Interval, NonNegativeFloat, PositiveInt, setting
 from ..data import move_batch
-from ..fisher import default_forward, diagonal_fisher
-from ..surgery import compile_model, compress_model, find_linear_layers
-from ..utils import make_generator
+from ..fisher import default_forward
+from ..loop import Change, Loop
+from ..method_table import METHOD_TABLE, method_names
+from ..projection import RANK_RULES, measure_statistics, pick_fisher_estimator, project_targets
+from ..surgery import compile_model
 from .base import Method, MethodConfig, register
-
-#: how ``params_fraction`` becomes per-layer ranks (:func:`lowrank.api.compress`'s rules)
-RANK_RULES = ("uniform", "energy")
 
 __all__ = ["OneShotConfig", "OneShot"]
 
@@ -81,50 +80,41 @@ class OneShotConfig(MethodConfig):
                              "fwsvd_axis='rows', or rank / rank_rule='uniform'")
 
 
-@register("svd", "fwsvd", "tfwsvd", "asvd")
+@register(*method_names(family="projection"))
 class OneShot(Method):
     config_class = OneShotConfig
 
-    def setup(self, trainer) -> bool:
+    def setup(self, loop: Loop) -> Change:
         c = {**self.keys, **self.cfg}
-        names = trainer.target_names
-        fisher = moments = None
-        forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
-        if self.name in ("fwsvd", "tfwsvd"):
-            fisher = diagonal_fisher(trainer.model, trainer.calibration_loader(), names, forward,
-                                     likelihood="categorical", labels=c["fisher_labels"],
-                                     generator=make_generator(trainer.cfg["random_state"]), dtype=torch.float64)
-            fisher = {n: f.to(trainer.model.get_submodule(n).weight.dtype) for n, f in fisher.items()}
-        if self.name == "asvd":
-            moments = input_second_moments(
-                trainer.model, trainer.calibration_loader(), {n: trainer.model.get_submodule(n) for n in names},
-                lambda model, batch: trainer.forward(model, move_batch(batch, trainer.device)),
-                mask=lambda b: b.get("attention_mask") if isinstance(b, dict) else None)
+        names = loop.target_names
+        fisher, moments = calibration_statistics(self.name, loop, c["fisher_labels"])
         kwargs = ({"tol": c["tfwsvd_tol"]} if self.name == "tfwsvd" else {"ridge": c["asvd_ridge"]}
                   if self.name == "asvd" else {"axis": c["fwsvd_axis"]} if self.name == "fwsvd" else {})
-        rank = c["rank"] if c["rank"] is not None else self._ranks_for_fraction(trainer, names, fisher, moments, kwargs)
-        rep = compress_model(trainer.model, {"include": names}, method=self.name, rank=rank, fisher=fisher,
-                             second_moments=moments, form="factorized" if c["train"] == "factors" else "low_rank",
-                             projection_kwargs=kwargs)
-        trainer.sync_structure(names)
-        self.skipped = rep.skipped
-        self.record(trainer, trainer.module_ranks(), event="project")
-        return True
+        proj = project_targets(loop.model, names, self.name, rank=c["rank"], params_fraction=c["params_fraction"],
+                               rank_rule=c["rank_rule"], fisher=fisher, moments=moments,
+                               form="factorized" if c["train"] == "factors" else "low_rank", projection_kwargs=kwargs)
+        loop.sync_structure(names)
+        self.skipped = proj.skipped
+        self.energy_beta = proj.energy_beta
+        return self.record(loop, loop.module_ranks(), event="project")
 
-    def _ranks_for_fraction(self, trainer, names, fisher, moments, kwargs) -> dict[str, int]:
-        """Per-layer ranks that meet ``params_fraction`` under ``rank_rule`` (:func:`lowrank.api.compress`'s
-        rules, on the spectra its projection uses)."""
-        from ..api import _energy_ranks, _spectrum, _uniform_ranks
+    def finalize(self, loop: Loop) -> None:
+        compile_model(loop.model)
 
-        f = float(self.cfg["params_fraction"])
-        layers = find_linear_layers(trainer.model, {"include": names})
-        if self.cfg.get("rank_rule", "uniform") == "uniform":
-            return _uniform_ranks(layers, f)
-        ridge, eps = float(kwargs.get("ridge", 1e-6)), float(kwargs.get("eps", 1e-8))
-        spectra = {n: _spectrum(self.name, layers[n].weight, None if fisher is None else fisher[n],
-                                None if moments is None else moments[n], ridge, eps) for n in layers}
-        ranks, self.energy_beta = _energy_ranks(layers, spectra, f)
-        return ranks
 
-    def finalize(self, trainer) -> None:
-        compile_model(trainer.model)
+def calibration_statistics(method: str, loop: Loop, labels: str) -> tuple[dict | None, dict | None]:
+    """:func:`lowrank.projection.measure_statistics` on the loop's calibration batches, through the Fisher
+    forward of :func:`lowrank.compress` (:func:`lowrank.fisher.default_forward`; the estimator its ``auto``
+    picks): ``(fisher, moments)``, ``None`` for what ``method`` does not measure."""
+    if not METHOD_TABLE[method].needs_calibration:
+        return None, None
+    forward = lambda model, batch: default_forward(model, move_batch(batch, loop.device))  # noqa: E731
+    names = loop.target_names
+    estimator = "hooks"
+    if METHOD_TABLE[method].fisher:
+        with torch.random.fork_rng(devices=[]):   # a DataLoader's iterator draws its seed from the global RNG
+            first = next(iter(loop.calibration_loader()))
+        estimator = pick_fisher_estimator(loop.model, {n: loop.model.get_submodule(n) for n in names}, first,
+                                          forward)
+    return measure_statistics(method, loop.model, names, loop.calibration_loader(), forward, labels=labels,
+                              random_state=loop.random_state, estimator=estimator)

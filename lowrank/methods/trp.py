@@ -44,16 +44,26 @@ import dataclasses
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.nn as nn
 
 from ..configs import FisherLabels, Fraction, NonNegativeFloat, PositiveInt, setting
-from ..layers import FactorizedLinear, factorization_pays
+from ..layers import FactorizedLinear, factorization_pays, linear_shape
 from ..linalg import LowRankFactors, min_rank_from_percent, robust_svd, select_rank
+from ..loop import Loop
+from ..method_table import METHOD_TABLE, method_names
 from ..schedules import DEPTH_SCHEDULES, layer_thresholds
 from ..surgery import replace_module
 from .base import Method, MethodConfig, register
 from .iht import check_fisher_samples, fisher_row_weights
 
 __all__ = ["TRPConfig", "TrainedRankPruning", "truncate_dense"]
+
+
+def out_in(layer: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """``t`` (the layer's weight, or a tensor of its layout: its gradient) as an ``(out, in)`` view: itself for
+    an ``nn.Linear``, its transpose for transformers' ``Conv1D``, which stores ``(in, out)``
+    (:func:`lowrank.layers.as_linear`). A view: writing into it writes the layer's tensor."""
+    return t if isinstance(layer, nn.Linear) else t.mT
 
 
 def truncate_dense(W: torch.Tensor, beta: float, min_rank: int, row_w: torch.Tensor | None = None
@@ -91,7 +101,7 @@ class TRPConfig(MethodConfig):
     only_for: ClassVar[dict[str, tuple[str, ...]]] = {"fisher_labels": ("fwtrp",), "fisher_samples": ("fwtrp",)}
 
 
-@register("trp", "fwtrp")
+@register(*method_names(family="trp"))
 class TrainedRankPruning(Method):
     config_class = TRPConfig
 
@@ -106,118 +116,125 @@ class TrainedRankPruning(Method):
         self.schedule = c.oialr_depth_schedule
         self.min_rank_percent = float(c.oialr_min_rank_percent)
         self.fisher_samples = c.fisher_samples
-        self.weighted = name == "fwtrp"
+        self.weighted = METHOD_TABLE[name].fisher
+        self.fisher_labels = c.fisher_labels
         self.current: dict[str, int] = {}
         self.G: dict[str, torch.Tensor] = {}
         self.row_w: dict[str, torch.Tensor] = {}   # FWTRP: the row weights of the last truncation
         self.compiled = False
 
-    def check_budget(self, trainer) -> None:
+    def check_budget(self, *, steps: int, epochs: int, calibration_samples: int) -> None:
         if self.weighted:
-            check_fisher_samples(trainer, self.fisher_samples)
+            check_fisher_samples(calibration_samples, self.fisher_samples)
 
-    def rank_floor(self, trainer) -> dict[str, int]:
+    def rank_floor(self, loop: Loop) -> dict[str, int]:
         """``oialr_min_rank_percent`` as ranks: ``max(1, ⌈percent · min(m, n)⌉)`` per target layer."""
-        return {n: min_rank_from_percent(tuple(trainer.model.get_submodule(n).weight.shape), self.min_rank_percent)
-                for n in trainer.target_names}
+        return {n: min_rank_from_percent(tuple(loop.model.get_submodule(n).weight.shape), self.min_rank_percent)
+                for n in loop.target_names}
 
     # ------------------------------------------------------------------ the truncation
-    def _truncation(self, trainer, model, row_w: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
-        """The energy truncation of every target weight of ``model``: ``(W_k, G, k)`` per layer."""
-        names = trainer.target_names
+    def _truncation(self, loop: Loop, model, row_w: dict[str, torch.Tensor]) -> tuple[dict, dict, dict]:
+        """The energy truncation of every target weight of ``model``: ``(W_k, G, k)`` per layer, ``(out, in)``."""
+        names = loop.target_names
         betas = layer_thresholds(names, self.beta, self.schedule, "energy")
         Wk, G, ranks = {}, {}, {}
         for n in names:
             layer = model.get_submodule(n)
             mr = min_rank_from_percent(tuple(layer.weight.shape), self.min_rank_percent)
-            Wk[n], G[n], ranks[n] = truncate_dense(layer.weight, betas[n], mr, row_w.get(n))
+            Wk[n], G[n], ranks[n] = truncate_dense(out_in(layer, layer.weight), betas[n], mr, row_w.get(n))
         return Wk, G, ranks
 
-    def _row_weights(self, trainer, model=None) -> dict[str, torch.Tensor]:
+    def _row_weights(self, loop: Loop, model=None) -> dict[str, torch.Tensor]:
         if not self.weighted:
             return {}
-        return fisher_row_weights(trainer, trainer.target_names, model, samples=self.fisher_samples)
+        return fisher_row_weights(loop, loop.target_names, model, samples=self.fisher_samples,
+                                  labels=self.fisher_labels)
 
-    def _truncate_all(self, trainer) -> dict[str, int]:
-        names = trainer.target_names
+    def _truncate_all(self, loop: Loop) -> dict[str, int]:
+        names = loop.target_names
         ranks = {}
-        if trainer.is_main:
-            self.row_w = self._row_weights(trainer)
-            Wk, self.G, ranks = self._truncation(trainer, trainer.model, self.row_w)
+        if loop.is_main:
+            self.row_w = self._row_weights(loop)
+            Wk, self.G, ranks = self._truncation(loop, loop.model, self.row_w)
             with torch.no_grad():
                 for n in names:
-                    trainer.model.get_submodule(n).weight.copy_(Wk[n])
-        trainer.sync_structure(names)
-        self.current = trainer.broadcast_object(ranks)
+                    layer = loop.model.get_submodule(n)
+                    out_in(layer, layer.weight).copy_(Wk[n])
+        loop.sync_structure(names)
+        self.current = loop.broadcast_object(ranks)
         if self.nn_mode == "gradient":
-            self.G = trainer.broadcast_object(self.G)  # every rank adds the same sub-gradient
+            self.G = loop.broadcast_object(self.G)  # every rank adds the same sub-gradient
         return self.current
 
-    def _refresh_subgradient(self, trainer) -> None:
+    def _refresh_subgradient(self, loop: Loop) -> None:
         """``G`` of the current (re-grown) weights, by the truncation rule, without changing them."""
-        if trainer.is_main:
-            _, self.G, _ = self._truncation(trainer, trainer.model, self.row_w)
-        self.G = trainer.broadcast_object(self.G)
+        if loop.is_main:
+            _, self.G, _ = self._truncation(loop, loop.model, self.row_w)
+        self.G = loop.broadcast_object(self.G)
 
     # ------------------------------------------------------------------ hooks
-    def before_optimizer_step(self, trainer) -> None:
+    def before_optimizer_step(self, loop: Loop) -> None:
         if self.nn_mode != "gradient" or self.nn_weight == 0 or not self.G:
             return
         for n, G in self.G.items():
-            w = trainer.model.get_submodule(n).weight
+            layer = loop.model.get_submodule(n)
+            w = layer.weight
             if w.grad is not None:
-                w.grad.add_(G.to(device=w.device, dtype=w.dtype), alpha=self.nn_weight)
+                out_in(layer, w.grad).add_(G.to(device=w.device, dtype=w.dtype), alpha=self.nn_weight)
 
-    def after_step(self, trainer) -> bool:
-        t = trainer.step
+    def after_step(self, loop: Loop) -> None:
+        t = loop.step
         if t % self.freq == 0:
-            ranks = self._truncate_all(trainer)
-            self.record(trainer, ranks, event="truncate")
+            ranks = self._truncate_all(loop)
+            self.record(loop, ranks, event="truncate")
         elif t % self.nn_freq == 0 and self.current and self.nn_weight > 0 and self.nn_mode == "gradient":
-            self._refresh_subgradient(trainer)
+            self._refresh_subgradient(loop)
         if t % self.nn_freq == 0 and self.current and self.nn_weight > 0 and self.nn_mode == "step":
-            lr = trainer.lr_at(t)
+            lr = loop.lr_at(t)
             with torch.no_grad():
                 for n, G in self.G.items():  # G lives on the main rank only; the others receive W below
-                    trainer.model.get_submodule(n).weight.sub_(lr * self.nn_weight * G.to(trainer.device))
-            trainer.sync_structure(trainer.target_names)
-        return False  # parameters keep their identity and shape: the optimizer state stays valid
+                    layer = loop.model.get_submodule(n)
+                    out_in(layer, layer.weight).sub_(lr * self.nn_weight * G.to(loop.device))
+            loop.sync_structure(loop.target_names)
+        return None  # parameters keep their identity and shape: the optimizer state stays valid
 
-    def ranks(self, trainer) -> dict[str, int]:
+    def ranks(self, loop: Loop) -> dict[str, int]:
         if not self.current:
-            return trainer.module_ranks()
-        mods = {n: trainer.model.get_submodule(n) for n in trainer.target_names}
+            return loop.module_ranks()
+        mods = {n: loop.model.get_submodule(n) for n in loop.target_names}
         return {n: (m.rank if isinstance(m, FactorizedLinear) else self.current[n]) for n, m in mods.items()}
 
-    def scoring_model(self, trainer):
+    def scoring_model(self, loop: Loop):
         """Before the first truncation the model is dense and is scored as it is; after it (and before the
         compile) a copy truncated and compiled exactly as :meth:`finalize` would (module docstring)."""
         if not self.current or self.compiled:
             return None
-        model = copy.deepcopy(trainer.model)
-        row_w = self._row_weights(trainer, model) if trainer.is_main else {}
-        Wk, _, ranks = self._truncation(trainer, model, row_w)
-        self._compile(trainer, model, Wk, ranks)
+        model = copy.deepcopy(loop.model)
+        row_w = self._row_weights(loop, model) if loop.is_main else {}
+        Wk, _, ranks = self._truncation(loop, model, row_w)
+        self._compile(model, Wk, ranks)
         return model, ranks
 
-    def _compile(self, trainer, model, Wk: dict[str, torch.Tensor], ranks: dict[str, int]) -> None:
+    def _compile(self, model, Wk: dict[str, torch.Tensor], ranks: dict[str, int]) -> None:
+        """Write each truncated ``(out, in)`` weight ``Wk`` and factorise it at its rank where that pays."""
         for n, k in ranks.items():
             layer = model.get_submodule(n)
             with torch.no_grad():
-                layer.weight.copy_(Wk[n])
-            m, i = layer.weight.shape
+                out_in(layer, layer.weight).copy_(Wk[n])
+            m, i = linear_shape(layer)
             if not factorization_pays(m, i, k):
                 continue
-            U, S, Vh = robust_svd(layer.weight.detach())
+            U, S, Vh = robust_svd(out_in(layer, layer.weight.detach()))
             f = LowRankFactors(U[:, :k], S[:k], Vh[:k])
             b = layer.bias.detach() if layer.bias is not None else None
             replace_module(model, n, FactorizedLinear.from_factors(f, b))
 
-    def finalize(self, trainer) -> None:
-        ranks = self._truncate_all(trainer)
-        self.record(trainer, ranks, event="compile")
-        Wk = {n: trainer.model.get_submodule(n).weight.detach() for n in ranks}
-        self._compile(trainer, trainer.model, Wk, ranks)
+    def finalize(self, loop: Loop) -> None:
+        ranks = self._truncate_all(loop)
+        self.record(loop, ranks, event="compile")
+        layers = {n: loop.model.get_submodule(n) for n in ranks}
+        Wk = {n: out_in(layer, layer.weight.detach()) for n, layer in layers.items()}
+        self._compile(loop.model, Wk, ranks)
         self.compiled = True
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,14 +22,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
-import torch
-
 from ..configs import FisherLabels, PositiveInt, setting
-from ..data import move_batch
-from ..fisher import default_forward, diagonal_fisher, row_weights
-from ..surgery import compress_model_tt
-from ..utils import make_generator
+from ..loop import Change, Loop
+from ..method_table import method_names
+from ..projection import project_targets
 from .base import Method, MethodConfig, register
+from .oneshot import calibration_statistics
 
 __all__ = ["TTConfig", "TensorTrain"]
 
@@ -46,25 +44,18 @@ class TTConfig(MethodConfig):
     only_for: ClassVar[dict[str, tuple[str, ...]]] = {"fisher_labels": ("fwttm",), "fwttm_sweeps": ("fwttm",)}
 
 
-@register("ttm", "fwttm")
+@register(*method_names(family="tensor_train"))
 class TensorTrain(Method):
     config_class = TTConfig
 
-    def setup(self, trainer) -> bool:
+    def setup(self, loop: Loop) -> Change:
         c = {**self.keys, **self.cfg}
-        names = trainer.target_names
-        fisher = None
-        if self.name == "fwttm":
-            # the same Fisher as fwsvd (oneshot.py), reduced to FWSVD's row weights
-            forward = lambda model, batch: default_forward(model, move_batch(batch, trainer.device))  # noqa: E731
-            full = diagonal_fisher(trainer.model, trainer.calibration_loader(), names, forward,
-                                   likelihood="categorical", labels=c["fisher_labels"],
-                                   generator=make_generator(trainer.cfg["random_state"]), dtype=torch.float64)
-            fisher = {n: row_weights(f) for n, f in full.items()}
-        rep = compress_model_tt(trainer.model, {"include": names}, method=self.name, cores=c["tt_cores"],
-                                max_rank=c["tt_rank"], fisher=fisher, sweeps=c["fwttm_sweeps"])
-        trainer.sync_structure(names)
-        self.skipped = rep.skipped
-        self.record(trainer, trainer.module_ranks(), event="project",
-                    tt_ranks={n: list(r) for n, r in rep.ranks.items()})
-        return True
+        names = loop.target_names
+        # the same Fisher as fwsvd (oneshot.py); the projection reduces it to FWSVD's row weights
+        fisher, _ = calibration_statistics(self.name, loop, c["fisher_labels"])
+        proj = project_targets(loop.model, names, self.name, rank=c["tt_rank"], fisher=fisher, tt_cores=c["tt_cores"],
+                               tt_sweeps=c["fwttm_sweeps"])
+        loop.sync_structure(names)
+        self.skipped = proj.skipped
+        return self.record(loop, loop.module_ranks(), event="project",
+                           tt_ranks={n: list(r) for n, r in proj.report.ranks.items()})
