@@ -40,35 +40,33 @@ def dvc_stages(root: Path = ROOT) -> dict[str, dict[str, list[str]]]:
     return dict(sorted(out.items()))
 
 
-def resolved_specs(stages: dict[str, dict[str, list[str]]], params_path: Path = ROOT / "params.yaml") -> dict:
-    """Profile → ``run:<key>`` / ``sweep:<key>`` / ``section:<key>`` → the resolved spec (a group: a list of
-    ``[run name, spec]`` in run order)."""
-    params = load_params(params_path)
-    refs = sorted({(m.group(2) or "run", m.group(3)) for s in stages.values() for c in s["cmd"]
+def stage_refs(stages: dict[str, dict[str, list[str]]]) -> list[str]:
+    """``run:<key>`` / ``sweep:<key>`` for every params key a stage's command names, then ``section:<key>``."""
+    refs = sorted({f"{m.group(2) or 'run'}:{m.group(3)}" for s in stages.values() for c in s["cmd"]
                    for m in _REF.finditer(c)})
+    return refs + [f"section:{key}" for key in SECTIONS]
+
+
+def resolved_specs(refs: list[str], params_path: Path = ROOT / "params.yaml") -> dict:
+    """Profile → ref (:func:`stage_refs`) → the resolved spec (a group: a list of ``[run name, spec]`` in run
+    order), through lowrank.config's public functions."""
+    params = load_params(params_path)
     out: dict[str, dict] = {}
     for profile in PROFILES:
         specs: dict = {}
-        for kind, key in refs:
+        for ref in refs:
+            kind, key = ref.split(":", 1)
             if kind == "sweep":
-                specs[f"sweep:{key}"] = [[n, s] for n, s in resolve_group(params, key, profile).items()]
+                specs[ref] = [[n, s] for n, s in resolve_group(params, key, profile).items()]
             else:
-                specs[f"run:{key}"] = resolve_spec(params, key, profile)
-        for key in SECTIONS:
-            specs[f"section:{key}"] = resolve_spec(params, key, profile)
+                specs[ref] = resolve_spec(params, key, profile)
         out[profile] = specs
-    return out
+    return json.loads(json.dumps(out))   # JSON round trip: compared as the snapshot stores them
 
 
 def snapshot(root: Path = ROOT) -> dict:
     stages = dvc_stages(root)
-    # JSON round trip: tuples and the like compare as the snapshot stores them
-    return json.loads(json.dumps({"stages": stages, "specs": resolved_specs(stages, root / "params.yaml")}))
-
-
-@pytest.fixture(scope="module")
-def now() -> dict:
-    return snapshot()
+    return {"stages": stages, "specs": resolved_specs(stage_refs(stages), root / "params.yaml")}
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +74,11 @@ def before() -> dict:
     return json.loads(SNAPSHOT.read_text())
 
 
-def test_every_run_and_group_resolves_as_before(now: dict, before: dict) -> None:
+def test_every_run_and_group_resolves_as_before(before: dict) -> None:
+    """The refs the stages named before, resolved from today's params.yaml (the stages' refs: the next test)."""
+    now = resolved_specs(list(before["specs"]["small"]))
     for profile in PROFILES:
-        old, new = before["specs"][profile], now["specs"][profile]
-        assert sorted(new) == sorted(old), f"{profile}: the resolved refs differ"
+        old, new = before["specs"][profile], now[profile]
         for key in old:
             if key.startswith("sweep:"):
                 # the run names and their order first (a group runs them in this order), then each spec
@@ -90,10 +89,40 @@ def test_every_run_and_group_resolves_as_before(now: dict, before: dict) -> None
                 assert new[key] == old[key], f"{profile} {key}"
 
 
-def test_every_stage_has_its_command_and_outputs_as_before(now: dict, before: dict) -> None:
-    assert sorted(now["stages"]) == sorted(before["stages"])
+def test_every_stage_has_its_command_and_outputs_as_before(before: dict) -> None:
+    now = dvc_stages()
+    assert sorted(now) == sorted(before["stages"])
     for name, old in before["stages"].items():
-        assert now["stages"][name] == old, name
+        assert now[name] == old, name
+    assert stage_refs(now) == list(before["specs"]["small"])
+
+
+def test_the_committed_grid_file_is_generated_from_params() -> None:
+    """dvc.yaml iterates grid.yaml: it must be what params.yaml's grid expands to today."""
+    from study.pipeline import GRID_FILE, grid_text
+
+    assert (ROOT / GRID_FILE).read_text() == grid_text(ROOT / "params.yaml"), \
+        f"{GRID_FILE} is stale: python -m study.pipeline --write-grid"
+
+
+def test_each_group_stage_reads_its_own_datasets_budget_only() -> None:
+    """Editing one dataset's budget re-runs that dataset's groups only (DVC's params of each stage)."""
+    from dvc.repo import Repo
+
+    from lowrank.config import expand_grid
+
+    grid = expand_grid(load_params(ROOT / "params.yaml"))
+    with Repo(str(ROOT)) as repo:
+        params = {s.addressing: {k for d in s.deps if d.__class__.__name__ == "ParamsDependency" for k in d.params}
+                  for s in repo.index.stages}
+    checked = 0
+    for sweep, groups in grid.items():
+        for name, g in groups.items():
+            keys = params[f"{sweep}@{name}"]
+            other = {"digits": "mnist1d", "mnist1d": "digits"}[g["dataset"]]
+            assert f"{sweep}.{g['dataset']}" in keys and not any(other in k for k in keys), (sweep, name, keys)
+            checked += 1
+    assert checked >= 40
 
 
 def test_the_snapshot_covers_every_kind_of_run() -> None:
