@@ -38,7 +38,6 @@ twice in one mapping is refused, and so is a plain scalar that YAML 1.1 reads ot
 from __future__ import annotations
 
 import functools
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -158,9 +157,6 @@ def base_name(dataset: str, seed: int) -> str:
     return f"{dataset}_k{seed}"
 
 
-_BASE_NAME = re.compile(r"(.+)_k(\d+)")
-
-
 def _grid(params: Mapping[str, Any], source: str) -> tuple[dict[str, list[int]], list[str]]:
     """(dataset → seeds, the sweeps on the bases) of ``params["grid"]``, checked; empty without a grid."""
     grid = params.get(GRID_KEY)
@@ -243,12 +239,11 @@ def _grid_lookup(params: Mapping[str, Any], dotted: str, source: str) -> Any:
     if name in bases:
         raise ValueError(f"{source}: {sweep}.{name} is the grid entry of {sweep}'s groups on the {name} bases; "
                          f"name one of them: {', '.join(expand_grid(params, source=source)[sweep])}")
-    match = _BASE_NAME.fullmatch(name)
     groups = expand_grid(params, source=source)[sweep]
-    if match is None or name not in groups:
+    if name not in groups:
         raise ValueError(f"no key {dotted!r} in {source} ({sweep} is a grid sweep; its groups: "
                          f"{', '.join(groups)})")
-    node: Any = grid_node(params, sweep, match.group(1), int(match.group(2)), source=source)
+    node: Any = grid_node(params, sweep, groups[name]["dataset"], groups[name]["seed"], source=source)
     for part in rest.split(".") if rest else ():
         if not isinstance(node, dict) or part not in node:
             raise ValueError(f"no key {dotted!r} in {source} (missing {part!r})")
@@ -272,7 +267,7 @@ def resolve_spec(params: Mapping[str, Any], ref: str | Mapping[str, Any], profil
                  source: str = "params.yaml") -> dict[str, Any]:
     """The mapping ``ref`` of ``params`` with ``inherit:`` and the profile's section resolved.
 
-    ``ref`` is a dotted key of ``params`` (``"fig2.svd_r4"``) or a mapping (a spec read from a file);
+    ``ref`` is a dotted key of ``params`` (``"fig3.ieht_95"``) or a mapping (a spec read from a file);
     ``profile`` defaults to ``params["profile"]`` (else ``small``); ``source`` names ``params`` in
     error messages. Each mapping resolves as
 
@@ -316,14 +311,14 @@ def resolve_group(params: Mapping[str, Any], ref: str | Mapping[str, Any], profi
     """A run group: name → resolved run spec, for a mapping with a ``runs:`` key (:data:`GROUP_KEY`).
 
     A group states once what its runs share (dataset, base, budget, seed) and, under ``runs:``, each
-    run's own keys (usually method and method_args)::
+    run's own keys (usually method and method_args); a run's own keys win over the group's:
 
-        seeds:
-          digits_k0:
-            inherit: budget_digits
-            base: runs/pretrain/digits_k0/model.pt
-            train: {random_state: 0}
-            runs: {svd_r4: {method: svd, method_args: {rank: 4}}, ieht_90: {method: ieht, ...}}
+    >>> params = {"budget": {"dataset": "digits", "train": {"epochs": 30}},
+    ...           "sweep": {"k0": {"inherit": "budget", "train": {"random_state": 0},
+    ...                            "runs": {"svd_r4": {"method": "svd", "method_args": {"rank": 4}},
+    ...                                     "ieht_e10": {"method": "ieht", "train": {"epochs": 10}}}}}}
+    >>> resolve_group(params, "sweep.k0")["ieht_e10"]
+    {'dataset': 'digits', 'train': {'epochs': 10, 'random_state': 0}, 'method': 'ieht'}
 
     Each run resolves as ``merge(resolved group without runs, resolve_spec(run))``: the group (with its
     ``inherit`` and profile section) first, then the run's own keys, which may say ``inherit:`` and have a
