@@ -125,6 +125,21 @@ def test_each_group_stage_reads_its_own_datasets_budget_only() -> None:
     assert checked >= 40
 
 
+def test_the_paper_values_the_docs_name_are_the_params_ones() -> None:
+    """docs/pipeline.md names what a run becomes under the paper profile; it must say what params.yaml says."""
+    import re
+
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    rank = re.search(r"`fig2\.digits`'s `svd_r4` is rank (\d+)", text)
+    cut = re.search(r"sweep's `ieht_80` is β = ([\d.]+) cut every (\d+) epochs", text)
+    assert rank and cut, "docs/pipeline.md no longer names the examples this test checks"
+    params = load_params(ROOT / "params.yaml")
+    assert resolve_group(params, "fig2.digits_k0", "paper")["svd_r4"]["method_args"]["rank"] == int(rank.group(1))
+    ieht = resolve_group(params, "repeats.digits_k0", "paper")["ieht_80"]["method_args"]
+    assert (ieht["oialr_threshold"], ieht["oialr_frequency"], ieht["oialr_type"]) == \
+        (float(cut.group(1)), int(cut.group(2)), "epoch")
+
+
 def test_the_snapshot_covers_every_kind_of_run() -> None:
     """Not vacuous: the snapshot holds the per-seed groups of both datasets, single runs and sections."""
     specs = json.loads(SNAPSHOT.read_text())["specs"]["small"]
