@@ -212,9 +212,13 @@ def grid_text(params_path: str | Path = "params.yaml") -> str:
 
 
 def write_grid(params_path: str | Path = "params.yaml", path: str | Path = GRID_FILE) -> bool:
-    """Write :func:`grid_text` to ``path`` if it differs (atomically); returns whether it did."""
+    """Write :func:`grid_text` to ``path`` if it differs (atomically); returns whether it did. A project without
+    ``params_path`` or without a ``grid:`` in it has no grid file to write."""
+    from lowrank.config import GRID_KEY, load_params
     from lowrank.utils import atomic_write_text
 
+    if not Path(params_path).is_file() or GRID_KEY not in load_params(params_path):
+        return False
     text = grid_text(params_path)
     if Path(path).exists() and Path(path).read_text() == text:
         return False
