@@ -173,7 +173,7 @@ def test_fig2_notebook_without_runs_says_so(tmp_path: Path) -> None:
 
 
 def test_missing_runs_are_named_per_group_with_their_stage(tmp_path: Path) -> None:
-    """The groups of a sweep are dvc.yaml's stages writing under runs/<sweep>/ (one per params.yaml key of a
+    """The groups of a sweep are dvc.yaml's stages writing under runs/<sweep>/ (one per group of a
     foreach stage); a group counts as present in any of the folders searched, once one of its runs finished."""
     from lowrank.config import expand_grid, load_params
     from study.notebook import missing_groups, report_missing
