@@ -1,20 +1,34 @@
 """``params.yaml`` access: the single place configuration comes from.
 
 ``params.yaml`` has a ``profile`` key (``small`` | ``paper``) and one mapping per pipeline stage or run.
-Two constructs are resolved here, and only here, by :func:`resolve_spec`:
+Three constructs are resolved here, and only here:
 
 * ``inherit: <dotted.key>`` — start from another mapping of ``params.yaml`` (a shared budget), so a
-  sweep states only what it changes;
+  sweep states only what it changes (:func:`resolve_spec`);
 * ``paper:`` / ``small:`` sub-mappings — settings that apply under that profile only, so switching
-  profile is one key.
+  profile is one key (:func:`resolve_spec`);
+* ``grid:`` — the vision bases (dataset → seeds) and the sweeps run on each of them: such a sweep states
+  each dataset's runs once, and ``<sweep>.<dataset>_k<seed>`` is that entry on the base of that seed
+  (:func:`expand_grid`, :func:`grid_node`).
 
-Usage::
+Usage (a group of runs, resolved under ``params["profile"]`` or another profile)::
 
-    from lowrank.config import load_params, resolve_spec
-    params = load_params("params.yaml")
-    spec = resolve_spec(params, "fig2.svd_r4")                  # under params["profile"]
-    spec = resolve_spec(params, "fig2.svd_r4", "paper")         # under another profile
-    spec = load_spec("params:fig2.svd_r4", "params.yaml")        # what `python -m lowrank run` reads
+    >>> params = {"profile": "small",
+    ...           "budget": {"train": {"epochs": 30}, "paper": {"train": {"epochs": 250}}},
+    ...           "grid": {"bases": {"digits": [0, 1]}, "sweeps": ["fig"]},
+    ...           "fig": {"digits": {"inherit": "budget", "runs": {
+    ...               "svd_r4": {"method": "svd", "method_args": {"rank": 4}, "paper": {"method_args": {"rank": 24}}}}}}}
+    >>> sorted(expand_grid(params)["fig"])
+    ['digits_k0', 'digits_k1']
+    >>> resolve_group(params, "fig.digits_k1")["svd_r4"]
+    {'train': {'epochs': 30, 'random_state': 1}, 'base': 'bases/digits_k1.safetensors', 'method': 'svd', 'method_args': {'rank': 4}}
+    >>> resolve_group(params, "fig.digits_k1", "paper")["svd_r4"]["method_args"]
+    {'rank': 24}
+    >>> resolve_spec(params, "budget", "paper")
+    {'train': {'epochs': 250}}
+
+``python -m lowrank run params:<key>`` reads :func:`load_spec`, ``python -m lowrank sweep params:<key>``
+:func:`load_group`: the same resolution, of a key of a ``params.yaml`` file.
 
 Every YAML file (``params.yaml``, a spec file) is read by :func:`read_yaml` the way DVC reads
 ``params.yaml``: ruamel.yaml's safe loader, YAML 1.2, so DVC and the code see the same values. A key
@@ -32,13 +46,18 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-__all__ = ["PROFILES", "GROUP_KEY", "read_yaml", "load_params", "merge", "resolve_spec", "resolve_group",
-           "stage_params",
-           "load_spec", "load_group"]
+__all__ = ["PROFILES", "GROUP_KEY", "GRID_KEY", "BASE_PATHS", "read_yaml", "load_params", "merge", "resolve_spec",
+           "resolve_group", "expand_grid", "grid_node", "base_name", "stage_params", "load_spec", "load_group"]
 
 PROFILES = ("small", "paper")
 #: the key of a run group (:func:`resolve_group`): name → run spec, the group's other keys shared by all
 GROUP_KEY = "runs"
+#: the key of the grid (:func:`expand_grid`): ``bases`` (dataset → seeds) and ``sweeps`` (run on every base)
+GRID_KEY = "grid"
+#: where the base of a grid group is, per profile: the committed bases, or the paper profile's pre-training runs
+BASE_PATHS = {"small": "bases/{name}.safetensors", "paper": "runs/pretrain/{name}/model.pt"}
+#: restricts a grid entry, or one run of it, to some of its dataset's seeds
+SEEDS_KEY = "seeds"
 
 
 _STR = "tag:yaml.org,2002:str"
@@ -133,7 +152,109 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def base_name(dataset: str, seed: int) -> str:
+    """The name of the base of ``seed`` of ``dataset`` (a grid group, a folder of ``bases/`` and ``runs/``)."""
+    return f"{dataset}_k{seed}"
+
+
+def _grid(params: Mapping[str, Any], source: str) -> tuple[dict[str, list[int]], list[str]]:
+    """(dataset → seeds, the sweeps on the bases) of ``params["grid"]``, checked; empty without a grid."""
+    grid = params.get(GRID_KEY)
+    if grid is None:
+        return {}, []
+    where = f"{source}: {GRID_KEY}"
+    if not isinstance(grid, dict) or set(grid) != {"bases", "sweeps"}:
+        raise ValueError(f"{where} must be a mapping with keys bases (dataset → seeds) and sweeps (a list), "
+                         f"got {grid!r}")
+    bases, sweeps = grid["bases"], grid["sweeps"]
+    if not isinstance(bases, dict) or not bases or not all(
+            isinstance(v, list) and v and all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in v)
+            and len(set(v)) == len(v) for v in bases.values()):
+        raise ValueError(f"{where}.bases={bases!r}; allowed: a mapping dataset → list of distinct seeds (ints ≥ 0)")
+    if not isinstance(sweeps, list) or not all(isinstance(w, str) and isinstance(params.get(w), dict)
+                                               for w in sweeps):
+        raise ValueError(f"{where}.sweeps={sweeps!r}; allowed: a list of keys of {source} holding mappings")
+    return bases, sweeps
+
+
+def _seeds(node: Mapping[str, Any], allowed: list[int], where: str) -> list[int]:
+    """``node``'s ``seeds:`` (all of ``allowed`` without one), checked to be some of ``allowed``."""
+    seeds = node.get(SEEDS_KEY, allowed)
+    if not isinstance(seeds, list) or not seeds or not set(seeds) <= set(allowed):
+        raise ValueError(f"{where}: {SEEDS_KEY}={seeds!r}; allowed: a non-empty list of {allowed}")
+    return [k for k in allowed if k in seeds]
+
+
+def expand_grid(params: Mapping[str, Any], *, source: str = "params.yaml") -> dict[str, dict[str, dict[str, Any]]]:
+    """Sweep → group name → ``{"sweep", "dataset", "seed"}`` for every sweep of ``grid.sweeps``: one group per
+    seed of each dataset entry (``<sweep>.<dataset>``; ``seeds:`` restricts it), in the order of
+    ``grid.bases``. What dvc.yaml's run stages iterate (``python -m study.pipeline --write-grid``)."""
+    bases, sweeps = _grid(params, source)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for sweep in sweeps:
+        unknown = set(params[sweep]) - set(bases)
+        if unknown:
+            raise ValueError(f"{source}: {sweep} is in {GRID_KEY}.sweeps, so its keys are datasets of "
+                             f"{GRID_KEY}.bases ({', '.join(bases)}), not {sorted(unknown)}")
+        out[sweep] = {base_name(d, k): {"sweep": sweep, "dataset": d, "seed": k}
+                      for d in bases if d in params[sweep]
+                      for k in _seeds(params[sweep][d], bases[d], f"{source}: {sweep}.{d}")}
+    return out
+
+
+def grid_node(params: Mapping[str, Any], sweep: str, dataset: str, seed: int, *,
+              source: str = "params.yaml") -> dict[str, Any]:
+    """The mapping ``<sweep>.<dataset>_k<seed>`` stands for: the entry ``<sweep>.<dataset>`` without its
+    ``seeds:``, with ``train.random_state: <seed>`` (the base's pre-training seed is the compression run's) and,
+    for a group (``runs:``), the base of that seed (:data:`BASE_PATHS`, under each profile) and only the runs
+    whose ``seeds:`` include it."""
+    where = f"{source}: {sweep}.{dataset}"
+    bases, sweeps = _grid(params, source)
+    entry = params[sweep].get(dataset) if sweep in sweeps and dataset in bases else None
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where} must be a mapping of a sweep in {GRID_KEY}.sweeps, on a dataset of "
+                         f"{GRID_KEY}.bases, got {type(entry).__name__}")
+    seeds = _seeds(entry, bases[dataset], where)
+    if seed not in seeds:
+        raise ValueError(f"{where}: seed {seed!r}; allowed: {seeds}")
+    node = {k: v for k, v in entry.items() if k != SEEDS_KEY}
+    node["train"] = merge(node.get("train") or {}, {"random_state": seed})
+    if isinstance(node.get(GROUP_KEY), dict):
+        name = base_name(dataset, seed)
+        node["base"] = BASE_PATHS["small"].format(name=name)
+        node["paper"] = merge(node.get("paper") or {}, {"base": BASE_PATHS["paper"].format(name=name)})
+        node[GROUP_KEY] = {n: {k: v for k, v in r.items() if k != SEEDS_KEY} if isinstance(r, dict) else r
+                           for n, r in node[GROUP_KEY].items()
+                           if not isinstance(r, dict) or seed in _seeds(r, seeds, f"{where}.{GROUP_KEY}.{n}")}
+    return node
+
+
+def _grid_lookup(params: Mapping[str, Any], dotted: str, source: str) -> Any:
+    """``<sweep>.<dataset>_k<seed>[.rest]`` of a grid sweep (:func:`grid_node`); None when ``dotted`` is not one."""
+    bases, sweeps = _grid(params, source)
+    sweep, _, rest = dotted.partition(".")
+    if sweep not in sweeps or not rest:
+        return None
+    name, _, rest = rest.partition(".")
+    if name in bases:
+        raise ValueError(f"{source}: {sweep}.{name} is the grid entry of {sweep}'s groups on the {name} bases; "
+                         f"name one of them: {', '.join(expand_grid(params, source=source)[sweep])}")
+    groups = expand_grid(params, source=source)[sweep]
+    if name not in groups:
+        raise ValueError(f"no key {dotted!r} in {source} ({sweep} is a grid sweep; its groups: "
+                         f"{', '.join(groups)})")
+    node: Any = grid_node(params, sweep, groups[name]["dataset"], groups[name]["seed"], source=source)
+    for part in rest.split(".") if rest else ():
+        if not isinstance(node, dict) or part not in node:
+            raise ValueError(f"no key {dotted!r} in {source} (missing {part!r})")
+        node = node[part]
+    return node
+
+
 def _lookup(params: Mapping[str, Any], dotted: str, source: str) -> Any:
+    grid = _grid_lookup(params, dotted, source)
+    if grid is not None:
+        return grid
     node: Any = params
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -146,7 +267,7 @@ def resolve_spec(params: Mapping[str, Any], ref: str | Mapping[str, Any], profil
                  source: str = "params.yaml") -> dict[str, Any]:
     """The mapping ``ref`` of ``params`` with ``inherit:`` and the profile's section resolved.
 
-    ``ref`` is a dotted key of ``params`` (``"fig2.svd_r4"``) or a mapping (a spec read from a file);
+    ``ref`` is a dotted key of ``params`` (``"fig3.ieht_95"``) or a mapping (a spec read from a file);
     ``profile`` defaults to ``params["profile"]`` (else ``small``); ``source`` names ``params`` in
     error messages. Each mapping resolves as
 
@@ -190,14 +311,14 @@ def resolve_group(params: Mapping[str, Any], ref: str | Mapping[str, Any], profi
     """A run group: name → resolved run spec, for a mapping with a ``runs:`` key (:data:`GROUP_KEY`).
 
     A group states once what its runs share (dataset, base, budget, seed) and, under ``runs:``, each
-    run's own keys (usually method and method_args)::
+    run's own keys (usually method and method_args); a run's own keys win over the group's:
 
-        seeds:
-          digits_k0:
-            inherit: budget_digits
-            base: runs/pretrain/digits_k0/model.pt
-            train: {random_state: 0}
-            runs: {svd_r4: {method: svd, method_args: {rank: 4}}, ieht_90: {method: ieht, ...}}
+    >>> params = {"budget": {"dataset": "digits", "train": {"epochs": 30}},
+    ...           "sweep": {"k0": {"inherit": "budget", "train": {"random_state": 0},
+    ...                            "runs": {"svd_r4": {"method": "svd", "method_args": {"rank": 4}},
+    ...                                     "ieht_e10": {"method": "ieht", "train": {"epochs": 10}}}}}}
+    >>> resolve_group(params, "sweep.k0")["ieht_e10"]
+    {'dataset': 'digits', 'train': {'epochs': 10, 'random_state': 0}, 'method': 'ieht'}
 
     Each run resolves as ``merge(resolved group without runs, resolve_spec(run))``: the group (with its
     ``inherit`` and profile section) first, then the run's own keys, which may say ``inherit:`` and have a

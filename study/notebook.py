@@ -13,12 +13,13 @@ pass ``-p out_dir reports`` (the tracked reports).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence, Union
 
 import pandas as pd
 
-__all__ = ["ROOT", "EVIDENCE_DIR", "EXPLORE_OUT", "Folders", "folders", "missing_groups", "missing_line",
+__all__ = ["ROOT", "EVIDENCE_DIR", "EXPLORE_OUT", "Folders", "folders", "foreach_items", "missing_groups", "missing_line",
            "report_missing", "publish_figure_or_missing"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,25 +55,44 @@ def _roots(runs: Union[str, Path, Sequence[Union[str, Path]]]) -> tuple[Path, ..
     return (Path(runs),) if isinstance(runs, (str, Path)) else tuple(Path(r) for r in runs if str(r))
 
 
+def foreach_items(ref: str, root: Path = ROOT) -> dict[str, object]:
+    """Key → item of a dvc.yaml ``foreach: ${a.b}``: the mapping ``a.b`` of params.yaml or of the ``vars`` files
+    (grid.yaml: the grid's groups), without starting DVC."""
+    import yaml
+
+    data = yaml.safe_load((root / "params.yaml").read_text())
+    for extra in yaml.safe_load((root / "dvc.yaml").read_text()).get("vars") or []:
+        if isinstance(extra, str) and (root / extra).is_file():
+            data.update(yaml.safe_load((root / extra).read_text()) or {})
+    node = data
+    for part in str(ref).strip("${} ").split("."):
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+    return {str(k): v for k, v in node.items()} if isinstance(node, dict) else {}
+
+
+def _render(path: str, key: str, item: object) -> str:
+    """``path`` with a foreach stage's ``${key}`` and ``${item.<field>}`` filled in."""
+    fields = item if isinstance(item, dict) else {}
+    return re.sub(r"\$\{item\.(\w+)\}", lambda m: str(fields.get(m.group(1), m.group(0))),
+                  path.replace("${key}", key))
+
+
 def _groups(sweep: str, root: Path = ROOT) -> list[tuple[str, str]]:
     """(folder below ``runs/<sweep>/``, the dvc.yaml stage that makes it) for every stage whose outputs are
-    under ``runs/<sweep>/``: a ``foreach`` stage gives one per key of its ``params.yaml`` section."""
+    under ``runs/<sweep>/``: a ``foreach`` stage gives one per key it iterates (:func:`foreach_items`)."""
     import yaml
 
     stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((root / "params.yaml").read_text())
     prefix = f"runs/{sweep}/"
     found = []
     for name, stage in stages.items():
         body = stage.get("do", stage)
         outs = [o if isinstance(o, str) else next(iter(o)) for o in body.get("outs", [])]
-        for out in (o for o in outs if o.startswith(prefix)):
-            rel = out[len(prefix):]
-            if "foreach" in stage:
-                keys = params.get(str(stage["foreach"]).strip("${} "), {})
-                found += [(rel.replace("${key}", str(k)), f"{name}@{k}") for k in keys]
-            else:
-                found.append((rel, name))
+        items = foreach_items(stage["foreach"], root) if "foreach" in stage else {None: None}
+        for key, item in items.items():
+            for out in (o if key is None else _render(o, key, item) for o in outs):
+                if out.startswith(prefix):
+                    found.append((out[len(prefix):], name if key is None else f"{name}@{key}"))
     return found
 
 

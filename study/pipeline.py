@@ -4,6 +4,11 @@
     python -m study.pipeline --jobs 2 --skip ''       # every stage, the benchmarks included
     python -m study.pipeline --dry                    # print what is stale
     python -m study.pipeline --jobs 2 --with extended # also the extended set (`make repro-extended`)
+    python -m study.pipeline --write-grid             # only rewrite grid.yaml from params.yaml's `grid:`
+
+The compression stages iterate ``grid.yaml``: params.yaml's ``grid:`` expanded into each sweep's groups
+(:func:`lowrank.config.expand_grid`), written by :func:`write_grid` (every run of this module first refreshes it;
+tests/test_grid.py checks that the committed file is current), since DVC's ``foreach`` reads lists, not rules.
 
 Why: the sweeps are dozens of independent single-threaded runs (``train.threads: 1``), and plain
 ``dvc repro`` executes one stage at a time, so on a 2-core machine half of it idles. DVC (3.x) lets
@@ -42,7 +47,11 @@ from pathlib import Path
 
 from .executors import KINDS, make_runner
 
-__all__ = ["stage_graph", "stale_stages", "time_left_s", "reproduce", "set_profile"]
+__all__ = ["stage_graph", "stale_stages", "time_left_s", "reproduce", "set_profile", "grid_text", "write_grid",
+           "GRID_FILE"]
+
+#: dvc.yaml's ``vars``: the groups of every sweep of params.yaml's grid (:func:`write_grid`)
+GRID_FILE = "grid.yaml"
 
 # DVC retries a busy repository lock only briefly; two workers finishing together can collide.
 _LOCK_MESSAGES = ("Unable to acquire lock", "lock is busy")
@@ -187,6 +196,36 @@ def set_profile(profile: str, path: str | Path = "params.yaml") -> str:
     return line.group(1)
 
 
+def grid_text(params_path: str | Path = "params.yaml") -> str:
+    """The text of :data:`GRID_FILE` for ``params_path``: ``groups: {sweep: {group: {sweep, dataset, seed}}}``
+    (:func:`lowrank.config.expand_grid`), one group a line, in the grid's order."""
+    from lowrank.config import expand_grid, load_params
+
+    lines = [f"# Generated from {Path(params_path).name}'s `grid:` by `python -m study.pipeline --write-grid`; "
+             "do not edit.", "# dvc.yaml's compression stages iterate these groups (`foreach: ${groups.<sweep>}`).",
+             "groups:"]
+    for sweep, groups in expand_grid(load_params(params_path)).items():
+        lines.append(f"  {sweep}:")
+        lines += [f"    {name}: {{sweep: {g['sweep']}, dataset: {g['dataset']}, seed: {g['seed']}}}"
+                  for name, g in groups.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_grid(params_path: str | Path = "params.yaml", path: str | Path = GRID_FILE) -> bool:
+    """Write :func:`grid_text` to ``path`` if it differs (atomically); returns whether it did. A project without
+    ``params_path`` or without a ``grid:`` in it has no grid file to write."""
+    from lowrank.config import GRID_KEY, load_params
+    from lowrank.utils import atomic_write_text
+
+    if not Path(params_path).is_file() or GRID_KEY not in load_params(params_path):
+        return False
+    text = grid_text(params_path)
+    if Path(path).exists() and Path(path).read_text() == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
 def reproduce(jobs: int = 2, skip: set[str] = frozenset({"bench"}), dry: bool = False,
               include: set[str] = frozenset(), executor: str = "local",
               log_dir: str | Path = "logs/pipeline") -> list[tuple[str, float]]:
@@ -319,7 +358,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-dir", default="logs/pipeline", help="the jobs' logs, one folder per job id")
     ap.add_argument("--profile", default=None,
                     help="set params.yaml's `profile` (small | paper) before anything runs (default: as it is)")
+    ap.add_argument("--write-grid", action="store_true",
+                    help=f"only rewrite {GRID_FILE} from params.yaml's `grid:` (every run refreshes it first)")
     args = ap.parse_args(argv)
+    if write_grid():
+        print(f"{GRID_FILE}: rewritten from params.yaml's grid", flush=True)
+    if args.write_grid:
+        return 0
     if args.profile is not None:
         before = set_profile(args.profile)
         if before != args.profile:

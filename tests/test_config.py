@@ -6,8 +6,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lowrank.config import (GROUP_KEY, PROFILES, load_group, load_params, load_spec, merge, resolve_group,
-                            resolve_spec, stage_params)
+from lowrank.config import (BASE_PATHS, GROUP_KEY, PROFILES, expand_grid, grid_node, load_group, load_params,
+                            load_spec, merge, resolve_group, resolve_spec, stage_params)
 
 PARAMS = {
     "profile": "small",
@@ -89,13 +89,22 @@ def test_a_group_shares_its_keys_and_each_run_keeps_its_own(tmp_path):
             resolve_group(PARAMS, key)
 
 
-RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats", "protocol"]
+RUN_SWEEPS = ["pretrain", "table1", "table1_text", "fig2", "fig3", "fig4", "fig5", "budget", "repeats", "protocol",
+              "regime"]
+
+
+def _entries(params, sweep):
+    """(key, node) of every entry of ``sweep``; a grid sweep's groups as lowrank.config expands them."""
+    grid = expand_grid(params)
+    if sweep in grid:
+        return [(k, grid_node(params, sweep, g["dataset"], g["seed"])) for k, g in grid[sweep].items()]
+    return list(params[sweep].items())
 
 
 def _runs_of(params, sweep, profile):
     """(name, resolved spec, the run's own node, the mapping it merges onto) of every run of ``sweep``: a
     group's runs (``runs:``) as `python -m lowrank sweep` resolves them, else the sweep's entries."""
-    for key, node in params[sweep].items():
+    for key, node in _entries(params, sweep):
         if GROUP_KEY in node:
             shared = resolve_spec(params, {k: v for k, v in node.items() if k != GROUP_KEY}, profile)
             for name, spec in resolve_group(params, f"{sweep}.{key}", profile).items():
@@ -184,6 +193,53 @@ def test_the_project_runs_keep_their_own_settings(real_params):
                             assert _at(spec, path) == value, (where, path)
                     mine = merge(parent, mine)
                 assert "inherit" not in spec and GROUP_KEY not in spec and not set(PROFILES) & set(spec)
+
+
+GRID = {
+    "profile": "small",
+    "budget": {"train": {"epochs": 30}, "paper": {"train": {"epochs": 250}}},
+    "grid": {"bases": {"digits": [0, 1, 2], "mnist1d": [3, 4]}, "sweeps": ["fig", "pre", "one"]},
+    "fig": {"digits": {"inherit": "budget", "runs": {"a": {"method": "svd"}, "b": {"method": "ieht", "seeds": [0, 2]}}},
+            "mnist1d": {"inherit": "budget", "train": {"epochs": 5}, "runs": {"a": {"method": "svd"}}}},
+    "pre": {"mnist1d": {"method": "dense", "train": {"epochs": 7, "random_state": 9}}},
+    "one": {"digits": {"seeds": [1], "runs": {"a": {"method": "svd"}}}},
+}
+
+
+def test_the_grid_expands_each_dataset_entry_into_one_group_per_seed():
+    """Group ``<dataset>_k<seed>``: the entry, its seed as train.random_state, the base of that seed under each
+    profile, and only the runs whose seeds include it; an entry's ``seeds`` restricts it."""
+    assert {s: list(g) for s, g in expand_grid(GRID).items()} == {
+        "fig": ["digits_k0", "digits_k1", "digits_k2", "mnist1d_k3", "mnist1d_k4"], "pre": ["mnist1d_k3", "mnist1d_k4"],
+        "one": ["digits_k1"]}
+    assert expand_grid(GRID)["fig"]["mnist1d_k4"] == {"sweep": "fig", "dataset": "mnist1d", "seed": 4}
+    k2 = resolve_group(GRID, "fig.digits_k2")
+    assert k2 == {"a": {"train": {"epochs": 30, "random_state": 2}, "base": "bases/digits_k2.safetensors",
+                        "method": "svd"},
+                  "b": {"train": {"epochs": 30, "random_state": 2}, "base": "bases/digits_k2.safetensors",
+                        "method": "ieht"}}
+    assert list(resolve_group(GRID, "fig.digits_k1")) == ["a"]          # b runs on seeds 0 and 2 only
+    paper = resolve_group(GRID, "fig.mnist1d_k3", "paper")["a"]
+    assert paper["base"] == BASE_PATHS["paper"].format(name="mnist1d_k3") == "runs/pretrain/mnist1d_k3/model.pt"
+    assert paper["train"] == {"epochs": 5, "random_state": 3}          # the entry's own epochs beat the budget's paper
+    # a single run per base (pre-training) takes the seed and no base; the seed wins over the entry's own
+    assert resolve_spec(GRID, "pre.mnist1d_k4") == {"method": "dense", "train": {"epochs": 7, "random_state": 4}}
+    assert grid_node(GRID, "one", "digits", 1)["train"] == {"random_state": 1}
+
+
+@pytest.mark.parametrize("edit, key, match", [
+    ({}, "fig.digits", r"fig.digits is the grid entry .* name one of them: digits_k0, digits_k1"),
+    ({}, "fig.digits_k3", r"no key 'fig.digits_k3' .*its groups: digits_k0"),
+    ({}, "one.digits_k0", r"no key 'one.digits_k0'"),
+    ({"grid": {"bases": {"digits": [0, 0]}, "sweeps": ["fig"]}}, "fig.digits_k0", "distinct seeds"),
+    ({"grid": {"bases": {"digits": [0]}}}, "fig.digits_k0", "keys bases .* and sweeps"),
+    ({"grid": {"bases": {"digits": [0]}, "sweeps": ["nope"]}}, "fig.digits_k0", r"sweeps=\['nope'\]"),
+    ({"one": {"digits": {"seeds": [5], "runs": {}}}}, "one.digits_k1", r"seeds=\[5\]; allowed: .*\[0, 1, 2\]"),
+    ({"fig": {"cifar": {}}}, "fig.cifar_k0", r"its keys are datasets of grid.bases \(digits, mnist1d\), not \['cifar'\]"),
+])
+def test_bad_grids_are_refused_with_the_key(edit, key, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_group({**GRID, **edit}, key)
 
 
 _keys = st.sampled_from("abcd")

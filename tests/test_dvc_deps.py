@@ -503,6 +503,65 @@ def test_stage_deps_cover_the_first_party_code_they_run(stages: list[Stage]) -> 
                     "stage's deps):\n" + format_findings(missing), pytrace=False)
 
 
+def params_read(params: dict, ref: str) -> set[str]:
+    """The keys of params.yaml that resolving ``ref`` (``params:<ref>`` of a command) reads: its own mapping (a grid
+    group: its ``<sweep>.<dataset>`` entry) and every mapping it or its runs ``inherit:``, transitively, under
+    either profile."""
+    from lowrank.config import GROUP_KEY, PROFILES, expand_grid, grid_node
+
+    sweep, _, name = ref.partition(".")
+    group = expand_grid(params).get(sweep, {}).get(name)
+    if group is not None:
+        keys, stack = {f"{sweep}.{group['dataset']}"}, [grid_node(params, sweep, group["dataset"], group["seed"])]
+    else:
+        node = params
+        for part in ref.split("."):
+            node = node[part]
+        keys, stack = {ref}, [node]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        key = node.get("inherit")
+        if key is not None and key not in keys:
+            keys.add(key)
+            parent = params
+            for part in key.split("."):
+                parent = parent[part]
+            stack.append(parent)
+        stack += [node.get(p) for p in PROFILES] + list((node.get(GROUP_KEY) or {}).values())
+    return keys
+
+
+def test_stage_params_cover_every_key_their_runs_read() -> None:
+    """A run stage lists, in its ``params``, every params.yaml key its runs resolve from, so that editing one
+    (a shared budget) re-runs it; and only those of its dataset (tests/test_grid.py)."""
+    from dvc.repo import Repo
+
+    from lowrank.config import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    checked = {}
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            cmds = [stage.cmd] if isinstance(stage.cmd, str) else stage.cmd
+            listed = {k for d in stage.deps if d.__class__.__name__ == "ParamsDependency" for k in d.params}
+            for ref in (m for c in cmds for m in re.findall(r"\bparams:(\S+)", c)):
+                missing = sorted(k for k in params_read(params, ref)
+                                 if not any(k == p or k.startswith(p + ".") for p in listed))
+                checked[stage.addressing] = missing
+    assert len(checked) > 40
+    assert {k: v for k, v in checked.items() if v} == {}
+
+
+def test_params_read_follows_inherit_through_groups_and_profiles() -> None:
+    params = {"grid": {"bases": {"d": [0]}, "sweeps": ["s"]}, "b0": {"x": 1}, "b1": {"inherit": "b0"},
+              "b2": {"y": 2}, "s": {"d": {"inherit": "b1", "runs": {"r": {"paper": {"inherit": "b2"}}}}},
+              "t": {"one": {"inherit": "b2"}}}
+    assert params_read(params, "s.d_k0") == {"s.d", "b1", "b0", "b2"}
+    assert params_read(params, "t.one") == {"t.one", "b2"}
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

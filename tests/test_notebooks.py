@@ -173,13 +173,12 @@ def test_fig2_notebook_without_runs_says_so(tmp_path: Path) -> None:
 
 
 def test_missing_runs_are_named_per_group_with_their_stage(tmp_path: Path) -> None:
-    """The groups of a sweep are dvc.yaml's stages writing under runs/<sweep>/ (one per params.yaml key of a
+    """The groups of a sweep are dvc.yaml's stages writing under runs/<sweep>/ (one per group of a
     foreach stage); a group counts as present in any of the folders searched, once one of its runs finished."""
-    import yaml
-
+    from lowrank.config import expand_grid, load_params
     from study.notebook import missing_groups, report_missing
 
-    keys = list(yaml.safe_load((ROOT / "params.yaml").read_text())[fig2.REPEATS_SWEEP])
+    keys = list(expand_grid(load_params(ROOT / "params.yaml"))[fig2.REPEATS_SWEEP])
     first, second = tmp_path / "runs", tmp_path / "evidence"
     (first / "repeats" / keys[0] / "svd").mkdir(parents=True)
     (first / "repeats" / keys[0] / "svd" / "metrics.json").write_text("{}")

@@ -164,3 +164,20 @@ def test_time_left_is_the_work_shared_by_the_workers_or_the_longest_chain():
     assert pipeline.time_left_s(everything - {"d"}, deps, costs, 8) == 30.0    # the chain a → b → c
     assert pipeline.time_left_s({"b", "c"}, deps, costs, 8) == 20.0             # a is done
     assert pipeline.time_left_s(set(), deps, costs, 2) == 0.0
+
+
+def test_write_grid_writes_the_expanded_groups_once_and_only_for_a_grid(tmp_path):
+    import yaml
+
+    params = tmp_path / "params.yaml"
+    out = tmp_path / "grid.yaml"
+    params.write_text("profile: small\n")
+    assert not pipeline.write_grid(params, out) and not out.exists()          # no grid: nothing to write
+    params.write_text("grid: {bases: {digits: [0, 2]}, sweeps: [s]}\ns: {digits: {runs: {a: {method: svd}}}}\n")
+    assert pipeline.write_grid(params, out)
+    assert yaml.safe_load(out.read_text()) == {"groups": {"s": {
+        "digits_k0": {"sweep": "s", "dataset": "digits", "seed": 0},
+        "digits_k2": {"sweep": "s", "dataset": "digits", "seed": 2}}}}
+    before = out.stat().st_mtime_ns
+    assert not pipeline.write_grid(params, out) and out.stat().st_mtime_ns == before   # unchanged: not rewritten
+

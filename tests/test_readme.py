@@ -44,12 +44,13 @@ def _make_targets() -> set[str]:
 
 
 def _dvc_stages() -> set[str]:
+    from study.notebook import foreach_items
+
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
     names = set(stages)
     for name, s in stages.items():
         if "foreach" in s:
-            names |= {f"{name}@{k}" for k in params[str(s["foreach"]).strip("${} ")]}
+            names |= {f"{name}@{k}" for k in foreach_items(s["foreach"], ROOT)}
     return names
 
 

@@ -105,10 +105,10 @@ def test_runs_made_from_another_base_file_are_left_out(tmp_path):
 def test_the_regime_sweep_pairs_each_iterative_level_with_one_shot_runs_of_its_cell():
     """params.yaml's regime sweep follows study.regime's cell rule: a one-shot run trains LEVELS_IN_WINDOW levels
     of an iterative run of the same learning rate, and every cell has both sides."""
-    from lowrank.config import load_params, resolve_group
+    from lowrank.config import expand_grid, load_params, resolve_group
 
     params = load_params("params.yaml")
-    for group in params["regime"]:
+    for group in expand_grid(params)["regime"]:
         specs = resolve_group(params, f"regime.{group}", "small")
         it = {(s["method_args"]["oialr_frequency"], s["train"]["lr"]) for s in specs.values() if s["method"] == "ieht"}
         one = {(s["train"]["epochs"] / regime.LEVELS_IN_WINDOW, s["train"]["lr"])

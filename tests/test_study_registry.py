@@ -150,14 +150,14 @@ def test_borrowed_runs_are_the_figures_own_settings(profile: str) -> None:
     local methods: the decisive sweep's IEHT / IFHT β = 0.8) would compare unlike runs if the specs drifted
     apart: each borrowed spec must equal the figure's own run on the same base with only the figure's axis
     (the depth schedule, local vs global) changed."""
-    from lowrank.config import load_params
+    from lowrank.config import expand_grid, load_params
     from study import fig4, fig5
 
     params = load_params(ROOT / "params.yaml")
     (names4,) = fig4.BORROWED.values()
     (names5,) = fig5.BORROWED.values()
     assert names4 == ("ieht_80",) and set(names5) == {"ieht_80", "ifht_80"}
-    for base in params[fig4.SWEEP]:
+    for base in expand_grid(params)[fig4.SWEEP]:
         (sweep,) = fig4.BORROWED
         borrowed = _spec(params, sweep, base, "ieht_80", profile)
         for schedule in ("increasing", "decreasing"):
@@ -165,7 +165,7 @@ def test_borrowed_runs_are_the_figures_own_settings(profile: str) -> None:
             assert own["method_args"].pop("oialr_depth_schedule") == schedule
             assert borrowed.get("method_args", {}).get("oialr_depth_schedule", "constant") == "constant"
             assert own == borrowed, (base, schedule)
-    for base in params[fig5.SWEEP]:
+    for base in expand_grid(params)[fig5.SWEEP]:
         (sweep,) = fig5.BORROWED
         for local, glob in fig5.PAIRS:
             own = _spec(params, fig5.SWEEP, base, glob, profile)
