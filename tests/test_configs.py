@@ -33,12 +33,16 @@ _RUN_CMD = re.compile(r"python -m lowrank (run|sweep) params:(\S+) --out (\S+)")
 def pipeline_runs(params: dict[str, Any], profile: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(output folder, resolved spec) of every run a ``dvc.yaml`` stage makes: ``run`` stages one spec,
     ``sweep`` stages one per run of the group (``<out>/<run name>``), ``foreach`` expanded over its keys."""
+    from study.notebook import foreach_items
+
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in stages.values():
-        body, keys = (stage["do"], list(params[stage["foreach"][2:-1]])) if "foreach" in stage else (stage, [None])
-        for key in keys:
+        body, items = (stage["do"], foreach_items(stage["foreach"], REPO)) if "foreach" in stage else (stage, {"": {}})
+        for key, item in items.items():
             cmd = body.get("cmd") if isinstance(body.get("cmd"), str) else ""
-            m = _RUN_CMD.search(cmd.replace("${key}", str(key)))
+            fields = item if isinstance(item, dict) else {}
+            cmd = re.sub(r"\$\{item\.(\w+)\}", lambda m: str(fields[m.group(1)]), cmd.replace("${key}", key))
+            m = _RUN_CMD.search(cmd)
             if m is None:
                 continue
             verb, ref, out = m.groups()

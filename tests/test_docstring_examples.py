@@ -20,7 +20,6 @@ PACKAGES = ("lowrank", "study", "theory")
 #: modules whose examples are still literal blocks, in files being rewritten on other branches of issue #35;
 #: strict, so each entry fails as soon as its module passes and must then be removed
 PENDING = {
-    "lowrank.config": "fixed by the merge of issue-35a (config.py's examples become doctests there)",
 }
 
 
