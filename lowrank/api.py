@@ -235,7 +235,8 @@ class CompressArguments(Config):
                              f"1–4) and runs in the training loop (python -m lowrank run); compress() allows the "
                              f"one-shot methods: {', '.join(ONE_SHOT_METHODS)}")
         if method not in ONE_SHOT_METHODS:
-            raise ValueError(f"method={method!r} is not a known one-shot method; allowed: {', '.join(ONE_SHOT_METHODS)}")
+            raise ValueError(f"method={method!r} is not a known one-shot method; allowed: "
+                             f"{', '.join(ONE_SHOT_METHODS)}")
         if (self.rank is None) == (self.params_fraction is None):
             raise ValueError(f"give exactly one of rank= and params_fraction= (got rank={self.rank!r}, "
                              f"params_fraction={self.params_fraction!r})")

@@ -16,12 +16,13 @@ Usage (a group of runs, resolved under ``params["profile"]`` or another profile)
     >>> params = {"profile": "small",
     ...           "budget": {"train": {"epochs": 30}, "paper": {"train": {"epochs": 250}}},
     ...           "grid": {"bases": {"digits": [0, 1]}, "sweeps": ["fig"]},
-    ...           "fig": {"digits": {"inherit": "budget", "runs": {
-    ...               "svd_r4": {"method": "svd", "method_args": {"rank": 4}, "paper": {"method_args": {"rank": 24}}}}}}}
+    ...           "fig": {"digits": {"inherit": "budget", "runs": {"svd_r4": {
+    ...               "method": "svd", "method_args": {"rank": 4}, "paper": {"method_args": {"rank": 24}}}}}}}
     >>> sorted(expand_grid(params)["fig"])
     ['digits_k0', 'digits_k1']
-    >>> resolve_group(params, "fig.digits_k1")["svd_r4"]
-    {'train': {'epochs': 30, 'random_state': 1}, 'base': 'bases/digits_k1.safetensors', 'method': 'svd', 'method_args': {'rank': 4}}
+    >>> run = resolve_group(params, "fig.digits_k1")["svd_r4"]
+    >>> run["train"], run["base"], run["method_args"]
+    ({'epochs': 30, 'random_state': 1}, 'bases/digits_k1.safetensors', {'rank': 4})
     >>> resolve_group(params, "fig.digits_k1", "paper")["svd_r4"]["method_args"]
     {'rank': 24}
     >>> resolve_spec(params, "budget", "paper")

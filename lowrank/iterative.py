@@ -267,8 +267,8 @@ class IterativeCompressor:
         """Swap the replaced parameters into ``optimizer`` in place, each into the group of the parameter it
         replaced, and set their state by the policy (:func:`lowrank.optim_state.update_optimizer_after_change`);
         returns ``optimizer``, so schedulers and wrappers holding it (Hugging Face's ``AcceleratedOptimizer``) stay
-        valid. Harmless when nothing changed. ``group_of(p)`` places a new parameter without a predecessor in the optimizer (default: it
-        is left out, as its predecessor was)."""
+        valid. Harmless when nothing changed. ``group_of(p)`` places a new parameter without a predecessor in the
+        optimizer (default: it is left out, as its predecessor was)."""
         update_optimizer_after_change(
             optimizer, self.model, self._synced, self._rotations, policy=self.policy,
             second_moment=self.second_moment, group_of=group_of, is_main=self.loop.is_main,

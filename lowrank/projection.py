@@ -29,8 +29,8 @@ from .surgery import CompressionReport, compress_model, compress_model_tt
 from .tt import max_tt_ranks, tt_num_params, tt_ranks_for, tt_shape_for
 from .utils import make_generator
 
-__all__ = ["RANK_RULES", "Projection", "batch_size", "measure_statistics", "pick_fisher_estimator", "spectrum", "uniform_ranks",
-           "energy_ranks", "check_rank_one_fits", "tt_caps", "project_targets"]
+__all__ = ["RANK_RULES", "Projection", "batch_size", "measure_statistics", "pick_fisher_estimator", "spectrum",
+           "uniform_ranks", "energy_ranks", "check_rank_one_fits", "tt_caps", "project_targets"]
 
 #: how a ``params_fraction`` becomes per-layer ranks
 RANK_RULES = ("uniform", "energy")

@@ -333,7 +333,8 @@ class Trainer:
 
     def train_loader(self, epoch: int):
         from torch.utils.data import DataLoader
-        return DataLoader(self.train_set, batch_sampler=self.epoch_batches(epoch), collate_fn=collate_of(self.train_set))
+        return DataLoader(self.train_set, batch_sampler=self.epoch_batches(epoch),
+                          collate_fn=collate_of(self.train_set))
 
     def calibration_loader(self, batch_size: int = 64):
         if self.calib_set is None:

@@ -19,8 +19,8 @@ from typing import Callable, NamedTuple, Sequence, Union
 
 import pandas as pd
 
-__all__ = ["ROOT", "EVIDENCE_DIR", "EXPLORE_OUT", "Folders", "folders", "foreach_items", "missing_groups", "missing_line",
-           "report_missing", "publish_figure_or_missing"]
+__all__ = ["ROOT", "EVIDENCE_DIR", "EXPLORE_OUT", "Folders", "folders", "foreach_items", "missing_groups",
+           "missing_line", "report_missing", "publish_figure_or_missing"]
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the committed runs of the extended parameter set (:mod:`study.evidence`), read after ``runs/``

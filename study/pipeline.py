@@ -15,9 +15,10 @@ Why: the sweeps are dozens of independent single-threaded runs (``train.threads:
 several ``dvc repro -s <stage>`` processes run at once: it holds the repository lock only while it
 reads and writes ``dvc.lock``, not while a stage's command runs. So we schedule the stage graph
 ourselves — a stage starts when the stages it depends on are done, the longest remaining chain of
-expected seconds first (``meta: {cost_s: …}`` hints in dvc.yaml) — with a pool of ``--jobs`` workers. Each stage is reproduced by DVC itself, so its lock entry, cache and
-outputs are exactly what ``dvc repro`` would leave; a final plain ``dvc repro`` of the same targets
-finds nothing left to do (or reproduces what went stale while the stages ran).
+expected seconds first (``meta: {cost_s: …}`` hints in dvc.yaml) — with a pool of ``--jobs`` workers. Each
+stage is reproduced by DVC itself, so its lock entry, cache and outputs are exactly what ``dvc repro`` would
+leave; a final plain ``dvc repro`` of the same targets finds nothing left to do (or reproduces what went stale
+while the stages ran).
 
 Parameter sets: a stage whose ``meta`` says ``set: extended`` (the text chain, the budget axis, Figure 2's
 families, Figures 4 and 5) is left out unless ``--with extended`` asks for it. Unlike ``--skip``, the stages

@@ -235,7 +235,8 @@ def test_the_grid_expands_each_dataset_entry_into_one_group_per_seed():
     ({"grid": {"bases": {"digits": [0]}}}, "fig.digits_k0", "keys bases .* and sweeps"),
     ({"grid": {"bases": {"digits": [0]}, "sweeps": ["nope"]}}, "fig.digits_k0", r"sweeps=\['nope'\]"),
     ({"one": {"digits": {"seeds": [5], "runs": {}}}}, "one.digits_k1", r"seeds=\[5\]; allowed: .*\[0, 1, 2\]"),
-    ({"fig": {"cifar": {}}}, "fig.cifar_k0", r"its keys are datasets of grid.bases \(digits, mnist1d\), not \['cifar'\]"),
+    ({"fig": {"cifar": {}}}, "fig.cifar_k0",
+     r"its keys are datasets of grid.bases \(digits, mnist1d\), not \['cifar'\]"),
 ])
 def test_bad_grids_are_refused_with_the_key(edit, key, match):
     with pytest.raises(ValueError, match=match):

@@ -132,7 +132,8 @@ def test_depth_schedules_redistribute_the_same_budget(L, beta, rule):
     const = layer_thresholds(names, beta, "constant", rule)
     inc = layer_thresholds(names, beta, "increasing", rule)
     dec = layer_thresholds(names, beta, "decreasing", rule)
-    err = (lambda d: np.array([1 - d[n] for n in names])) if rule == "energy" else (lambda d: np.array([d[n] for n in names]))
+    err = ((lambda d: np.array([1 - d[n] for n in names])) if rule == "energy"
+           else (lambda d: np.array([d[n] for n in names])))
     e_c, e_i, e_d = err(const), err(inc), err(dec)
     # increasing: later layers tolerate more error; decreasing: the reverse
     # e = 1 − (1 − (1 − β)·scale) or β·scale: O(1) values (≤ 1.5) from ≤ 4 rounded operations each; the

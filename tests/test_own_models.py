@@ -154,7 +154,8 @@ def test_conv1d_axis_convention():
     x = torch.randn(5, 32, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     assert (lin.out_features, lin.in_features) == (128, 32)
     # addmm vs linear: the same 32-term dot products in possibly another order
-    torch.testing.assert_close(lin(x), conv(x), rtol=0, atol=4 * 32 * EPS32 * float((x.abs() @ conv.weight.detach().abs()).max()))
+    torch.testing.assert_close(lin(x), conv(x), rtol=0,
+                               atol=4 * 32 * EPS32 * float((x.abs() @ conv.weight.detach().abs()).max()))
     model = _gpt2()
     lowrank.compress(model, method="svd", rank=3, targets=["transformer.h.0.mlp.c_fc"])
     f = truncated_svd(conv.weight.detach().mT.contiguous(), 3)

@@ -13,10 +13,14 @@ from study import pipeline
 DVC_YAML = """
 stages:
   a:
-    cmd: python -c "import time; open('a.t','w').write(repr(time.time())); time.sleep(1.5); open('a.t','a').write(' '+repr(time.time()))" && echo a > a.txt
+    cmd: >-
+      python -c "import time; open('a.t','w').write(repr(time.time())); time.sleep(1.5);
+      open('a.t','a').write(' '+repr(time.time()))" && echo a > a.txt
     outs: [a.txt, a.t]
   b:
-    cmd: python -c "import time; open('b.t','w').write(repr(time.time())); time.sleep(1.5); open('b.t','a').write(' '+repr(time.time()))" && echo b > b.txt
+    cmd: >-
+      python -c "import time; open('b.t','w').write(repr(time.time())); time.sleep(1.5);
+      open('b.t','a').write(' '+repr(time.time()))" && echo b > b.txt
     outs: [b.txt, b.t]
   c:
     cmd: cat a.txt b.txt > c.txt
@@ -72,7 +76,8 @@ def test_reproduce_sets_the_run_cache_for_its_stages_only(project, monkeypatch):
     """The stages see ``OPFACT_RUN_CACHE``; the caller's process does not keep it (a later run in that
     process would otherwise restore a cached finished run instead of running)."""
     seen = []
-    monkeypatch.setattr(pipeline, "_repro_one", lambda n: (seen.append(os.environ.get("OPFACT_RUN_CACHE")), (n, 0.0))[1])
+    monkeypatch.setattr(pipeline, "_repro_one",
+                        lambda n: (seen.append(os.environ.get("OPFACT_RUN_CACHE")), (n, 0.0))[1])
     pipeline.reproduce(jobs=1, skip=set())
     assert seen and set(seen) == {"cache/runs"}
     assert "OPFACT_RUN_CACHE" not in os.environ

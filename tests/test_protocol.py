@@ -179,7 +179,8 @@ def test_trp_step_mode_is_the_literal_reading_and_is_inert_at_table3_values(base
 #: for each method key, a value other than the default (per method where it must differ) that must change
 #: what the method does; a key missing here fails test_every_method_key_has_a_variant
 VARIANTS = {
-    "rank": 3, "train": "core", "fisher_labels": "empirical", "fwsvd_axis": "columns", "asvd_ridge": 10.0, "tfwsvd_tol": 0.5,
+    "rank": 3, "train": "core", "fisher_labels": "empirical", "fwsvd_axis": "columns", "asvd_ridge": 10.0,
+    "tfwsvd_tol": 0.5,
     "tt_rank": 3, "tt_cores": 2, "fwttm_sweeps": 1,
     "trp_threshold": 0.6, "trp_frequency": 3, "nuclear_norm_weight": 0.05, "nuclear_norm_frequency": 1,
     "nuclear_norm_mode": "step", "oialr_depth_schedule": "increasing", "oialr_min_rank_percent": 0.5,
@@ -273,6 +274,7 @@ def test_the_rank_floor_is_logged_as_a_fraction_of_target_parameters(base, cache
 
     import pandas as pd
     from study.fig2 import floor_text
-    runs = pd.DataFrame({"dataset": ["d", "d"], "method": ["ieht", "svd"], "floor_compression_ratio_target": [0.0417, None]})
+    runs = pd.DataFrame({"dataset": ["d", "d"], "method": ["ieht", "svd"],
+                         "floor_compression_ratio_target": [0.0417, None]})
     assert "4.17% of target parameters (the budget is 1.68× the floor" in floor_text(runs, "d", 0.07)
     assert "unreachable" in floor_text(runs, "d", 0.04)

@@ -197,7 +197,8 @@ class IterativeHardThresholding(Method):
     def check_budget(self, *, steps: int, epochs: int, calibration_samples: int) -> None:
         horizon = steps if self.kind == "step" else epochs
         if self.delay >= horizon:
-            raise ValueError(f"delay={self.delay} is beyond the run ({horizon} {self.kind}s); allowed: 0 ≤ delay < {horizon}")
+            raise ValueError(f"delay={self.delay} is beyond the run ({horizon} {self.kind}s); "
+                             f"allowed: 0 ≤ delay < {horizon}")
         if self.weighted:
             check_fisher_samples(calibration_samples, self.fisher_samples)
 
@@ -228,7 +229,8 @@ class IterativeHardThresholding(Method):
         # every rank converts (same shapes); rank 0's factors are then broadcast, since SVDs on
         # different ranks may differ in sign
         conv = conv1d_class()
-        self.conv1d = [n for n in loop.target_names if conv is not None and isinstance(loop.model.get_submodule(n), conv)]
+        self.conv1d = [n for n in loop.target_names
+                       if conv is not None and isinstance(loop.model.get_submodule(n), conv)]
         to_low_rank(loop.model, {"include": loop.target_names})
         loop.sync_structure(loop.target_names)
         self.converted = True

@@ -2,8 +2,8 @@
 
 ``svd`` (Eq. 4), ``fwsvd`` (Eq. 5 with row-summed diagonal Fisher), ``tfwsvd`` (Eq. 5 with the full
 diagonal Fisher; multi-start ALS run until a sweep changes the objective by at most ``tfwsvd_tol``
-relative, :func:`lowrank.linalg.element_weighted_projection`), ``asvd`` (Eq. 7, activation-aware). The projection happens once, before the first
-step, on the pre-trained base; the rest of the budget fine-tunes.
+relative, :func:`lowrank.linalg.element_weighted_projection`), ``asvd`` (Eq. 7, activation-aware). The
+projection happens once, before the first step, on the pre-trained base; the rest of the budget fine-tunes.
 
 FWSVD's axis (``fwsvd_axis``): Hsu et al. write a layer as ``y = x W`` with ``W`` (in × out) and weight its
 rows; the paper sums the diagonal Fisher "column-wise, making the approximation identical for each row".
