@@ -258,3 +258,21 @@ def test_walkthrough_runs_live_and_checks_eckart_young(tmp_path: Path) -> None:
     steps = pd.read_csv(out / "tables" / f"{walkthrough.IEHT_CUT}.csv").set_index("step")
     lhs, rhs = (float(v) for v in steps.loc["4. drop the tail", "value"].split(" vs "))
     assert lhs == pytest.approx(rhs, rel=1e-3)
+
+
+def test_every_parameter_a_stage_passes_is_one_the_notebook_has() -> None:
+    """papermill injects an unknown ``-p name`` silently: a stage's parameters must be the notebook's own."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    checked = 0
+    for stage in stages.values():
+        for var in stage.get("vars") or []:
+            if not isinstance(var, dict) or "nb" not in var:
+                continue
+            params = next(c for c in _read(var["nb"]).cells if "parameters" in c.metadata.get("tags", [])).source
+            own = set(re.findall(r"^(\w+) = ", params, flags=re.M))
+            passed = set(re.findall(r"-p (\w+) ", str(var.get("args", "")) + " "))
+            assert passed <= own, f"{var['nb']}: the stage passes {sorted(passed - own)}, not parameters of it"
+            checked += 1
+    assert checked == len(NOTEBOOKS)
