@@ -179,15 +179,9 @@ def run_sweep(specs: Mapping[str, Mapping[str, Any]], out_dir: str | Path, *, ki
     """A group's runs (:func:`lowrank.config.resolve_group`) as one job array, one task per run, each into
     ``out_dir/<run>/`` as :func:`lowrank.experiment.run_group` writes them; returns run → final metrics.
     Every spec is validated before anything is submitted; Ctrl-C cancels the array's tasks."""
-    from .experiment import validate_spec
+    from .experiment import validate_group
 
-    if not specs:
-        raise ValueError("run_sweep: no runs given")
-    for run, spec in specs.items():
-        try:
-            validate_spec(spec)
-        except ValueError as err:
-            raise ValueError(f"run {run!r}: {err}") from None
+    validate_group(specs, "run_sweep")
     runs: Sequence[str] = list(specs)
     out = Path(out_dir).resolve()
     ex = make_executor(kind, log_dir, name, resources)

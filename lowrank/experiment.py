@@ -51,7 +51,7 @@ from .train import Trainer, apply_structure, validate_train_config
 from .utils import _atomic_path, file_sha256, set_random_state
 
 __all__ = ["RunSpec", "SPEC_DEFAULTS", "RUN_CACHE_ENV", "RUN_OUTPUTS", "validate_spec", "run_identity", "run_lock",
-           "run_experiment", "run_group", "load_base"]
+           "run_experiment", "validate_group", "run_group", "load_base"]
 
 #: environment variable naming the persistent run cache (module docstring)
 RUN_CACHE_ENV = "OPFACT_RUN_CACHE"
@@ -305,6 +305,17 @@ def _run(s: dict[str, Any], out: Path, ident: dict[str, str] | None, entry: Path
     return final
 
 
+def validate_group(specs: Mapping[str, Mapping[str, Any]], who: str) -> None:
+    """Every spec of a group valid (:func:`validate_spec`), before any run starts; the error names the run."""
+    if not specs:
+        raise ValueError(f"{who}: no runs given")
+    for name, spec in specs.items():
+        try:
+            validate_spec(spec)
+        except ValueError as err:
+            raise ValueError(f"run {name!r}: {err}") from None
+
+
 def run_group(specs: Mapping[str, Mapping[str, Any]], out_dir: str | Path, *, cache_dir: str | Path | None = None,
               progress: bool = True) -> dict[str, dict[str, Any]]:
     """Run a group of experiments (:func:`lowrank.config.resolve_group`) one after another in this process,
@@ -312,13 +323,7 @@ def run_group(specs: Mapping[str, Mapping[str, Any]], out_dir: str | Path, *, ca
     run starts, so a bad key in the last run fails in seconds, not after the others."""
     from tqdm.auto import tqdm
 
-    if not specs:
-        raise ValueError("run_group: no runs given")
-    for name, spec in specs.items():
-        try:
-            validate_spec(spec)
-        except ValueError as err:
-            raise ValueError(f"run {name!r}: {err}") from None
+    validate_group(specs, "run_group")
     out = Path(out_dir)
     finals: dict[str, dict[str, Any]] = {}
     for name, spec in tqdm(list(specs.items()), desc="runs", unit="run", disable=not progress):

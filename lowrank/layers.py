@@ -79,6 +79,19 @@ def factorization_pays(out_features: int, in_features: int, rank: int, *, core: 
     return cost < out_features * in_features
 
 
+def _factors_of(linear: nn.Module, rank: int | None, factors: LowRankFactors | None,
+                name: str) -> tuple[LowRankFactors, torch.Tensor | None]:
+    """A dense layer's factors (``factors``, else its truncated SVD at ``rank``, ``None`` = full rank) and bias."""
+    if not is_linear_like(linear):
+        raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
+    linear = as_linear(linear)
+    W = linear.weight.detach()
+    validate_weight(W, name)
+    if factors is None:
+        factors = truncated_svd(W, min(W.shape) if rank is None else rank, name=name)
+    return factors, (linear.bias.detach() if linear.bias is not None else None)
+
+
 class LowRankLinear(nn.Module):
     """``y = x V Sᵀ Uᵀ + b`` — training form of OIALR / IEHT / IFHT (Algorithm 1 of the paper, arXiv 2507.09428).
 
@@ -136,16 +149,7 @@ class LowRankLinear(nn.Module):
                     name: str = "linear") -> "LowRankLinear":
         """Factorise a dense layer: truncated SVD at ``rank`` (``None`` = full rank), or given ``factors``
         (e.g. from a Fisher-weighted projection)."""
-        if not is_linear_like(linear):
-            raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
-        linear = as_linear(linear)
-        W = linear.weight.detach()
-        validate_weight(W, name)
-        if factors is None:
-            rank = min(W.shape) if rank is None else rank
-            factors = truncated_svd(W, rank, name=name)
-        b = linear.bias.detach() if linear.bias is not None else None
-        return cls.from_factors(factors, b)
+        return cls.from_factors(*_factors_of(linear, rank, factors, name))
 
     def dense_weight(self) -> torch.Tensor:
         """``U S Vᵀ`` (out × in). Costs ``m·n·k``; used for conversions and checks, not in forward."""
@@ -243,15 +247,7 @@ class FactorizedLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, rank: int | None = None, *, factors: LowRankFactors | None = None,
                     name: str = "linear") -> "FactorizedLinear":
-        if not is_linear_like(linear):
-            raise ValueError(f"{name}: expected nn.Linear or Conv1D, got {type(linear).__name__}")
-        linear = as_linear(linear)
-        W = linear.weight.detach()
-        validate_weight(W, name)
-        if factors is None:
-            factors = truncated_svd(W, min(W.shape) if rank is None else rank, name=name)
-        b = linear.bias.detach() if linear.bias is not None else None
-        return cls.from_factors(factors, b)
+        return cls.from_factors(*_factors_of(linear, rank, factors, name))
 
     def to_linear(self) -> nn.Linear:
         lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
