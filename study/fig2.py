@@ -30,6 +30,7 @@ from .matched import WINDOW, budget_gaps, budget_summary, decisive_table, roles
 from .pareto import best_accuracy_metrics
 from .regime import SWEEP as REGIME_SWEEP, regime_text
 from .registry import Artifact, Inputs, register
+from .runs import same_base_files
 from .style import method_colors, no_runs_axes
 from .verdicts import (MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decide_fronts, decide_over_seeds, seed_directions,
                        front_comparison_text, front_gap_over_seeds, over_seeds_text, per_dataset_verdicts, seeds_of,
@@ -71,6 +72,7 @@ def figure_rows(fig2_rows: pd.DataFrame, repeats_rows: pd.DataFrame, repeats_run
                         & (roles(repeats_runs) != "one-shot, S only")] if len(repeats_runs) else repeats_runs
     extra = repeats_rows[repeats_rows["run"].isin(set(keep["run"]))] if len(keep) and len(repeats_rows) \
         else repeats_rows.iloc[0:0]
+    extra, _ = same_base_files(extra, fig2_rows)   # never a figure or claim (c) across base files
     extra = extra.assign(run="repeats/" + extra["run"].astype(str))
     parts = [d for d in (fig2_rows, extra) if len(d)]
     return pd.concat(parts, ignore_index=True) if parts else fig2_rows
@@ -400,6 +402,8 @@ def verdict_energy_vs_sigma_max(points: pd.DataFrame, noise: Noise, first_cuts: 
 def verdicts(inputs: Inputs) -> list[Verdict]:
     decisive = inputs.memo("decisive", lambda: decisive_table(inputs.runs(REPEATS_SWEEP), inputs.points(REPEATS_SWEEP)))
     rep = inputs.runs(REPEATS_SWEEP)
+    inputs.note_left_out(same_base_files(rep, inputs.runs(SWEEP), "runs of runs/repeats for Figure 2 and claim (c)",
+                                         "dvc repro fig2@{base} repeats@{base}")[1])
     # claim (c) over every seed that has both: OIALR (runs/fig2) against the decisive sweep's IEHT
     points = figure_rows(inputs.points(SWEEP), inputs.points(REPEATS_SWEEP), rep, seed=None)
     # claim (c) needs OIALR, which only runs/fig2 runs: its datasets only

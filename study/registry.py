@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from .runs import (BASES, RunsDirs, bases_of, borrowed_runs, load_points, load_rank_trajectories, load_runs,
-                   run_roots)
+                   run_roots, same_base_files)
 from .verdicts import NOISE_SWEEP, Noise, Verdict, noise_level, single_seed
 
 __all__ = ["Artifact", "ARTIFACTS", "Inputs", "register", "artifacts", "sweeps", "claim_order", "from_points",
@@ -128,6 +128,11 @@ class Inputs:
         self.primary = self.runs_dir[0]
         self.reports_dir = Path(reports_dir)
         self._memo: dict[Any, Any] = {}
+        #: runs left out of a comparison because they were made from another base file (study.runs.same_base_files)
+        self.left_out: list[str] = []
+
+    def note_left_out(self, notes: list[str]) -> None:
+        self.left_out += [n for n in notes if n not in self.left_out]
 
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
         """``make()`` the first time ``key`` is asked for, the same object afterwards."""
@@ -147,8 +152,14 @@ class Inputs:
         (:func:`study.runs.borrowed_runs`); a borrowed point keeps its own ``sweep`` and ``run``."""
         own = self.points(sweep)
         bases = bases_of(self.runs(sweep))
-        parts = [own] + [load_points(self.runs_dir, other, borrowed_runs(self.runs(other), names, bases))
-                         for other, names in (borrowed or {}).items()]
+        parts = [own]
+        for other, names in (borrowed or {}).items():
+            # a borrowed run counts only if it was made from the same base file as this sweep's runs
+            runs, notes = same_base_files(borrowed_runs(self.runs(other), names, bases), self.runs(sweep),
+                                          f"runs of runs/{other} borrowed by runs/{sweep}",
+                                          f"dvc repro {sweep}@{{base}} {other}@{{base}}")
+            self.note_left_out(notes)
+            parts.append(load_points(self.runs_dir, other, runs))
         parts = [p for p in parts if not p.empty]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else own)
 

@@ -170,6 +170,16 @@ def _provenance_lines(inputs: Inputs) -> list[str]:
             + " was made by this run of the pipeline.", ""]
 
 
+def _left_out_section(inputs: Inputs) -> list[str]:
+    """The runs no verdict used because they were made from another base file than those they would be
+    compared with (:func:`study.runs.same_base_files`), with the commands that re-make them."""
+    if not inputs.left_out:
+        return []
+    return ["## Runs left out: made from another base file", "",
+            "No comparison mixes runs made from different files of a base (the committed evidence of the extended "
+            "set predates the committed bases):", "", *[f"- {n}" for n in inputs.left_out], ""]
+
+
 def _bases_section(inputs: Inputs) -> list[str]:
     """The bases and their convergence check (:func:`study.bases.base_table`)."""
     table = base_table(inputs.points(BASES))
@@ -223,6 +233,7 @@ def write_report(runs_dir: str | Path = "runs", reports_dir: str | Path = "repor
         "",
         markdown_table(glance_frame(verdicts)),
         "",
+        *_left_out_section(inputs),
         "## The numbers behind each verdict",
         "",
         *verdict_sections(verdicts),

@@ -34,7 +34,7 @@ import pandas as pd
 from .families import IHT_FAMILY
 
 __all__ = ["BASES", "RunsDirs", "run_roots", "read_run", "load_runs", "load_points", "load_rank_trajectories",
-           "borrowed_runs", "bases_of"]
+           "borrowed_runs", "bases_of", "same_base_files"]
 
 #: the sweep of pre-trained bases every compression run starts from (the paper's Table 3, "Base Training")
 BASES = "pretrain"
@@ -180,6 +180,24 @@ def borrowed_runs(runs: pd.DataFrame, names: tuple[str, ...] | list[str], bases:
         return runs
     wanted = {f"{b}/{n}" for b in bases for n in names}
     return runs[runs["run"].isin(wanted)].reset_index(drop=True)
+
+
+def same_base_files(frame: pd.DataFrame, like: pd.DataFrame, what: str = "runs",
+                    command: str = "") -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``frame`` (runs or points of one sweep) made from a base file that ``like``'s runs on the
+    same base were made from (the base folder, ``digits_k0``, and the file's content hash the run recorded; an
+    unrecorded hash only matches an unrecorded one), and a note per base whose rows were left out, naming
+    ``what`` and the ``command`` that re-makes them: no comparison mixes runs made from different base files."""
+    if frame.empty or like.empty or "base_sha256" not in frame or "base_sha256" not in like:
+        return frame, []
+    def key(d: pd.DataFrame) -> pd.Series:
+        return d["run"].astype(str).str.split("/").str[0] + "|" + d["base_sha256"].fillna("").astype(str)
+    ok = key(frame).isin(set(key(like)))
+    notes = [f"{g['run'].nunique()} {what} on {base} made from another file of that base than the runs they "
+             f"would be compared with (left out" + (f"; re-make them with `{command.format(base=base)}`" if command
+                                                    else "") + ")"
+             for base, g in frame[~ok].groupby(frame.loc[~ok, "run"].astype(str).str.split("/").str[0])]
+    return frame[ok], notes
 
 
 def bases_of(runs: pd.DataFrame) -> set[str]:
