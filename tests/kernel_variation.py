@@ -37,16 +37,12 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from study.stability import KERNEL_SETTINGS
+
 ROOT = Path(__file__).resolve().parent.parent
 NUMERIC_TESTS = ("tests/test_linalg.py", "tests/test_fisher.py", "tests/test_tt.py", "tests/test_methods.py",
                  "tests/test_tenbcd.py", "tests/theory")
-SETTINGS: dict[str, dict[str, str]] = {
-    "base": {},
-    "threads1": {"OPFACT_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-    "mkl_avx2": {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"},
-    "mkl_sse42": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "default"},
-    "mkl_cbwr": {"MKL_CBWR": "COMPATIBLE"},
-}
+SETTINGS = KERNEL_SETTINGS   # one list of settings: study.stability re-makes verdicts under the same
 # Variables of ours that a caller's environment must not leak into the base setting.
 _CONTROLLED = sorted({k for env in SETTINGS.values() for k in env})
 
