@@ -330,7 +330,7 @@ def verdict_iterative_vs_oneshot(decisive: pd.DataFrame, runs: pd.DataFrame | No
     dsets = sorted(decisive["dataset"].unique(), key=str)
     for ds in dsets:
         rows = decisive[decisive["dataset"] == ds]
-        lab = f"(b) {ds}" if len(dsets) > 1 else "(b)"
+        lab = f"(b) {ds}"
         main = rows[rows["comparison"] == "iterative − one-shot"]
         if main.empty:
             out.append(Verdict(lab, statement, paper_txt, "no runs", f"{ds}: no iterative or one-shot runs"))
@@ -348,6 +348,9 @@ def verdict_iterative_vs_oneshot(decisive: pd.DataFrame, runs: pd.DataFrame | No
             way = seed_directions(table["mean_gap"]) if table is not None else ""
             verdict = (f"inconclusive (coverage: no seed's comparison covers {100 * MIN_COVERAGE:.0f}% of the "
                        f"window's budgets; left out: {m['left out']}" + (f"; {way}" if way else "") + ")")
+        regime = _regime_words(runs, ds).strip().removeprefix("Regime: ").rstrip(".")
+        if regime:   # every (b) verdict states the regime it holds in (the paper's is the regime sweep's)
+            verdict = f"{verdict}, in a short regime: {regime}"
         out.append(Verdict(lab, statement, paper_txt, verdict, ev, effect=iv.effect_text(),
                            interval=iv.bounds_text(), sizes=f"{m['budgets']} (coverage per seed {m['coverage']})",
                            datasets=str(ds), seeds=_seeds_text(m["per seed"])))
@@ -377,7 +380,9 @@ def verdict_energy_vs_sigma_max(points: pd.DataFrame, noise: Noise, first_cuts: 
         a, b = d[d["method"] == "ieht"], d[d["method"] == "oialr"]
         if a.empty or b.empty:
             missing = " and ".join(m for m, g in (("ieht", a), ("oialr", b)) if g.empty)
-            return Verdict(lab, statement, paper_txt, "no runs", f"{ds}: no compressed {missing} points")
+            return Verdict(lab, statement, paper_txt, "no runs",
+                           f"{ds}: no compressed {missing} points made from the base files of runs/{SWEEP}'s OIALR "
+                           f"runs (the decisive sweep's runs from other base files are listed under 'Runs left out')")
         shared = sorted(set(seeds_of(a)) & set(seeds_of(b)))
         if len(shared) >= MIN_SEEDS:
             # each seed's IEHT front (the decisive sweep's runs on that base) against its OIALR front

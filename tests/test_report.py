@@ -207,7 +207,13 @@ def test_iterative_vs_oneshot_verdict(synthetic: Path, tmp_path: Path) -> None:
     runs have no evaluation near the window's budgets (coverage)."""
     runs, points = load_runs(synthetic, "repeats"), load_points(synthetic, "repeats")
     vs = fig2.verdict_iterative_vs_oneshot(matched.decisive_table(runs, points), runs)
-    assert [(v.claim, v.verdict) for v in vs] == [("(b) digits", "reproduced"), ("(b) mnist1d", "reproduced")]
+    assert [(v.claim, v.verdict.split(",")[0]) for v in vs] == [("(b) digits", "reproduced"),
+                                                                 ("(b) mnist1d", "reproduced")]
+    # every (b) verdict states its regime: steps per rank level against the paper's, learning rate, β
+    cut = runs.assign(**{"spec.method_args.oialr_frequency": 2.0, "spec.method_args.oialr_threshold": 0.9})
+    text = fig2.verdict_iterative_vs_oneshot(matched.decisive_table(cut, points), cut)[0].verdict
+    assert text.startswith("reproduced, in a short regime: 20 steps per rank level = 1/391.0 of the paper's 7,820; "
+                           "lr 0.001 (the paper's: 1e-4); β 0.9"), text
     assert all(v.seeds.startswith("0, 1, 2") and "(95 % t, 3 seeds)" in v.interval for v in vs)
     assert "What trains" in vs[0].evidence and "one-shot (S only) − one-shot: -0.0200" in vs[0].evidence
     flipped = write_synthetic_runs(tmp_path / "flip", iterative_scale=0.05, oneshot_scale=0.02)
