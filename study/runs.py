@@ -189,14 +189,15 @@ def same_base_files(frame: pd.DataFrame, like: pd.DataFrame, what: str = "runs",
     unrecorded hash only matches an unrecorded one; a base ``like`` has no runs on is kept: nothing to mix
     with), and a note per base whose rows were left out, naming ``what`` and the ``command`` that re-makes
     them: no comparison mixes runs made from different base files."""
-    if frame.empty or like.empty or "base_sha256" not in frame or "base_sha256" not in like:
+    if frame.empty or like.empty or "run" not in frame or "run" not in like:
         return frame, []
 
     def folder(d: pd.DataFrame) -> pd.Series:
         return d["run"].astype(str).str.split("/").str[0]
 
-    def key(d: pd.DataFrame) -> pd.Series:
-        return folder(d) + "|" + d["base_sha256"].fillna("").astype(str)
+    def key(d: pd.DataFrame) -> pd.Series:   # runs made before hashes were recorded have none
+        sha = d["base_sha256"] if "base_sha256" in d else pd.Series("", index=d.index)
+        return folder(d) + "|" + sha.fillna("").astype(str)
     ok = key(frame).isin(set(key(like))) | ~folder(frame).isin(set(folder(like)))
     notes = [f"{g['run'].nunique()} {what} on {base} made from another file of that base than the runs they "
              f"would be compared with (left out" + (f"; re-make them with `{command.format(base=base)}`" if command
