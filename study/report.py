@@ -127,11 +127,11 @@ def mlrc_summary(verdicts: Sequence[Verdict], inputs: Inputs) -> list[str]:
         "",
         "**What reproduced.**",
         "",
-        *(items(lambda v: v in exp and v.verdict == "reproduced") or ["- none of the experimental claims"]),
+        *(items(lambda v: v in exp and v.verdict.startswith("reproduced")) or ["- none of the experimental claims"]),
         "",
         "**What did not reproduce.**",
         "",
-        *(items(lambda v: v in exp and v.verdict == "not reproduced") or ["- none of the experimental claims"]),
+        *(items(lambda v: v in exp and v.verdict.startswith("not reproduced")) or ["- none of the experimental claims"]),
         "",
         "**Inconclusive.**",
         "",
@@ -274,7 +274,7 @@ def summary_line(verdicts: Sequence[Verdict]) -> str:
     boundary while its corrected form holds is not counted with experiments that did not reproduce."""
     parts = []
     for kind, label in _KIND_LABELS.items():
-        vs = [v.verdict.split(" (")[0] for v in verdicts if kind_of(v) == kind]
+        vs = [v.verdict.split(" (")[0].split(", in a short regime")[0] for v in verdicts if kind_of(v) == kind]
         if vs:
             counts = pd.Series(vs).value_counts()
             parts.append(f"{label}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
