@@ -5,8 +5,8 @@ let fine-tuning "improve" on it and confound every comparison made on it.
 >>> from study.bases import base_table
 >>> from study.runs import load_points
 >>> table = base_table(load_points("reports/evidence/runs", "pretrain"))  # one row per base, its convergence check
->>> table["base"].tolist()                 # the committed evidence holds the text base's pre-training run
-['text']
+>>> table["base"].tolist()                 # the committed evidence holds every base's pre-training run
+['digits_k0', 'digits_k1', 'digits_k2', 'mnist1d_k0', 'mnist1d_k1', 'mnist1d_k2', 'text']
 
 The bases every compression run starts from are committed (``bases/<name>.safetensors``, the dense state dict
 with the pre-training run's numbers in the file's metadata), as the paper compresses a published checkpoint:

@@ -131,7 +131,8 @@ def mlrc_summary(verdicts: Sequence[Verdict], inputs: Inputs) -> list[str]:
         "",
         "**What did not reproduce.**",
         "",
-        *(items(lambda v: v in exp and v.verdict.startswith("not reproduced")) or ["- none of the experimental claims"]),
+        *(items(lambda v: v in exp and v.verdict.startswith("not reproduced"))
+          or ["- none of the experimental claims"]),
         "",
         "**Inconclusive.**",
         "",
