@@ -30,7 +30,7 @@ from .prop43 import CORRECTED
 from .evidence import manifest_text
 from .registry import Inputs, artifacts, claim_order, sweeps
 from .runs import BASES
-from .verdicts import MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, glance_frame, verdict_sections
+from .verdicts import MIN_COVERAGE, NOISE_SWEEP, Noise, Verdict, decision, glance_frame, verdict_sections
 from .writers import markdown_table
 
 __all__ = ["SWEEPS", "claim_verdicts", "write_report", "summary_line", "kind_of", "summary_metrics", "mlrc_summary",
@@ -275,7 +275,7 @@ def summary_line(verdicts: Sequence[Verdict]) -> str:
     boundary while its corrected form holds is not counted with experiments that did not reproduce."""
     parts = []
     for kind, label in _KIND_LABELS.items():
-        vs = [v.verdict.split(" (")[0].split(", in a short regime")[0] for v in verdicts if kind_of(v) == kind]
+        vs = [decision(v.verdict) for v in verdicts if kind_of(v) == kind]
         if vs:
             counts = pd.Series(vs).value_counts()
             parts.append(f"{label}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))

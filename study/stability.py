@@ -27,6 +27,7 @@ from lowrank.utils import atomic_write_text
 
 from .notebook import foreach_items
 from .registry import Inputs
+from .verdicts import decision
 from .writers import markdown_table
 
 __all__ = ["KERNEL_SETTINGS", "decision", "remake", "compare", "main"]
@@ -40,15 +41,6 @@ KERNEL_SETTINGS: dict[str, dict[str, str]] = {
     "mkl_sse42": {"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ATEN_CPU_CAPABILITY": "default"},
     "mkl_cbwr": {"MKL_CBWR": "COMPATIBLE"},
 }
-
-
-def decision(verdict: str) -> str:
-    """The decision a verdict's text states: ``reproduced``, ``not reproduced``, ``inconclusive`` or the text
-    itself (``no runs``, a theory verdict's own words)."""
-    for word in ("not reproduced", "reproduced", "inconclusive"):
-        if verdict.startswith(word):
-            return word
-    return verdict
 
 
 def remake(setting: str, sweeps: list[str], out: Path, jobs: int = 2) -> list[tuple[str, float]]:

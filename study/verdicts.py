@@ -25,9 +25,9 @@ from .intervals import MIN_SEEDS, Interval, decide_interval, front_gap_interval
 
 __all__ = ["DEFAULT_TOLERANCE", "NOISE_SWEEP", "Noise", "Verdict", "VERDICT_COLUMNS", "verdict_frame", "GLANCE_CELL",
            "GLANCE_COLUMNS", "shorten", "glance_row", "glance_frame", "verdict_sections", "noise_level", "decide",
-           "per_dataset", "per_dataset_verdicts", "seed_directions", "MIN_COVERAGE", "covered", "coverage_verdict",
-           "decide_fronts", "front_comparison_text", "single_seed", "seeds_of", "front_gap_over_seeds",
-           "decide_over_seeds", "over_seeds_text", "seeds_text"]
+           "per_dataset", "per_dataset_verdicts", "seed_directions", "decision", "MIN_COVERAGE", "covered",
+           "coverage_verdict", "decide_fronts", "front_comparison_text", "single_seed", "seeds_of",
+           "front_gap_over_seeds", "decide_over_seeds", "over_seeds_text", "seeds_text"]
 
 #: tolerance when no repeats exist: one accuracy point
 DEFAULT_TOLERANCE = 0.01
@@ -234,6 +234,15 @@ def front_gap_over_seeds(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Interval, pd
     budgets is left out (:func:`study.intervals.front_gap_interval`; its table says which). Points are chosen
     on validation when every point has a validation accuracy (:func:`study.fronts.selection`)."""
     return front_gap_interval(a, b, min_coverage=MIN_COVERAGE, **selection(a, b))
+
+
+def decision(verdict: str) -> str:
+    """The decision a verdict's text states: ``reproduced``, ``not reproduced``, ``inconclusive`` or the text
+    itself (``no runs``, a theory verdict's own words)."""
+    for word in ("not reproduced", "reproduced", "inconclusive"):
+        if verdict.startswith(word):
+            return word
+    return verdict
 
 
 def seed_directions(gaps: Any) -> str:
